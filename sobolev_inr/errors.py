@@ -1,0 +1,13 @@
+"""Errors that mean "the user's config or data is wrong", shown as one line without a traceback."""
+
+
+class UserError(Exception):
+    """Base class: the entry points print the message and exit with status 2."""
+
+
+class ConfigError(UserError):
+    """A config key, value or combination that cannot work."""
+
+
+class DataError(UserError):
+    """A data file that is missing, unreadable or unsuitable."""

@@ -1,0 +1,84 @@
+"""Quality metrics, computed as the original code computes them so our numbers compare with the papers'.
+
+Images enter in the training range [-1, 1] as ``(C, H, W)`` and are mapped to [0, 1] first.
+
+* ``psnr``: 10 log10(peak^2 / MSE).
+* ``luma``: Y = (65.738 R + 129.057 G + 25.064 B) / 256 with R, G, B in [0, 1] (BT.601 weights,
+  no +16 offset, no clamping), as the Sobolev-INR code; a 1-channel image is its own luma.
+* ``ssim``: kornia's SSIM with an 11-pixel Gaussian window, averaged over the map.
+* :func:`image_quality`: the paper's protocol: luma PSNR over the held-out pixels, SSIM over the
+  whole luma image cropped by ``factor`` pixels at every border, and RGB PSNR beside them.
+* :func:`derivative_psnr`: PSNR of derivative maps against their targets, with the target's
+  dynamic range (max - min) as the peak.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import kornia
+import torch
+from torch import Tensor
+
+LUMA_WEIGHTS = (65.738 / 256.0, 129.057 / 256.0, 25.064 / 256.0)
+
+
+def psnr(pred: Tensor, target: Tensor, peak: float = 1.0) -> float:
+    """PSNR in dB; +inf when the two are identical."""
+    mse = torch.mean((pred.double() - target.double()) ** 2).item()
+    if mse == 0.0:
+        return float("inf")
+    return 10.0 * torch.log10(torch.tensor(peak ** 2 / mse, dtype=torch.float64)).item()
+
+
+def to_unit_range(image: Tensor) -> Tensor:
+    """[-1, 1] -> [0, 1]."""
+    return image * 0.5 + 0.5
+
+
+def luma(image: Tensor) -> Tensor:
+    """(C, H, W) in [0, 1] -> (1, H, W); C must be 1 or 3."""
+    if image.shape[0] == 1:
+        return image
+    if image.shape[0] != 3:
+        raise ValueError(f"luma needs 1 or 3 channels, got {image.shape[0]}")
+    w = torch.tensor(LUMA_WEIGHTS, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image * w).sum(dim=0, keepdim=True)
+
+
+def ssim(pred: Tensor, target: Tensor, window_size: int = 11) -> float:
+    """Mean SSIM of two (C, H, W) images in [0, 1] (kornia, Gaussian window, sigma 1.5)."""
+    return kornia.metrics.ssim(pred.unsqueeze(0), target.unsqueeze(0), window_size, max_val=1.0).mean().item()
+
+
+def heldout_mask(height: int, width: int, factor: int, device=None) -> Tensor:
+    """(H, W) bool, True on the pixels not on the training grid ``[::factor, ::factor]``."""
+    mask = torch.ones(height, width, dtype=torch.bool, device=device)
+    mask[::factor, ::factor] = False
+    return mask
+
+
+def image_quality(pred: Tensor, target: Tensor, factor: int, mask: Optional[Tensor] = None) -> Dict[str, float]:
+    """The image-regression metrics for ``pred``, ``target`` (C, H, W) in [-1, 1].
+
+    ``mask`` (H, W) selects the pixels PSNR is measured on (default: the held-out pixels for
+    ``factor``). SSIM is on the whole luma image cropped by ``factor`` pixels at each border.
+    Returns ``psnr`` (all channels), ``psnr_luma`` and ``ssim``.
+    """
+    p, t = to_unit_range(pred.float()), to_unit_range(target.float())
+    if mask is None:
+        mask = heldout_mask(t.shape[1], t.shape[2], factor, device=t.device)
+    yp, yt = luma(p), luma(t)
+    crop = (slice(None), slice(factor, -factor or None), slice(factor, -factor or None))
+    return {
+        "psnr": psnr(p[:, mask], t[:, mask]),
+        "psnr_luma": psnr(yp[:, mask], yt[:, mask]),
+        "ssim": ssim(yp[crop], yt[crop]),
+    }
+
+
+def derivative_psnr(pred: Tensor, target: Tensor) -> float:
+    """PSNR of derivatives against their targets, peak = target.max() - target.min()."""
+    peak = (target.max() - target.min()).item()
+    if peak == 0.0:
+        return float("nan")
+    return psnr(pred, target, peak=peak)

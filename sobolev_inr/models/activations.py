@@ -1,0 +1,297 @@
+"""Activation functions, each with its first and second derivative and the init that belongs to it.
+
+Every activation returns ``(f, df, d2f)`` from one call so that the derivative engine
+(:mod:`sobolev_inr.derivatives`) can propagate exact input-derivatives through a layer without
+recomputing shared work (sine's ``sin`` and ``cos`` of the same pre-activation, for instance).
+All three are ordinary differentiable torch expressions, so a loss on them back-propagates.
+
+Init follows Table 4 of the Sobolev-INR supplement (paper 000) and SIREN for sine:
+
+==========  =============================================  =========================
+name        definition                                     weight init
+==========  =============================================  =========================
+sine        sin(w0 z)                                      first U(-1/n, 1/n); others U(+-sqrt(6/n)/w0)
+relu        max(z, 0)                                      Kaiming normal (fan_in)
+elu         z if z > 0 else exp(z) - 1                     normal, std sqrt(1.5505)/sqrt(n) (SIREN's)
+selu        scaled ELU (Klambauer et al.)                  normal, std 1/sqrt(n) (SIREN's)
+sigmoid     1 / (1 + exp(-z))                              Xavier normal
+softplus    log(1 + exp(z))                                Kaiming normal
+tanh        tanh(z)                                        Xavier normal
+spder_*     sin(w0 z) * delta(z) (SPDER, paper 003)        SIREN's
+==========  =============================================  =========================
+
+``n`` is the layer's fan-in. SPDER's damping ``delta`` is one of ``sqrt`` (sqrt|z|, the paper's
+default, also registered as plain ``spder``), ``log`` (log|z|), ``arctan`` and ``sqrt_relu``
+(sqrt(relu(z))). ``sqrt`` and ``log`` are singular at z = 0; they are evaluated at
+``|z| + eps`` (``SPDER_EPS``) so that values, first and second derivatives and their training
+gradients stay finite there (paper 003, A.9 mentions the same guard).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, Tuple
+
+import torch
+from torch import Tensor, nn
+
+Jet = Tuple[Tensor, Tensor, Tensor]
+
+SPDER_EPS = 1e-4
+"""Offset added to |z| inside SPDER's singular damping functions (sqrt, log)."""
+
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+class Activation:
+    """An elementwise nonlinearity with its derivatives and its weight init.
+
+    Subclasses implement :meth:`jet`, which returns ``(f(z), f'(z), f''(z))``. ``needs_second``
+    lets the caller skip ``f''`` when no Laplacian is wanted.
+    """
+
+    name: str = ""
+
+    def __init__(self, w0: float = 30.0):
+        self.w0 = float(w0)
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return self.jet(z, order=0)[0]
+
+    def jet(self, z: Tensor, order: int = 1) -> Jet:
+        """Returns (f, df, d2f); entries above ``order`` may be None."""
+        raise NotImplementedError
+
+    def init_first(self, layer: nn.Linear) -> None:
+        """Initialises the first linear layer of a network that starts with this activation."""
+        self.init_hidden(layer)
+
+    def init_hidden(self, layer: nn.Linear) -> None:
+        """Initialises a linear layer that feeds this activation (and, for the last activation,
+        the linear output layer, as the original code does)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(w0={self.w0})" if self.uses_w0 else f"{type(self).__name__}()"
+
+    uses_w0 = False
+
+
+def _siren_first_init(layer: nn.Linear) -> None:
+    n = layer.weight.shape[1]
+    with torch.no_grad():
+        layer.weight.uniform_(-1.0 / n, 1.0 / n)
+
+
+def _siren_hidden_init(layer: nn.Linear, w0: float) -> None:
+    n = layer.weight.shape[1]
+    bound = math.sqrt(6.0 / n) / w0
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound)
+
+
+def _kaiming_normal(layer: nn.Linear) -> None:
+    nn.init.kaiming_normal_(layer.weight, a=0.0, nonlinearity="relu", mode="fan_in")
+
+
+def _xavier_normal(layer: nn.Linear) -> None:
+    nn.init.xavier_normal_(layer.weight)
+
+
+class Sine(Activation):
+    """sin(w0 z); SIREN (Sitzmann et al. 2020)."""
+
+    name = "sine"
+    uses_w0 = True
+
+    def jet(self, z: Tensor, order: int = 1) -> Jet:
+        s = torch.sin(self.w0 * z)
+        if order == 0:
+            return s, None, None
+        c = torch.cos(self.w0 * z)
+        df = self.w0 * c
+        d2f = -(self.w0 ** 2) * s if order >= 2 else None
+        return s, df, d2f
+
+    def init_first(self, layer):
+        _siren_first_init(layer)
+
+    def init_hidden(self, layer):
+        _siren_hidden_init(layer, self.w0)
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def jet(self, z, order=1):
+        f = torch.relu(z)
+        if order == 0:
+            return f, None, None
+        df = (z > 0).to(z.dtype)
+        return f, df, torch.zeros_like(z) if order >= 2 else None
+
+    def init_hidden(self, layer):
+        _kaiming_normal(layer)
+
+
+class ELU(Activation):
+    name = "elu"
+    scale, alpha = 1.0, 1.0
+
+    def jet(self, z, order=1):
+        positive = z > 0
+        # exp only of the non-positive part, so that large z cannot overflow into the gradient.
+        e = torch.exp(torch.clamp(z, max=0.0))
+        f = self.scale * torch.where(positive, z, self.alpha * (e - 1.0))
+        if order == 0:
+            return f, None, None
+        df = self.scale * torch.where(positive, torch.ones_like(z), self.alpha * e)
+        d2f = self.scale * torch.where(positive, torch.zeros_like(z), self.alpha * e) if order >= 2 else None
+        return f, df, d2f
+
+    def init_hidden(self, layer):
+        n = layer.weight.shape[1]
+        nn.init.normal_(layer.weight, std=math.sqrt(1.5505188080679277) / math.sqrt(n))
+
+
+class SELU(ELU):
+    name = "selu"
+    scale, alpha = SELU_SCALE, SELU_ALPHA
+
+    def init_hidden(self, layer):
+        n = layer.weight.shape[1]
+        nn.init.normal_(layer.weight, std=1.0 / math.sqrt(n))
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def jet(self, z, order=1):
+        s = torch.sigmoid(z)
+        if order == 0:
+            return s, None, None
+        df = s * (1.0 - s)
+        return s, df, df * (1.0 - 2.0 * s) if order >= 2 else None
+
+    def init_hidden(self, layer):
+        _xavier_normal(layer)
+
+
+class Softplus(Activation):
+    name = "softplus"
+
+    def jet(self, z, order=1):
+        f = nn.functional.softplus(z)
+        if order == 0:
+            return f, None, None
+        s = torch.sigmoid(z)
+        return f, s, s * (1.0 - s) if order >= 2 else None
+
+    def init_hidden(self, layer):
+        _kaiming_normal(layer)
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def jet(self, z, order=1):
+        t = torch.tanh(z)
+        if order == 0:
+            return t, None, None
+        df = 1.0 - t * t
+        return t, df, -2.0 * t * df if order >= 2 else None
+
+    def init_hidden(self, layer):
+        _xavier_normal(layer)
+
+
+# SPDER damping functions: z -> (delta, delta', delta''), guarded at z = 0.
+def _delta_sqrt(z: Tensor) -> Jet:
+    a = torch.abs(z) + SPDER_EPS
+    r = torch.sqrt(a)
+    sign = torch.sign(z)
+    return r, sign / (2.0 * r), -1.0 / (4.0 * a * r)
+
+
+def _delta_log(z: Tensor) -> Jet:
+    a = torch.abs(z) + SPDER_EPS
+    return torch.log(a), torch.sign(z) / a, -1.0 / (a * a)
+
+
+def _delta_arctan(z: Tensor) -> Jet:
+    q = 1.0 / (1.0 + z * z)
+    return torch.atan(z), q, -2.0 * z * q * q
+
+
+def _delta_sqrt_relu(z: Tensor) -> Jet:
+    positive = z > 0
+    a = torch.relu(z) + SPDER_EPS
+    r = torch.sqrt(a)
+    zero = torch.zeros_like(z)
+    return r, torch.where(positive, 0.5 / r, zero), torch.where(positive, -0.25 / (a * r), zero)
+
+
+SPDER_DELTAS: Dict[str, Callable[[Tensor], Jet]] = {
+    "sqrt": _delta_sqrt,
+    "log": _delta_log,
+    "arctan": _delta_arctan,
+    "sqrt_relu": _delta_sqrt_relu,
+}
+
+
+class SPDER(Activation):
+    """sin(w0 z) * delta(z), a semiperiodic damped sine (Shah and Sitawarin, paper 003)."""
+
+    uses_w0 = True
+
+    def __init__(self, w0: float = 30.0, delta: str = "sqrt"):
+        super().__init__(w0)
+        if delta not in SPDER_DELTAS:
+            raise ValueError(f"unknown SPDER delta {delta!r}; choose from {sorted(SPDER_DELTAS)}")
+        self.delta = delta
+        self.name = f"spder_{delta}"
+
+    def jet(self, z, order=1):
+        d, dd, d2d = SPDER_DELTAS[self.delta](z)
+        s = torch.sin(self.w0 * z)
+        f = s * d
+        if order == 0:
+            return f, None, None
+        c = torch.cos(self.w0 * z)
+        df = self.w0 * c * d + s * dd
+        d2f = None
+        if order >= 2:
+            d2f = -(self.w0 ** 2) * f + 2.0 * self.w0 * c * dd + s * d2d
+        return f, df, d2f
+
+    def init_first(self, layer):
+        _siren_first_init(layer)
+
+    def init_hidden(self, layer):
+        _siren_hidden_init(layer, self.w0)
+
+    def __repr__(self):
+        return f"SPDER(w0={self.w0}, delta={self.delta!r})"
+
+
+ACTIVATIONS: Dict[str, Callable[[float], Activation]] = {
+    "sine": Sine,
+    "relu": lambda w0: ReLU(w0),
+    "elu": lambda w0: ELU(w0),
+    "selu": lambda w0: SELU(w0),
+    "sigmoid": lambda w0: Sigmoid(w0),
+    "softplus": lambda w0: Softplus(w0),
+    "tanh": lambda w0: Tanh(w0),
+    "spder": lambda w0: SPDER(w0, "sqrt"),
+    **{f"spder_{name}": (lambda w0, name=name: SPDER(w0, name)) for name in SPDER_DELTAS},
+}
+"""Config name -> builder taking ``w0`` (ignored by activations that have none)."""
+
+
+def build_activation(name: str, w0: float = 30.0) -> Activation:
+    """Builds the activation registered under ``name``; unknown names list the valid ones."""
+    try:
+        builder = ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+    return builder(w0)

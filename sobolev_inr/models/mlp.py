@@ -1,0 +1,96 @@
+"""The coordinate MLP: an encoding, activated linear layers, a linear output layer."""
+from __future__ import annotations
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .activations import build_activation
+from .encodings import build_encoding
+
+
+class MLP(nn.Module):
+    """Coordinate network ``x (N, in_features) -> (N, out_features)``.
+
+    ``activations`` names one activation per activated layer (``[sine, sine, sine, sine]`` is the
+    original code's 4 activated layers of ``hidden_features``, then a linear output layer). Each
+    linear layer is initialised by the activation that follows it; the first layer by that
+    activation's first-layer init, and the output layer like the last hidden layer, as the
+    original code does. Constructor arguments are kept in ``self.config`` so a checkpoint can
+    rebuild the model with ``MLP(**config)``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, activations: Sequence[str],
+                 hidden_features: int = 256, w0: float = 30.0, encoding: str = "none",
+                 num_frequencies: int = 4, fourier_num_features: int = 256,
+                 fourier_scale: float = 10.0, fourier_seed: int = 0):
+        super().__init__()
+        if len(activations) < 1:
+            raise ValueError("activations must name at least one activated layer")
+        self.config = dict(in_features=in_features, out_features=out_features, activations=list(activations),
+                           hidden_features=hidden_features, w0=w0, encoding=encoding,
+                           num_frequencies=num_frequencies, fourier_num_features=fourier_num_features,
+                           fourier_scale=fourier_scale, fourier_seed=fourier_seed)
+        self.in_features, self.out_features = in_features, out_features
+        self.encoding = build_encoding(encoding, in_features, num_frequencies, fourier_num_features,
+                                       fourier_scale, fourier_seed)
+        self.activations = [build_activation(name, w0) for name in activations]
+        widths = [self.encoding.out_dim] + [hidden_features] * len(activations)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.output = nn.Linear(hidden_features, out_features)
+        for i, (layer, act) in enumerate(zip(self.hidden, self.activations)):
+            (act.init_first if i == 0 else act.init_hidden)(layer)
+        self.activations[-1].init_hidden(self.output)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (N, in_features) coordinates in the task's range (images: [-1, 1]); returns (N, C)."""
+        h = self.encoding(x)
+        for layer, act in zip(self.hidden, self.activations):
+            h = act(layer(h))
+        return self.output(h)
+
+    def jet(self, x: Tensor, tangents: Tensor, second_order: bool = False
+            ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Value and exact directional derivatives in forward mode.
+
+        x: (N, D); tangents: (T, N, D), the input directions (broadcastable over N). Returns
+        value (N, C), first directional derivatives (T, N, C) and, if ``second_order``, the
+        second directional derivatives (T, N, C) along the same directions. The input is affine
+        in itself, so its own second-order term is zero. Everything is a differentiable torch
+        expression: a loss on the derivatives back-propagates to the weights.
+        """
+        tangents = tangents.expand(tangents.shape[0], x.shape[0], x.shape[1])
+        second = torch.zeros_like(tangents) if second_order else None
+        h, t, s = self.encoding.jet(x, tangents, second)
+        order = 2 if second_order else 1
+        for layer, act in zip(self.hidden, self.activations):
+            w = layer.weight.T
+            z, tz = layer(h), t @ w
+            f, df, d2f = act.jet(z, order)
+            if second_order:
+                s = d2f * tz * tz + df * (s @ w)
+            h, t = f, df * tz
+        w = self.output.weight.T
+        return self.output(h), t @ w, (s @ w if second_order else None)
+
+    def extra_repr(self) -> str:
+        return f"activations={[repr(a) for a in self.activations]}"
+
+
+def expand_activations(activations: Sequence[str], num_hidden_layers: Optional[int]) -> List[str]:
+    """Resolves the per-layer activation list against ``num_hidden_layers`` (original vocabulary).
+
+    The original code requires ``len(activations) == num_hidden_layers + 1``. A single name is
+    repeated to that length; a list whose length disagrees is an error naming both keys.
+    """
+    activations = list(activations)
+    if num_hidden_layers is None:
+        return activations
+    wanted = num_hidden_layers + 1
+    if len(activations) == 1:
+        return activations * wanted
+    if len(activations) != wanted:
+        raise ValueError(f"activations lists {len(activations)} layers but num_hidden_layers = {num_hidden_layers} "
+                         f"needs {wanted} (num_hidden_layers + 1); give one name per activated layer or a single name")
+    return activations

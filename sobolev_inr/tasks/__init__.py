@@ -1,0 +1,1 @@
+"""Task pieces (evaluation, figures) that the thin scripts under Experiments/ put together."""
