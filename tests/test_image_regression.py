@@ -1,0 +1,168 @@
+"""End-to-end tests of Experiments/image_regression/main.py: configs, errors, outputs, resume, a real fit."""
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TASK_DIR = REPO / "Experiments" / "image_regression"
+SHIPPED_CONFIGS = sorted((TASK_DIR / "configs").rglob("*.txt"))
+
+
+def _load_main():
+    spec = importlib.util.spec_from_file_location("image_regression_main", TASK_DIR / "main.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+MAIN = _load_main()
+
+
+@pytest.fixture(scope="module")
+def tiny_png(tmp_path_factory):
+    """A 16x16 RGB image with structure in both directions."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:16, 0:16] / 15.0
+    rgb = np.stack([np.sin(3 * x) * 0.5 + 0.5, np.cos(2 * y) * 0.5 + 0.5, rng.uniform(size=(16, 16))], -1)
+    path = tmp_path_factory.mktemp("img") / "tiny.png"
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _run(args, tmp_path, **overrides):
+    argv = list(args) + ["--logging_root", str(tmp_path), "--no_progress"]
+    for k, v in overrides.items():
+        argv += [f"--{k}", str(v)]
+    return MAIN.main(argv)
+
+
+def test_every_shipped_config_runs_two_steps(tiny_png, tmp_path):
+    assert len(SHIPPED_CONFIGS) == 30 + 6 + 13
+    for cfg in SHIPPED_CONFIGS:
+        metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_png, num_epochs=2, hidden_features=16)
+        assert metrics["steps"] == 2, cfg
+        assert np.isfinite(metrics["psnr_heldout"]), cfg
+        text = cfg.read_text()
+        assert metrics["supervision"] in text, cfg
+
+
+def test_run_directory_contents_and_metric_names(tiny_png, tmp_path):
+    _run([], tmp_path, filename=tiny_png, num_epochs=3, hidden_features=16, exp_name="a/b", supervision="val_der",
+         epochs_til_summary=1)
+    run = tmp_path / "a" / "b"
+    for name in ("config.txt", "metrics.json", "scalars.csv", "log.txt", "reconstruction.png", "error_map.png",
+                 "gradient_magnitude.png", "curves.png"):
+        assert (run / name).is_file(), name
+    assert list((run / "checkpoints").glob("epoch_*.pt"))
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("psnr_heldout", "psnr_full", "psnr_luma_heldout", "ssim_heldout", "psnr_der_heldout", "steps",
+                "wall_time_s", "device", "supervision", "activations"):
+        assert key in metrics, key
+    assert metrics["activations"] == ["sine"] * 4
+    # The saved config reproduces the run's options.
+    parser = MAIN.config_parser()
+    again = parser.parse_args(["--config", str(run / "config.txt")])
+    assert again.exp_name == "a/b" and again.num_epochs == 3 and again.hidden_features == 16
+
+
+def test_original_config_with_unknown_key_is_rejected(tmp_path):
+    cfg = tmp_path / "bad.txt"
+    cfg.write_text("exp_name = baby/val_der/sine\nfilename = baby\nsupervision = val_der\n"
+                   "activations = [sine, sine, sine, sine]\nlearning_rate = 1e-4\n")
+    proc = subprocess.run([sys.executable, "main.py", "--config", str(cfg), "--logging_root", str(tmp_path)],
+                          cwd=TASK_DIR, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "learning_rate" in proc.stderr and "unrecognized" in proc.stderr
+
+
+@pytest.mark.parametrize("line, words", [
+    ("supervision = sobolev", ["supervision", "val_der", "lapl"]),
+    ("activations = [sine, swish, sine, sine]", ["activations", "swish", "spder"]),
+    ("der_units = metres", ["der_units", "pixel", "coord"]),
+])
+def test_bad_choice_is_rejected_naming_key_and_choices(tmp_path, line, words):
+    cfg = tmp_path / "bad.txt"
+    cfg.write_text(f"filename = skimage:camera\n{line}\n")
+    proc = subprocess.run([sys.executable, "main.py", "--config", str(cfg)], cwd=TASK_DIR, capture_output=True, text=True)
+    assert proc.returncode == 2
+    for w in words:
+        assert w in proc.stderr, (w, proc.stderr)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--filename", "no_such_image"], ["no_such_image", "Set5/HR/no_such_image.png", "data/README.md"]),
+    (["--factor", "5"], ["not a multiple of factor = 5", "crop"]),
+    (["--num_epochs", "0"], ["num_epochs must be >= 1"]),
+    (["--activations", "sine", "sine", "--num_hidden_layers", "3"], ["num_hidden_layers"]),
+    (["--has_pos_encoding", "--has_fourier_feature"], ["exclusive"]),
+])
+def test_bad_values_fail_with_one_line(tiny_png, tmp_path, args, words):
+    argv = ["--filename", str(tiny_png)] + args if args[0] != "--filename" else args
+    proc = subprocess.run([sys.executable, "main.py", *argv, "--logging_root", str(tmp_path)], cwd=TASK_DIR,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error:")
+    for w in words:
+        assert w in proc.stderr, (w, proc.stderr)
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(tiny_png, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(Exception, match="no CUDA device"):
+        _run([], tmp_path, filename=tiny_png, num_epochs=1, device="cuda")
+
+
+def test_existing_run_is_never_overwritten_silently(tiny_png, tmp_path):
+    _run([], tmp_path, filename=tiny_png, num_epochs=1, hidden_features=8, exp_name="r")
+    with pytest.raises(Exception, match="--overwrite"):
+        _run([], tmp_path, filename=tiny_png, num_epochs=1, hidden_features=8, exp_name="r")
+    _run(["--overwrite"], tmp_path, filename=tiny_png, num_epochs=1, hidden_features=8, exp_name="r")
+
+
+@pytest.mark.parametrize("supervision, extra", [("val_der", []), ("val", ["--batch_size", "20"])])
+def test_resume_matches_uninterrupted_run(tiny_png, tmp_path, supervision, extra):
+    common = ["--filename", str(tiny_png), "--hidden_features", "16", "--supervision", supervision,
+              "--epochs_til_ckpt", "2", *extra]
+    full = _run(common + ["--exp_name", "full"], tmp_path, num_epochs=6)
+    _run(common + ["--exp_name", "split"], tmp_path, num_epochs=3)  # an interrupted run: stops at epoch 3
+    resumed = _run(common + ["--exp_name", "split", "--resume"], tmp_path, num_epochs=6)
+    a = torch.load(tmp_path / "full" / "checkpoints" / "epoch_0000006.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "checkpoints" / "epoch_0000006.pt", weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert full["steps"] == resumed["steps"]
+    assert full["psnr_heldout"] == resumed["psnr_heldout"]
+
+
+def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
+    """SIREN on the cameraman (embedded), 128x128 crop, trained on 1/4 of the pixels."""
+    from sobolev_inr.data.images import load_image, prepare_image
+    from sobolev_inr.models import MLP
+    from sobolev_inr.runs import RunDirectory
+    from sobolev_inr.tasks.image_regression import ImageRegression
+    from sobolev_inr.training import FitConfig, fit, seed_everything
+
+    image, source = load_image("skimage:camera")
+    image = image[:, 160:288, 192:320]  # the cameraman's head and camera: edges and flat regions
+    data = prepare_image(image, factor=2, source=source)
+    seed_everything(0)
+    model = MLP(2, 1, ["sine"] * 3, hidden_features=64)
+    task = ImageRegression(data, supervision="val_der")
+    before = task.evaluate(model)["psnr_heldout"]
+    run = RunDirectory(str(tmp_path), "camera")
+    fit(model, task, FitConfig(num_epochs=150, lrate=1e-3, epochs_til_summary=50, progress=False,
+                               tensorboard=False), run, {})
+    after = task.final_metrics(model)
+    assert after["psnr_heldout"] > 25.0, after
+    assert after["psnr_heldout"] > before + 10
+    assert after["psnr_der_heldout"] > 20.0, after
