@@ -18,18 +18,32 @@ import torch
 
 from .derivatives import DERIVATIVE_MODES
 from .coords import DER_UNITS
-from .errors import ConfigError, UserError
+from .errors import ConfigError, TrainingError, UserError
 from .losses import SUPERVISIONS
 from .models import ACTIVATIONS, MLP, expand_activations
+from .runs import format_config  # noqa: F401  (re-exported: the txt syntax of this parser)
 from .targets import DERIVATIVE_OPERATORS
 
 NOT_SAVED = {"config", "resume", "overwrite", "debug"}
 
 
-def base_parser(description: str) -> configargparse.ArgumentParser:
+class ArgumentParser(configargparse.ArgumentParser):
+    """ConfigArgParse's parser, with its errors as one line (no usage banner), naming the config file."""
+
+    def error(self, message: str):
+        config = getattr(self, "_config_in_use", None)
+        where = f" (config: {config})" if config else ""
+        self.exit(2, f"error: {message}{where}; `--help` lists the options\n")
+
+    def parse_args(self, args=None, namespace=None):
+        argv = list(sys.argv[1:] if args is None else args)
+        self._config_in_use = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), None)
+        return super().parse_args(argv, namespace)
+
+
+def base_parser(description: str) -> ArgumentParser:
     """A parser with the options every task shares; tasks add theirs and set their defaults."""
-    p = configargparse.ArgumentParser(description=description,
-                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--config", is_config_file=True, help="txt config file (key = value per line)")
 
     g = p.add_argument_group("run and logging")
@@ -53,6 +67,9 @@ def base_parser(description: str) -> configargparse.ArgumentParser:
     g.add_argument("--deterministic", action="store_true", help="ask torch for deterministic algorithms")
     g.add_argument("--device", type=str, default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when present, else CPU")
+    g.add_argument("--nan_policy", type=str, default="stop", choices=("stop", "skip"),
+                   help="on a non-finite loss: stop (keeping the last good checkpoint) or skip that step")
+    g.add_argument("--clip_grad_norm", type=float, default=0.0, help="clip the gradient norm to this; 0 = off")
 
     g = p.add_argument_group("model")
     g.add_argument("--activations", nargs="+", default=["sine", "sine", "sine", "sine"], choices=sorted(ACTIVATIONS),
@@ -92,6 +109,8 @@ def parse_args(parser: configargparse.ArgumentParser, argv: Optional[List[str]] 
     for key in ("batch_size", "num_frequencies", "num_hidden_layers", "keep_checkpoints"):
         if getattr(args, key) < 0:
             raise ConfigError(f"{key} must be >= 0, got {getattr(args, key)}")
+    if args.clip_grad_norm < 0:
+        raise ConfigError(f"clip_grad_norm must be >= 0 (0 = off), got {args.clip_grad_norm}")
     if args.lrate <= 0:
         raise ConfigError(f"lrate must be > 0, got {args.lrate}")
     if args.has_pos_encoding and args.has_fourier_feature:
@@ -143,21 +162,9 @@ def resolved_config(args: argparse.Namespace) -> Dict[str, Any]:
     return {k: v for k, v in sorted(vars(args).items()) if k not in NOT_SAVED}
 
 
-def format_config(config: Dict[str, Any]) -> str:
-    """A txt config (ConfigArgParse syntax) that reproduces ``config`` with ``--config``."""
-    lines = []
-    for key, value in config.items():
-        if isinstance(value, bool):
-            lines.append(f"{key} = {'true' if value else 'false'}")
-        elif isinstance(value, (list, tuple)):
-            lines.append(f"{key} = [{', '.join(str(v) for v in value)}]")
-        elif value is not None:
-            lines.append(f"{key} = {value}")
-    return "\n".join(lines) + "\n"
-
-
 def run_entry_point(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> None:
-    """Runs ``main``; config and data errors become one line on stderr and exit status 2."""
+    """Runs ``main``; config and data errors become one line on stderr and exit status 2, a run that
+    cannot go on (non-finite loss) exit status 3; ``--debug`` shows the traceback too."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         main(argv)
@@ -166,6 +173,11 @@ def run_entry_point(main: Callable[[Optional[List[str]]], Any], argv: Optional[L
             traceback.print_exc()
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except TrainingError as e:
+        if "--debug" in argv:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
     except KeyboardInterrupt:
         print("interrupted; rerun with --resume to continue from the latest checkpoint", file=sys.stderr)
         sys.exit(130)

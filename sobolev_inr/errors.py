@@ -11,3 +11,7 @@ class ConfigError(UserError):
 
 class DataError(UserError):
     """A data file that is missing, unreadable or unsuitable."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, say); the last good checkpoint is kept."""

@@ -18,7 +18,7 @@ import math
 import shutil
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from tqdm.auto import tqdm
 
@@ -27,34 +27,86 @@ from .errors import ConfigError
 METRICS_FILE = "metrics.json"
 
 
-class RunDirectory:
-    """Creates and guards a run directory.
+IGNORED_WHEN_MATCHING = {"num_epochs", "no_progress", "device", "logging_root", "eval_chunk_size", "epochs_til_summary",
+                         "epochs_til_ckpt", "keep_checkpoints", "exp_name", "nan_policy"}
+"""Config keys that may change between the sessions of one run without making it another run."""
 
-    An existing directory is never silently reused: a finished run (``metrics.json`` present) or
-    one with checkpoints is refused unless ``resume`` (continue from the latest checkpoint) or
-    ``overwrite`` (delete it and start afresh) is given.
+
+class RunDirectory:
+    """Creates and guards a run directory; ``mode`` says what the caller should do with it.
+
+    An existing directory is never silently overwritten. ``mode`` is
+
+    * ``"new"``: a fresh run (no directory yet, or ``overwrite`` deleted the old one);
+    * ``"resume"``: continue from the latest checkpoint: asked for with ``resume``, or an
+      unfinished run (checkpoints, no ``metrics.json``) whose config matches this one;
+    * ``"skip"``: a finished run (``metrics.json``) with the same config and epochs: nothing to do.
+
+    Any other clash (a different config) raises :class:`ConfigError` naming the differing keys.
     """
 
-    def __init__(self, logging_root: str, exp_name: str, resume: bool = False, overwrite: bool = False):
+    def __init__(self, logging_root: str, exp_name: str, resume: bool = False, overwrite: bool = False,
+                 config: Optional[Mapping[str, object]] = None):
         if not exp_name or exp_name.strip("/.") == "":
             raise ConfigError("exp_name must name a run directory (e.g. exp_name = camera/val_der/sine)")
         self.path = Path(logging_root) / exp_name
         self.checkpoints = self.path / "checkpoints"
-        finished = (self.path / METRICS_FILE).exists()
-        started = any(self.checkpoints.glob("epoch_*.pt")) if self.checkpoints.is_dir() else False
+        self.mode = self._decide(resume, overwrite, dict(config or {}))
         if overwrite and self.path.exists():
+            if not self._looks_like_run():
+                raise ConfigError(f"refusing to delete {self.path} for --overwrite: it does not look like a run "
+                                  f"directory (no config.json, metrics.json, log.txt or checkpoints/)")
             shutil.rmtree(self.path)
-        elif finished and not resume:
-            raise ConfigError(f"run directory {self.path} holds a finished run (metrics.json); "
-                              f"pass --overwrite to redo it, --resume to extend it, or choose another exp_name")
-        elif started and not resume:
-            raise ConfigError(f"run directory {self.path} holds checkpoints of an unfinished run; "
-                              f"pass --resume to continue it or --overwrite to start afresh")
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)
+            for stale in self.checkpoints.glob("*.tmp"):  # left by a kill during a checkpoint write
+                stale.unlink()
+            self._log = open(self.path / "log.txt", "a", encoding="utf-8")
         except OSError as e:
-            raise ConfigError(f"cannot create run directory {self.path} (logging_root = {logging_root}): {e.strerror}") from None
-        self._log = open(self.path / "log.txt", "a", encoding="utf-8")
+            raise ConfigError(f"cannot write the run directory {self.path} (logging_root = {logging_root}): "
+                              f"{e.strerror or e}") from None
+        if config is not None and self.mode != "skip":
+            self.file("config.txt").write_text(format_config(config))
+            self.file("config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+
+    def _decide(self, resume: bool, overwrite: bool, config: Dict[str, object]) -> str:
+        if overwrite or not self.path.exists():
+            return "new"
+        finished = (self.path / METRICS_FILE).exists()
+        started = self.checkpoints.is_dir() and any(self.checkpoints.glob("epoch_*.pt"))
+        if resume:
+            if started:
+                return "resume"
+            if finished:
+                raise ConfigError(f"run directory {self.path} holds a finished run but no checkpoint to resume "
+                                  f"from; pass --overwrite to redo it or choose another exp_name")
+            return "new"
+        if not finished and not started:
+            return "new"  # a directory with no checkpoint holds nothing worth keeping
+        saved = self.saved_config()
+        changed = _differences(saved, config, IGNORED_WHEN_MATCHING) if saved is not None else ["(no config.json)"]
+        if finished:
+            if not changed and saved.get("num_epochs") == config.get("num_epochs"):
+                return "skip"
+            more = changed or [f"num_epochs: {saved.get('num_epochs')} -> {config.get('num_epochs')}"]
+            raise ConfigError(f"run directory {self.path} holds a finished run with other settings "
+                              f"({'; '.join(more)}); pass --resume to extend it, --overwrite to redo it, "
+                              f"or choose another exp_name")
+        if changed:
+            raise ConfigError(f"run directory {self.path} holds an unfinished run with other settings "
+                              f"({'; '.join(changed)}); pass --resume to continue it anyway, --overwrite to "
+                              f"start afresh, or choose another exp_name")
+        return "resume"
+
+    def _looks_like_run(self) -> bool:
+        return any((self.path / name).exists() for name in ("config.json", METRICS_FILE, "log.txt", "checkpoints"))
+
+    def saved_config(self) -> Optional[Dict[str, object]]:
+        path = self.file("config.json")
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def read_metrics(self) -> Dict[str, object]:
+        return json.loads(self.file(METRICS_FILE).read_text())
 
     def print(self, *parts) -> None:
         """Prints to the terminal (above any progress bar) and appends to log.txt."""
@@ -88,7 +140,7 @@ class ScalarLog:
 
     def __init__(self, run: RunDirectory, start_step: int = 0, tensorboard: bool = True):
         self.csv_path = run.file("scalars.csv")
-        if start_step and self.csv_path.exists():
+        if self.csv_path.exists():
             self._truncate_after(start_step)
         new = not self.csv_path.exists()
         self._file = open(self.csv_path, "a", newline="", encoding="utf-8")
@@ -129,6 +181,26 @@ class ScalarLog:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def format_config(config: Dict[str, Any]) -> str:
+    """A txt config (ConfigArgParse syntax) that reproduces ``config`` with ``--config``."""
+    lines = []
+    for key, value in config.items():
+        if isinstance(value, bool):
+            lines.append(f"{key} = {'true' if value else 'false'}")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{key} = [{', '.join(str(v) for v in value)}]")
+        elif value is not None:
+            lines.append(f"{key} = {value}")
+    return "\n".join(lines) + "\n"
+
+
+def _differences(old: Mapping[str, object], new: Mapping[str, object], ignored) -> List[str]:
+    """``key: old -> new`` for every key that differs, ignoring ``ignored``."""
+    normalise = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has no tuples)
+    keys = sorted((set(old) | set(new)) - set(ignored))
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if normalise(old.get(k)) != normalise(new.get(k))]
 
 
 def read_scalars_rows(path: Path) -> List[Tuple[int, str, float]]:

@@ -21,12 +21,8 @@ from tqdm.auto import tqdm
 
 from .checkpoints import (checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints,
                           restore_rng_state, rng_state, save_checkpoint)
-from .errors import ConfigError
+from .errors import ConfigError, TrainingError
 from .runs import RunDirectory, ScalarLog
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, say); the last good checkpoint is kept."""
 
 
 class Task(Protocol):
@@ -55,6 +51,11 @@ class FitConfig:
     resume: bool = False
     progress: bool = True
     tensorboard: bool = True
+    nan_policy: str = "stop"
+    """``stop``: a non-finite loss ends the run (TrainingError), the last good checkpoint kept.
+    ``skip``: the step is skipped (no update) and counted in ``train/skipped_steps``."""
+    clip_grad_norm: float = 0.0
+    """Clip the global gradient norm to this value; 0 = off."""
 
 
 @dataclass
@@ -91,7 +92,7 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
         raise ConfigError("epochs_til_summary and epochs_til_ckpt must be >= 1")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lrate)
     generator = torch.Generator().manual_seed(seed + 1)
-    epoch, step, wall, train_time = 0, 0, 0.0, 0.0
+    epoch, step, wall, train_time, resumed_skipped = 0, 0, 0.0, 0.0, 0
 
     if cfg.resume:
         ckpt_file = latest_checkpoint(run.checkpoints)
@@ -104,6 +105,7 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
             restore_rng_state(state["rng"], generator)
             epoch, step = state["epoch"], state["step"]
             wall, train_time = state.get("wall_time_s", 0.0), state.get("train_time_s", 0.0)
+            resumed_skipped = state.get("skipped_steps", 0)
             run.print(f"resume: continuing from {ckpt_file.name} (epoch {epoch}, step {step})")
 
     log = ScalarLog(run, start_step=step, tensorboard=cfg.tensorboard)
@@ -140,6 +142,7 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
             "model_config": getattr(model, "config", None), "config": dict(config),
             "epoch": at_epoch, "step": step, "rng": rng_state(generator),
             "wall_time_s": wall + (time.perf_counter() - session_start), "train_time_s": train_time,
+            "skipped_steps": skipped,
         })
         prune_checkpoints(run.checkpoints, cfg.keep_checkpoints)
 
@@ -149,6 +152,9 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
         return FitResult(epoch, step, wall, train_time)
 
     session_start = time.perf_counter()
+    if cfg.nan_policy not in ("stop", "skip"):
+        raise ConfigError(f"unknown nan_policy {cfg.nan_policy!r}; choose from ['stop', 'skip']")
+    skip_non_finite, skipped = cfg.nan_policy == "skip", resumed_skipped
     bar = tqdm(range(epoch + 1, cfg.num_epochs + 1), initial=epoch, total=cfg.num_epochs, desc=run.path.name,
                disable=not cfg.progress, dynamic_ncols=True, unit="epoch")
     model.train()
@@ -156,8 +162,13 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
         t0 = time.perf_counter()
         for batch in task.train_batches(generator):
             terms = task.loss(model, batch)
+            if skip_non_finite and not torch.isfinite(terms["total"]):
+                skipped += 1
+                continue
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
+            if cfg.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()
             step += 1
             pending.append((step, {k: v.detach() for k, v in terms.items()}))
@@ -171,6 +182,9 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
                 evaluation = task.evaluate(model)
             model.train()
             log.write(step, {f"eval/{k}": v for k, v in evaluation.items()})
+            if skipped:
+                log.write(step, {"train/skipped_steps": skipped})
+                run.print(f"epoch {epoch}: {skipped} steps with a non-finite loss skipped so far")
             log.flush()
             shown = {"loss": final_terms.get("train/total", float("nan")), "psnr": final_terms.get("train/psnr", float("nan"))}
             shown.update({k: v for k, v in evaluation.items() if k.startswith("psnr")})

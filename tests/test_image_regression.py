@@ -122,11 +122,28 @@ def test_cuda_requested_without_gpu_is_a_clear_error(tiny_png, tmp_path):
         _run([], tmp_path, filename=tiny_png, num_epochs=1, device="cuda")
 
 
-def test_existing_run_is_never_overwritten_silently(tiny_png, tmp_path):
-    _run([], tmp_path, filename=tiny_png, num_epochs=1, hidden_features=8, exp_name="r")
-    with pytest.raises(Exception, match="--overwrite"):
-        _run([], tmp_path, filename=tiny_png, num_epochs=1, hidden_features=8, exp_name="r")
-    _run(["--overwrite"], tmp_path, filename=tiny_png, num_epochs=1, hidden_features=8, exp_name="r")
+def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(tiny_png, tmp_path):
+    common = ["--filename", str(tiny_png), "--hidden_features", "8", "--exp_name", "r"]
+    first = _run(common, tmp_path, num_epochs=2)
+    stamp = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
+    again = _run(common, tmp_path, num_epochs=2)  # same config: a finished run is skipped
+    assert again == json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == stamp
+    with pytest.raises(Exception, match=r"lrate: 0.0001 -> 0.001.*--overwrite"):
+        _run(common, tmp_path, num_epochs=2, lrate=1e-3)
+    with pytest.raises(Exception, match=r"num_epochs: 2 -> 4.*--resume"):
+        _run(common, tmp_path, num_epochs=4)
+    redone = _run(common + ["--overwrite"], tmp_path, num_epochs=2, lrate=1e-3)
+    assert redone["steps"] == 2 and first["steps"] == 2
+
+
+def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_run(tiny_png, tmp_path):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    with pytest.raises(Exception, match="does not look like a run directory"):
+        _run(["--filename", str(tiny_png), "--exp_name", "notes", "--overwrite"], tmp_path, num_epochs=1)
+    assert (precious / "thesis.tex").read_text() == "keep me"
 
 
 @pytest.mark.parametrize("supervision, extra", [("val_der", []), ("val", ["--batch_size", "20"])])
@@ -166,3 +183,19 @@ def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
     assert after["psnr_heldout"] > 25.0, after
     assert after["psnr_heldout"] > before + 10
     assert after["psnr_der_heldout"] > 20.0, after
+
+
+@pytest.mark.parametrize("options", [
+    ["--supervision", "der"],
+    ["--supervision", "lapl"],
+    ["--supervision", "val_der", "--der_units", "coord", "--der_operator", "diff"],
+    ["--supervision", "val_der", "--der_on_downsampled"],
+    ["--supervision", "val_der", "--has_pos_encoding", "--activations", "relu"],
+    ["--supervision", "val_der", "--has_fourier_feature", "--fourier_num_features", "8"],
+    ["--supervision", "val_der", "--activations", "spder_arctan", "--is_gray"],
+    ["--supervision", "val_der", "--der_mode", "reverse", "--batch_size", "7"],
+])
+def test_option_combinations_train(tiny_png, tmp_path, options):
+    metrics = _run(["--filename", str(tiny_png), *options], tmp_path, num_epochs=2, hidden_features=16)
+    assert metrics["steps"] >= 2
+    assert np.isfinite(metrics["final_total"])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a clone without installing
 
-from sobolev_inr.cli import (base_parser, build_model, format_config, parse_args, resolve_device,  # noqa: E402
-                             resolved_config, run_entry_point)
+from sobolev_inr.cli import (base_parser, build_model, parse_args, resolve_device, resolved_config,  # noqa: E402
+                             run_entry_point)
 from sobolev_inr.data.images import load_image, prepare_image  # noqa: E402
 from sobolev_inr.models import nyquist_num_frequencies  # noqa: E402
 from sobolev_inr.plots import save_training_curves  # noqa: E402
@@ -45,9 +45,11 @@ def main(argv=None):
     image, source = load_image(args.filename, args.data_root, args.dataset, args.is_gray)
     data = prepare_image(image, args.factor, args.der_operator, args.der_on_downsampled, args.crop, source)
 
-    run = RunDirectory(args.logging_root, args.exp_name, resume=args.resume, overwrite=args.overwrite)
     config = resolved_config(args)
-    run.file("config.txt").write_text(format_config(config))
+    run = RunDirectory(args.logging_root, args.exp_name, resume=args.resume, overwrite=args.overwrite, config=config)
+    if run.mode == "skip":
+        run.print(f"skipping: {run.path} holds a finished run of this config (metrics.json); --overwrite redoes it")
+        return run.read_metrics()
     seed_everything(args.seed, args.deterministic)
     model = build_model(args, in_features=2, out_features=data.channels,
                         num_frequencies=nyquist_num_frequencies(min(data.train_shape))).to(device)
@@ -62,7 +64,8 @@ def main(argv=None):
 
     fit_cfg = FitConfig(num_epochs=args.num_epochs, lrate=args.lrate, epochs_til_summary=args.epochs_til_summary,
                         epochs_til_ckpt=args.epochs_til_ckpt, keep_checkpoints=args.keep_checkpoints,
-                        resume=args.resume, progress=not args.no_progress)
+                        resume=run.mode == "resume", progress=not args.no_progress, nan_policy=args.nan_policy,
+                        clip_grad_norm=args.clip_grad_norm)
     result = fit(model, task, fit_cfg, run, config, seed=args.seed)
 
     metrics = {**run_metrics("image_regression", args, result, model, device), **task.final_metrics(model),

@@ -84,3 +84,62 @@ class ImageRegression(SobolevRegression):
                       [("target |grad|", magnitude(self.data.gradient)),
                        (f"network |grad| ({metrics['psnr_der_heldout']:.2f} dB held-out)", magnitude(grad))],
                       suptitle="gradient magnitude per pixel step (values in [-1, 1] units)", label="|grad|")
+
+
+def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
+    """(model, ImageRegression task, metrics) of a finished image-regression run, rebuilt from its
+    newest checkpoint and resolved config."""
+    import json
+
+    from ..checkpoints import latest_checkpoint, load_checkpoint
+    from ..data.images import load_image, prepare_image
+    from ..models import MLP
+
+    run_dir = Path(run_dir)
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+    state = load_checkpoint(ckpt)
+    cfg = state["config"]
+    model = MLP(**state["model_config"])
+    model.load_state_dict(state["model"])
+    image, source = load_image(cfg["filename"], cfg["data_root"], cfg["dataset"], cfg["is_gray"])
+    data = prepare_image(image, cfg["factor"], cfg["der_operator"], cfg["der_on_downsampled"], cfg["crop"], source)
+    task = ImageRegression(data, cfg["supervision"], cfg["lambda_der"], cfg["der_units"], cfg["der_mode"],
+                           device=device)
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else task.final_metrics(model.to(device))
+    return model.to(device).eval(), task, metrics
+
+
+def compare_runs(run_dirs, out: Path, labels=None, crop=None) -> None:
+    """One figure comparing finished runs on the same image: reconstructions (top) and gradient
+    magnitudes (bottom), the ground truth and its Sobel target first. ``crop``: (row0, row1, col0, col1)."""
+    import matplotlib.pyplot as plt
+
+    loaded = [load_run(d) for d in run_dirs]
+    labels = labels or [Path(d).name for d in run_dirs]
+    task0 = loaded[0][1]
+    rows, cols = (slice(crop[0], crop[1]), slice(crop[2], crop[3])) if crop else (slice(None), slice(None))
+    magnitude = lambda g: g.pow(2).sum(dim=(0, 1)).sqrt()  # noqa: E731
+    images = [("ground truth", to_unit_range(task0.data.image))]
+    grads = [("target (Sobel)", magnitude(task0.data.gradient))]
+    for (model, task, metrics), label in zip(loaded, labels):
+        images.append((f"{label}\n{metrics['psnr_luma_heldout']:.2f} dB, SSIM {metrics['ssim_heldout']:.3f}",
+                       to_unit_range(task.render(model))))
+        grads.append((f"{label}\nderivative {metrics['psnr_der_heldout']:.2f} dB", magnitude(task.render_gradient(model))))
+    vmax = float(grads[0][1].quantile(0.995))
+    fig, axes = plt.subplots(2, len(images), figsize=(3.6 * len(images), 7.4), squeeze=False)
+    for ax, (title, img) in zip(axes[0], images):
+        arr = img[:, rows, cols].clamp(0, 1).permute(1, 2, 0).numpy()
+        ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    for ax, (title, g) in zip(axes[1], grads):
+        ax.imshow(g[rows, cols].numpy(), cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)

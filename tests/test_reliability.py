@@ -1,0 +1,201 @@
+"""Runs that survive being killed, and inputs that fail clearly (exit 2, one line, no traceback)."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sobolev_inr.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from sobolev_inr.errors import TrainingError
+from sobolev_inr.models import MLP
+from sobolev_inr.runs import RunDirectory
+from sobolev_inr.training import FitConfig, fit
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE_TASK = REPO / "Experiments" / "image_regression"
+
+
+@pytest.fixture(scope="module")
+def tiny_png(tmp_path_factory):
+    y, x = np.mgrid[0:16, 0:16] / 15.0
+    gray = (np.sin(4 * x) * np.cos(3 * y) * 0.5 + 0.5) * 255
+    path = tmp_path_factory.mktemp("img") / "tiny.png"
+    Image.fromarray(gray.astype(np.uint8)).save(path)
+    return path
+
+
+def _main(args, **kw):
+    return subprocess.run([sys.executable, "main.py", *map(str, args)], cwd=IMAGE_TASK, capture_output=True,
+                          text=True, **kw)
+
+
+def test_kill_9_at_a_random_step_then_rerun_gives_the_uninterrupted_result(tiny_png, tmp_path):
+    common = ["--filename", tiny_png, "--hidden_features", "16", "--num_epochs", 1500, "--epochs_til_ckpt", 100,
+              "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
+    assert _main(common + ["--exp_name", "whole"]).returncode == 0
+
+    proc = subprocess.Popen([sys.executable, "main.py", *map(str, common + ["--exp_name", "killed"])], cwd=IMAGE_TASK,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = tmp_path / "killed" / "checkpoints"
+    deadline = time.time() + 120
+    while latest_checkpoint(ckpts) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(random.uniform(0.0, 0.3))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
+    assert not (tmp_path / "killed" / "metrics.json").exists()
+
+    rerun = _main(common + ["--exp_name", "killed"])  # the same command: detects the run and resumes it
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resume: continuing from" in rerun.stdout
+    a = load_checkpoint(latest_checkpoint(tmp_path / "whole" / "checkpoints"))
+    b = load_checkpoint(latest_checkpoint(ckpts))
+    assert a["epoch"] == b["epoch"] == 1500 and a["step"] == b["step"]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+SLOW_WRITER = textwrap.dedent("""
+    import sys, time
+    from sobolev_inr.checkpoints import save_checkpoint
+
+    class Slow:
+        def __reduce__(self):
+            time.sleep(30)
+            return (list, ())
+
+    save_checkpoint(sys.argv[1], {"epoch": 2, "payload": Slow()})
+""")
+
+
+def test_kill_during_a_slow_checkpoint_write_keeps_the_previous_one(tmp_path):
+    path = tmp_path / "checkpoints" / "epoch_0000001.pt"
+    save_checkpoint(path, {"epoch": 1, "weights": torch.arange(5)})
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(path)], cwd=REPO)
+    deadline = time.time() + 60
+    while not list(path.parent.glob("*.tmp")) and time.time() < deadline:
+        time.sleep(0.02)
+    assert list(path.parent.glob("*.tmp")), "the writer never started its temporary file"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and torch.equal(state["weights"], torch.arange(5))
+    # The next session of the run removes the torn temporary file.
+    RunDirectory(str(tmp_path.parent), tmp_path.name, resume=True)
+    assert not list(path.parent.glob("*.tmp"))
+
+
+class _NanAtStep:
+    """A task whose loss turns NaN from ``bad_step`` on (1-based), with a real model and gradient."""
+
+    psnr_peak = 2.0
+
+    def __init__(self, bad_step):
+        self.bad_step, self.calls = bad_step, 0
+        self.x = torch.linspace(-1, 1, 32).unsqueeze(1)
+
+    def train_batches(self, generator):
+        yield None
+
+    def loss(self, model, batch):
+        self.calls += 1
+        value = torch.mean((model(self.x) - torch.sin(3 * self.x)) ** 2)
+        if self.calls >= self.bad_step:
+            value = value * float("nan")
+        return {"value": value, "total": value}
+
+    def evaluate(self, model):
+        return {}
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = MLP(1, 1, ["sine"] * 2, hidden_features=8)
+    run = RunDirectory(str(tmp_path), "nan")
+    cfg = FitConfig(num_epochs=10, lrate=1e-3, epochs_til_summary=1, epochs_til_ckpt=1, progress=False, tensorboard=False)
+    with pytest.raises(TrainingError, match="non-finite at step 4"):
+        fit(model, _NanAtStep(bad_step=4), cfg, run, {})
+    last = load_checkpoint(latest_checkpoint(run.checkpoints))
+    assert last["epoch"] == 3
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_nan_policy_skip_skips_the_bad_steps(tmp_path):
+    torch.manual_seed(0)
+    model = MLP(1, 1, ["sine"] * 2, hidden_features=8)
+    run = RunDirectory(str(tmp_path), "skip")
+    cfg = FitConfig(num_epochs=6, lrate=1e-3, progress=False, tensorboard=False, nan_policy="skip")
+    result = fit(model, _NanAtStep(bad_step=3), cfg, run, {})
+    assert result.steps == 2  # steps 3..6 were skipped: no update, no NaN in the weights
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _write_corrupt_png(path: Path) -> Path:
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:30])
+    return path
+
+
+BAD_INPUTS = {
+    "unknown config key": (["--config", "{cfg:learning_rate = 1e-4}"], ["learning_rate"]),
+    "bad choice": (["--supervision", "sobolev"], ["--supervision", "invalid choice", "val_der"]),
+    "wrong type": (["--num_epochs", "ten"], ["--num_epochs", "invalid int value"]),
+    "wrong type in a config file": (["--config", "{cfg:hidden_features = wide}"], ["--hidden_features", "invalid int", "config:"]),
+    "missing config file": (["--config", "no/such/config.txt"], ["no/such/config.txt"]),
+    "missing data file": (["--filename", "nowhere"], ["nowhere", "HR/nowhere.png", "data/README.md"]),
+    "size not a multiple of factor": (["--factor", "3"], ["16x16", "factor = 3", "crop"]),
+    "corrupt png": (["--filename", "{corrupt}"], ["cannot read image", "corrupt.png"]),
+    "factor larger than the image": (["--factor", "16"], ["factor = 16", "smaller factor"]),
+    "zero epochs": (["--num_epochs", "0"], ["num_epochs must be >= 1"]),
+    "negative epochs": (["--num_epochs", "-5"], ["num_epochs must be >= 1"]),
+    "unwritable logging_root": (["--logging_root", "{file}/runs"], ["cannot write the run directory"]),
+    "cuda without a GPU": (["--device", "cuda"], ["no CUDA device"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_with_one_line_and_exit_2(case, tiny_png, tmp_path):
+    if case == "cuda without a GPU" and torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    args, words = BAD_INPUTS[case]
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    resolved = []
+    for a in args:
+        if a.startswith("{cfg:"):
+            cfg = tmp_path / "bad.txt"
+            cfg.write_text(a[5:-1] + "\n")
+            a = str(cfg)
+        a = a.replace("{corrupt}", str(_write_corrupt_png(tmp_path / "corrupt.png"))).replace("{file}", str(a_file))
+        resolved.append(a)
+    base = ["--filename", tiny_png, "--logging_root", tmp_path / "logs", "--num_epochs", 1, "--no_progress"]
+    proc = _main(base + resolved)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    for w in words:
+        assert w in proc.stderr, (w, proc.stderr)
+
+
+def test_debug_shows_the_traceback(tiny_png, tmp_path):
+    proc = _main(["--filename", "nowhere", "--debug", "--logging_root", tmp_path])
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_same_seed_same_run_on_cpu(tiny_png, tmp_path):
+    common = ["--filename", tiny_png, "--hidden_features", "16", "--num_epochs", 5, "--logging_root", tmp_path,
+              "--no_progress", "--seed", 7, "--deterministic"]
+    assert _main(common + ["--exp_name", "a"]).returncode == 0
+    assert _main(common + ["--exp_name", "b"]).returncode == 0
+    a = load_checkpoint(latest_checkpoint(tmp_path / "a" / "checkpoints"))["model"]
+    b = load_checkpoint(latest_checkpoint(tmp_path / "b" / "checkpoints"))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
