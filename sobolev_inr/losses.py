@@ -54,6 +54,8 @@ def sobolev_loss(supervision: str, value: Tensor, target_value: Tensor,
     ``val``. Returns ``{"value", "derivative" (absent for val), "total"}``.
     """
     sup = get_supervision(supervision)
+    if value.shape != target_value.shape:  # (N, C) against (N, 1) or (N,) would broadcast silently
+        raise ValueError(f"value shape {tuple(value.shape)} != target shape {tuple(target_value.shape)}")
     terms = {"value": torch.mean((value - target_value) ** 2)}
     if sup.needs == "value":
         terms["total"] = terms["value"]

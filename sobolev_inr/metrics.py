@@ -23,7 +23,9 @@ LUMA_WEIGHTS = (65.738 / 256.0, 129.057 / 256.0, 25.064 / 256.0)
 
 
 def psnr(pred: Tensor, target: Tensor, peak: float = 1.0) -> float:
-    """PSNR in dB; +inf when the two are identical."""
+    """PSNR in dB; +inf when the two are identical. ``pred`` and ``target`` must have the same shape."""
+    if pred.shape != target.shape:  # broadcasting would average over a different set of pairs
+        raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     mse = torch.mean((pred.double() - target.double()) ** 2).item()
     if mse == 0.0:
         return float("inf")

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from torch.func import jvp
+from torch.autograd.functional import jvp as _jvp
 
 from sobolev_inr.models import MLP
 from sobolev_inr.models.encodings import (ENCODINGS, IdentityEncoding, build_encoding, fourier_features,
@@ -115,8 +115,13 @@ class TestFourierFeatures:
         assert "projection" in enc.state_dict()
 
 
+def jvp(fn, primals, tangents):
+    """(fn(x), J t) by autograd (double-backward), differentiable so that it can be nested."""
+    return _jvp(fn, primals[0], tangents[0], create_graph=True)
+
+
 class TestJet:
-    """The encoding's hand-made forward-mode derivatives against torch.func.jvp."""
+    """The encoding's hand-made forward-mode derivatives against autograd's directional derivatives."""
 
     @pytest.mark.parametrize("name", ENCODINGS)
     def test_tangent_and_second_order(self, name):

@@ -32,6 +32,8 @@ SKIMAGE_PREFIX = "skimage:"
 SKIMAGE_IMAGES = ("astronaut", "brick", "camera", "cat", "chelsea", "coffee", "coins", "grass", "gravel",
                   "immunohistochemistry", "moon", "page", "rocket", "text")
 """scikit-image images that ship inside the package (no download)."""
+HIGH_DEPTH_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
+"""PIL modes of 16-bit grayscale files (older Pillow opens 16-bit PNGs as 'I'); scaled by 1 / 65535."""
 
 
 def _skimage_image(name: str) -> Image.Image:
@@ -78,13 +80,18 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise DataError(f"cannot read image {path}: {e}") from None
         source = str(path)
-    if img.mode in ("1", "L", "I", "I;16", "F"):
-        img = img.convert("L")
-    elif is_gray:
-        img = img.convert("L")
+    if img.mode in HIGH_DEPTH_GRAY_MODES:
+        # 16-bit grayscale (PNG, TIFF): PIL's convert("L") clips to 255 instead of rescaling.
+        array = np.asarray(img, dtype=np.float32) / 65535.0
+    elif img.mode == "F":
+        raise DataError(f"image {source} is floating point (PIL mode F), whose value range is unknown; "
+                        f"save it as an 8- or 16-bit PNG")
     else:
-        img = img.convert("RGB")
-    array = np.asarray(img, dtype=np.float32) / 255.0
+        if img.mode in ("1", "L", "LA", "La") or is_gray:
+            img = img.convert("L")
+        else:
+            img = img.convert("RGB")
+        array = np.asarray(img, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array)
     tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
     return tensor.contiguous() * 2.0 - 1.0, source

@@ -1,0 +1,140 @@
+"""Tests for sobolev_inr.checkpoints: round trip, atomic write, listing, pruning, rebuilding the model."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import sobolev_inr.checkpoints as ckpt
+from sobolev_inr.checkpoints import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
+                                     load_model, prune_checkpoints, restore_rng_state, rng_state, save_checkpoint)
+from sobolev_inr.models import MLP
+
+
+def small_model(encoding="fourier"):
+    return MLP(2, 3, ["sine", "sine"], hidden_features=16, encoding=encoding, fourier_num_features=4,
+               fourier_seed=7)
+
+
+def make_state(model, epoch=3):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model(torch.rand(5, 2)).sum().backward()
+    opt.step()
+    return {"model": model.state_dict(), "model_config": model.config, "optimizer": opt.state_dict(),
+            "epoch": epoch, "step": 10 * epoch, "rng": rng_state(), "config": {"lr": 1e-3, "name": "x"}}
+
+
+class TestRoundTrip:
+    def test_save_load(self, tmp_path):
+        model = small_model()
+        state = make_state(model)
+        path = tmp_path / "sub" / "epoch_0000003.pt"  # the folder is created
+        save_checkpoint(path, state)
+        loaded = load_checkpoint(path)
+        assert loaded["epoch"] == 3 and loaded["step"] == 30 and loaded["config"] == {"lr": 1e-3, "name": "x"}
+        assert loaded["model_config"] == model.config
+        for k, v in state["model"].items():
+            assert torch.equal(loaded["model"][k], v)
+        assert loaded["optimizer"]["state"][0]["exp_avg"].shape == state["optimizer"]["state"][0]["exp_avg"].shape
+        assert all(t.device.type == "cpu" for t in loaded["model"].values())
+
+    def test_rng_round_trip(self):
+        gen = torch.Generator().manual_seed(3)
+        state = rng_state(gen)
+        draws = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=gen))
+        torch.rand(10), np.random.rand(10), random.random(), torch.rand(10, generator=gen)
+        restore_rng_state(state, gen)
+        again = (torch.rand(3), np.random.rand(3), random.random(), torch.rand(3, generator=gen))
+        assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1])
+        assert draws[2] == again[2] and torch.equal(draws[3], again[3])
+
+    @pytest.mark.parametrize("encoding", ["none", "positional", "fourier"])
+    def test_load_model_rebuilds_the_network(self, tmp_path, encoding):
+        model = small_model(encoding)
+        save_checkpoint(tmp_path / "epoch_1.pt", make_state(model))
+        rebuilt = load_model(tmp_path / "epoch_1.pt")
+        assert isinstance(rebuilt, MLP) and rebuilt.config == model.config
+        x = torch.rand(17, 2) * 2 - 1
+        with torch.no_grad():
+            assert torch.equal(rebuilt(x), model(x))
+
+    def test_load_model_does_not_depend_on_global_rng(self, tmp_path):
+        model = small_model()
+        save_checkpoint(tmp_path / "epoch_1.pt", make_state(model))
+        torch.manual_seed(123)
+        rebuilt = load_model(tmp_path / "epoch_1.pt")
+        assert torch.equal(rebuilt.encoding.projection, model.encoding.projection)
+
+
+class TestAtomicWrite:
+    def test_failed_write_keeps_previous_file(self, tmp_path, monkeypatch):
+        path = tmp_path / "epoch_0000001.pt"
+        save_checkpoint(path, {"epoch": 1, "w": torch.arange(5)})
+        before = path.read_bytes()
+
+        def broken_save(obj, f, *args, **kwargs):
+            f.write(b"PK\x03\x04partial")  # some bytes, then the process "dies"
+            raise RuntimeError("disk full")
+
+        monkeypatch.setattr(ckpt.torch, "save", broken_save)
+        with pytest.raises(RuntimeError, match="disk full"):
+            save_checkpoint(path, {"epoch": 2, "w": torch.arange(9)})
+        monkeypatch.undo()
+
+        assert path.read_bytes() == before
+        assert load_checkpoint(path)["epoch"] == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temporary file left
+
+    def test_failed_first_write_leaves_nothing(self, tmp_path, monkeypatch):
+        def broken_save(obj, f, *args, **kwargs):
+            f.write(b"partial")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(ckpt.torch, "save", broken_save)
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(tmp_path / "epoch_1.pt", {"epoch": 1})
+        monkeypatch.undo()
+        assert list(tmp_path.iterdir()) == []
+
+    def test_overwrite(self, tmp_path):
+        path = tmp_path / "epoch_1.pt"
+        save_checkpoint(path, {"epoch": 1})
+        save_checkpoint(path, {"epoch": 2})
+        assert load_checkpoint(path)["epoch"] == 2
+        assert [p.name for p in tmp_path.iterdir()] == ["epoch_1.pt"]
+
+
+class TestListing:
+    def test_order_is_by_epoch_not_by_name(self, tmp_path):
+        for epoch in (10, 9, 100, 1):
+            save_checkpoint(tmp_path / f"epoch_{epoch}.pt", {"epoch": epoch})
+        (tmp_path / "notes.txt").write_text("x")
+        (tmp_path / "epoch_5.pt.tmp").write_bytes(b"")
+        (tmp_path / "epoch_x.pt").write_bytes(b"")
+        assert [p.name for p in list_checkpoints(tmp_path)] == ["epoch_1.pt", "epoch_9.pt", "epoch_10.pt",
+                                                                 "epoch_100.pt"]
+        assert latest_checkpoint(tmp_path).name == "epoch_100.pt"
+
+    def test_checkpoint_path(self, tmp_path):
+        p = checkpoint_path(tmp_path, 42)
+        assert p == tmp_path / "epoch_0000042.pt"
+        assert ckpt.CHECKPOINT_PATTERN.match(p.name)
+
+    def test_missing_or_empty_folder(self, tmp_path):
+        assert list_checkpoints(tmp_path / "nope") == []
+        assert latest_checkpoint(tmp_path / "nope") is None
+        assert latest_checkpoint(tmp_path) is None
+
+
+class TestPrune:
+    @pytest.mark.parametrize("keep,left", [(2, [100, 1000]), (1, [1000]), (10, [1, 5, 10, 100, 1000]),
+                                           (0, [1, 5, 10, 100, 1000])])
+    def test_keeps_newest(self, tmp_path, keep, left):
+        for epoch in (1, 5, 10, 100, 1000):
+            save_checkpoint(checkpoint_path(tmp_path, epoch), {"epoch": epoch})
+        (tmp_path / "metrics.json").write_text("{}")
+        prune_checkpoints(tmp_path, keep)
+        assert [load_checkpoint(p)["epoch"] for p in list_checkpoints(tmp_path)] == left
+        assert (tmp_path / "metrics.json").exists()
