@@ -9,6 +9,7 @@ optimizer moments and RNG streams, so a resumed run matches an uninterrupted one
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -142,7 +143,7 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
             "model_config": getattr(model, "config", None), "config": dict(config),
             "epoch": at_epoch, "step": step, "rng": rng_state(generator),
             "wall_time_s": wall + (time.perf_counter() - session_start), "train_time_s": train_time,
-            "skipped_steps": skipped,
+            "skipped_steps": skipped, "working_dir": os.getcwd(),  # relative paths in config are from here
         })
         prune_checkpoints(run.checkpoints, cfg.keep_checkpoints)
 

@@ -103,7 +103,11 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     cfg = state["config"]
     model = MLP(**state["model_config"])
     model.load_state_dict(state["model"])
-    image, source = load_image(cfg["filename"], cfg["data_root"], cfg["dataset"], cfg["is_gray"])
+    base = Path(state.get("working_dir", "."))  # the run's relative paths were relative to its working directory
+    filename = cfg["filename"]
+    if not filename.startswith("skimage:") and (base / filename).is_file():
+        filename = str(base / filename)
+    image, source = load_image(filename, str(base / cfg["data_root"]), cfg["dataset"], cfg["is_gray"])
     data = prepare_image(image, cfg["factor"], cfg["der_operator"], cfg["der_on_downsampled"], cfg["crop"], source)
     task = ImageRegression(data, cfg["supervision"], cfg["lambda_der"], cfg["der_units"], cfg["der_mode"],
                            device=device)

@@ -1,0 +1,255 @@
+"""Collect finished runs into a table beside the papers' numbers, and draw the comparison figures.
+
+    python -m sobolev_inr.report Experiments/image_regression/logs/cpu/activation_study
+    python -m sobolev_inr.report <runs dir> --imgs imgs/activation_study   # also copy figures for the README
+
+Writes into ``<runs dir>/report/`` (or ``--out``):
+
+* ``report.csv`` and ``report.md``: one row per run (every ``metrics.json`` below the folder), with the
+  published number beside ours where one matches (``reference_numbers.json``, each with its source);
+* ``activation_bars.png``: PSNR and SSIM per activation, without and with positional encoding, ours
+  against the paper (the Sobolev supplement's Table 5), when activation-study runs are present;
+* ``derivative_loss.png``: derivative loss against the step per run, without and with positional
+  encoding (the supplement's Figures 5 and 6);
+* ``reconstructions.png``: what each image run renders, side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .errors import UserError
+from .runs import METRICS_FILE, read_scalars
+
+REFERENCE_FILE = Path(__file__).with_name("reference_numbers.json")
+COLUMNS = ["exp_name", "task", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "ssim_heldout",
+           "psnr_heldout", "psnr_der_heldout", "psnr_full", "wall_time_s", "device"]
+PAPER_COLUMNS = ["paper_psnr_luma_heldout", "paper_ssim_heldout", "paper_psnr_heldout", "paper_source"]
+
+
+def load_references() -> List[Dict]:
+    return json.loads(REFERENCE_FILE.read_text())["references"]
+
+
+def match_reference(exp_name: str, references: Sequence[Dict]) -> Optional[Dict]:
+    """The published entry for a run: the longest ``match_exp_name`` that ends its exp_name."""
+    hits = [r for r in references if exp_name == r["match_exp_name"] or exp_name.endswith("/" + r["match_exp_name"])]
+    return max(hits, key=lambda r: len(r["match_exp_name"])) if hits else None
+
+
+def collect_runs(root: Path) -> List[Dict]:
+    """Every finished run below ``root``: its metrics plus ``run_dir``."""
+    runs = []
+    for path in sorted(Path(root).rglob(METRICS_FILE)):
+        metrics = json.loads(path.read_text())
+        metrics["run_dir"] = str(path.parent)
+        runs.append(metrics)
+    return runs
+
+
+def _short_activations(acts) -> str:
+    if not isinstance(acts, list):
+        return str(acts)
+    return f"{acts[0]} x{len(acts)}" if len(set(acts)) == 1 else ",".join(acts)
+
+
+def table_rows(runs: Sequence[Dict], references: Sequence[Dict]) -> List[Dict]:
+    rows = []
+    for m in runs:
+        row = {c: m.get(c) for c in COLUMNS}
+        row["activations"] = _short_activations(m.get("activations"))
+        ref = match_reference(str(m.get("exp_name", "")), references)
+        for c in PAPER_COLUMNS[:-1]:
+            row[c] = ref.get(c[len("paper_"):]) if ref else None
+        row["paper_source"] = ref["source"] if ref else None
+        rows.append(row)
+    return rows
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1.5 else f"{value:.2f}"
+    return str(value)
+
+
+def write_tables(rows: Sequence[Dict], out: Path) -> None:
+    columns = COLUMNS + PAPER_COLUMNS
+    with open(out / "report.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+    shown = ["exp_name", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "paper_psnr_luma_heldout",
+             "ssim_heldout", "paper_ssim_heldout", "psnr_heldout", "paper_psnr_heldout", "psnr_der_heldout", "wall_time_s"]
+    shown = [c for c in shown if any(r.get(c) is not None for r in rows)]
+    lines = ["| " + " | ".join(c.replace("paper_", "paper ") for c in shown) + " |",
+             "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in shown) + " |" for r in rows]
+    sources = sorted({r["paper_source"] for r in rows if r.get("paper_source")})
+    if sources:
+        lines += ["", "Paper numbers: " + "; ".join(sources) + "."]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _activation_name(m: Dict) -> str:
+    acts = m.get("activations") or ["?"]
+    return acts[0] if len(set(acts)) == 1 else ",".join(acts)
+
+
+def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path) -> bool:
+    """Table 5 as bars: PSNR and SSIM per activation, without / with PE, ours (solid) vs paper (outline)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    study = [m for m in runs if "activation_study/" in str(m.get("exp_name", ""))]
+    if not study:
+        return False
+    order = ["relu", "elu", "selu", "sigmoid", "softplus", "tanh", "sine"]
+    names = [a for a in order if any(_activation_name(m) == a for m in study)]
+    names += sorted({_activation_name(m) for m in study} - set(names))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    width = 0.2
+    for ax, metric, label in ((axes[0], "psnr_luma_heldout", "PSNR (dB)"), (axes[1], "ssim_heldout", "SSIM")):
+        for j, (pe, colour) in enumerate(((False, "tab:blue"), (True, "tab:orange"))):
+            ours, paper = [], []
+            for a in names:
+                m = next((m for m in study if _activation_name(m) == a and (m.get("encoding") == "positional") == pe), None)
+                ours.append(m.get(metric) if m else None)
+                ref = match_reference(str(m.get("exp_name", "")), references) if m else None
+                paper.append(ref.get(metric) if ref else None)
+            xs = [i + (j - 0.5) * 2 * width for i in range(len(names))]
+            ax.bar([x - width / 2 for x, v in zip(xs, ours) if v is not None], [v for v in ours if v is not None],
+                   width, color=colour, label=f"ours{' + PE' if pe else ''}")
+            ax.bar([x + width / 2 for x, v in zip(xs, paper) if v is not None], [v for v in paper if v is not None],
+                   width, facecolor="none", edgecolor=colour, hatch="//", label=f"paper{' + PE' if pe else ''}")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, ncol=2)
+    steps = sorted({m.get("steps") for m in study})
+    fig.suptitle(f"Activation study (Bird, grayscale, held-out pixels): ours at {', '.join(map(str, steps))} steps, "
+                 f"paper at 10k (supplement Table 5)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
+    """Derivative loss against the step, one line per run; left without PE, right with PE."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = []
+    for m in runs:
+        csv_path = Path(m["run_dir"]) / "scalars.csv"
+        if csv_path.exists():
+            series = read_scalars(csv_path)
+            if "train/derivative" in series:
+                curves.append((m, series["train/derivative"]))
+    if not curves:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for ax, pe in ((axes[0], False), (axes[1], True)):
+        for m, (steps, values) in curves:
+            if (m.get("encoding") == "positional") == pe:
+                ax.plot(steps, values, label=_activation_name(m), linewidth=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title("with positional encoding" if pe else "without positional encoding")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    axes[0].set_ylabel("derivative loss (per pixel step)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> bool:
+    """Each image run's full rendering, titled with its held-out PSNR."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .metrics import to_unit_range
+    from .tasks.image_regression import load_run
+
+    image_runs = [m for m in runs if m.get("task") == "image_regression"]
+    if not image_runs:
+        return False
+    rows = (len(image_runs) + columns - 1) // columns
+    fig, axes = plt.subplots(rows, min(columns, len(image_runs)), figsize=(2.6 * min(columns, len(image_runs)), 2.9 * rows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, m in zip(axes.flat, image_runs):
+        try:
+            model, task, _ = load_run(Path(m["run_dir"]))
+        except (UserError, OSError, KeyError) as e:
+            print(f"reconstructions: skipping {m['run_dir']}: {e}", file=sys.stderr)
+            continue
+        img = to_unit_range(task.render(model)).clamp(0, 1)
+        arr = img.permute(1, 2, 0).numpy()
+        ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=1)
+        name = str(m.get("exp_name", "")).split("/")[-1]
+        ax.set_title(f"{name}\n{m.get('psnr_luma_heldout', float('nan')):.2f} dB", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = None, figures: bool = True) -> Path:
+    root = Path(root)
+    runs = collect_runs(root)
+    if not runs:
+        raise FileNotFoundError(f"no finished run (metrics.json) below {root}")
+    out = Path(out) if out else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    references = load_references()
+    write_tables(table_rows(runs, references), out)
+    made = ["report.csv", "report.md"]
+    if figures:
+        for name, draw in (("activation_bars.png", lambda p: draw_activation_bars(runs, references, p)),
+                           ("derivative_loss.png", lambda p: draw_derivative_loss(runs, p)),
+                           ("reconstructions.png", lambda p: draw_reconstructions(runs, p))):
+            if draw(out / name):
+                made.append(name)
+    if imgs:
+        Path(imgs).mkdir(parents=True, exist_ok=True)
+        for name in made:
+            if name.endswith(".png") or name.endswith(".md"):
+                shutil.copy(out / name, Path(imgs) / name)
+    print(f"{len(runs)} runs -> {out}: {', '.join(made)}")
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sobolev_inr.report", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs_dir", help="folder holding run directories (searched recursively for metrics.json)")
+    p.add_argument("--out", help="where to write the report (default: <runs_dir>/report)")
+    p.add_argument("--imgs", help="also copy the figures and report.md here (e.g. imgs/activation_study)")
+    p.add_argument("--no_figures", action="store_true", help="tables only")
+    args = p.parse_args(argv)
+    try:
+        make_report(Path(args.runs_dir), args.out and Path(args.out), args.imgs and Path(args.imgs), not args.no_figures)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
