@@ -11,7 +11,7 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import configargparse
 import torch
@@ -21,7 +21,6 @@ from .coords import DER_UNITS
 from .errors import ConfigError, TrainingError, UserError
 from .losses import SUPERVISIONS
 from .models import ACTIVATIONS, MLP, expand_activations
-from .runs import format_config  # noqa: F401  (re-exported: the txt syntax of this parser)
 from .targets import DERIVATIVE_OPERATORS
 
 NOT_SAVED = {"config", "resume", "overwrite", "debug"}

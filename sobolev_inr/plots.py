@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import matplotlib
 
@@ -83,4 +83,74 @@ def save_training_curves(scalars_csv: Path, path: Path, title: str = "") -> None
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_waveforms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, zoom: Optional[Tuple[int, int]] = None,
+                   marks: Optional[Tensor] = None, suptitle: str = "") -> None:
+    """Signals ``(N,)`` stacked in rows against time in seconds: the whole clip, and beside it the samples
+    ``zoom = (start, stop)``. ``marks``: sample indices drawn as dots on the first row's zoom (e.g. the
+    training samples). The first rows share their y range; the last row (an error) gets its own."""
+    arrays = [p.detach().double().cpu().numpy() for _, p in panels]
+    n = len(arrays[0])
+    t = np.arange(n) / rate
+    cols = 2 if zoom else 1
+    fig, axes = plt.subplots(len(panels), cols, figsize=(7.0 * cols, 2.0 * len(panels) + 0.6), squeeze=False,
+                             sharex="col")
+    lim = max(float(np.abs(a).max()) for a in arrays[:-1]) * 1.05 if len(arrays) > 1 else None
+    for row, ((title, _), array) in enumerate(zip(panels, arrays)):
+        last = row == len(panels) - 1 and len(panels) > 1
+        ylim = (float(np.abs(array).max()) * 1.05 or 1.0) if last else lim
+        for col in range(cols):
+            ax = axes[row, col]
+            part = slice(*zoom) if col == 1 else slice(None)
+            ax.plot(t[part], array[part], linewidth=0.4 if col == 0 else 0.9, color="C3" if last else "C0")
+            if col == 1 and row == 0 and marks is not None:
+                idx = marks.cpu().numpy()
+                idx = idx[(idx >= zoom[0]) & (idx < zoom[1])]
+                ax.plot(t[idx], array[idx], "o", markersize=2.5, color="C1", label="training samples")
+                ax.legend(loc="upper right", fontsize=7)
+            if ylim:
+                ax.set_ylim(-ylim, ylim)
+            ax.grid(alpha=0.3)
+            if col == 0:
+                ax.set_ylabel(title, fontsize=9)
+                if zoom:
+                    ax.axvspan(t[zoom[0]], t[min(zoom[1], n) - 1], color="C2", alpha=0.3)
+            if row == len(panels) - 1:
+                ax.set_xlabel("time (s)")
+    if zoom:
+        axes[0, 1].set_title(f"zoom: samples {zoom[0]}-{zoom[1]}", fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_spectrograms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, n_fft: int = 1024,
+                      dynamic_range_db: float = 100.0, suptitle: str = "") -> None:
+    """Magnitude spectrograms (dB, Hann window of ``n_fft``, hop n_fft / 4) of signals ``(N,)``, one per row,
+    on one colour scale: the loudest bin of all panels down ``dynamic_range_db``."""
+    n_fft = max(16, min(n_fft, min(len(p) for _, p in panels)))
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    specs = []
+    for _, signal in panels:
+        x = signal.detach().double().cpu()
+        mag = torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, center=True, return_complex=True).abs()
+        specs.append((20.0 * torch.log10(mag + 1e-12)).numpy())
+    vmax = max(float(s.max()) for s in specs)
+    duration = len(panels[0][1]) / rate
+    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.4 * len(panels) + 0.6), squeeze=False, sharex=True)
+    for ax, (title, _), spec in zip(axes[:, 0], panels, specs):
+        im = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=vmax - dynamic_range_db, vmax=vmax,
+                       extent=(0.0, duration, 0.0, rate / 2000.0), interpolation="nearest")
+        ax.set_ylabel("frequency (kHz)")
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="dB")
+    axes[-1, 0].set_xlabel("time (s)")
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -16,3 +16,28 @@ def _seed_everything():
     random.seed(0)
     yield
 
+
+
+@pytest.fixture(scope="session")
+def tiny_gray_png(tmp_path_factory):
+    """A 16x16 grayscale PNG with structure along both axes, for runs of a few steps."""
+    from PIL import Image
+
+    y, x = np.mgrid[0:16, 0:16] / 15.0
+    gray = (np.sin(4 * x) * np.cos(3 * y) * 0.5 + 0.5) * 255
+    path = tmp_path_factory.mktemp("img") / "tiny_gray.png"
+    Image.fromarray(gray.astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_rgb_png(tmp_path_factory):
+    """A 16x16 RGB PNG: smooth red and green channels, a noisy blue one."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:16, 0:16] / 15.0
+    rgb = np.stack([np.sin(3 * x) * 0.5 + 0.5, np.cos(2 * y) * 0.5 + 0.5, rng.uniform(size=(16, 16))], -1)
+    path = tmp_path_factory.mktemp("img") / "tiny_rgb.png"
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
+    return path

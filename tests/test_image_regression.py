@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_DIR = REPO / "Experiments" / "image_regression"
@@ -25,17 +24,6 @@ def _load_main():
 MAIN = _load_main()
 
 
-@pytest.fixture(scope="module")
-def tiny_png(tmp_path_factory):
-    """A 16x16 RGB image with structure in both directions."""
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:16, 0:16] / 15.0
-    rgb = np.stack([np.sin(3 * x) * 0.5 + 0.5, np.cos(2 * y) * 0.5 + 0.5, rng.uniform(size=(16, 16))], -1)
-    path = tmp_path_factory.mktemp("img") / "tiny.png"
-    Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
-    return path
-
-
 def _run(args, tmp_path, **overrides):
     argv = list(args) + ["--logging_root", str(tmp_path), "--no_progress"]
     for k, v in overrides.items():
@@ -43,18 +31,18 @@ def _run(args, tmp_path, **overrides):
     return MAIN.main(argv)
 
 
-def test_every_shipped_config_runs_two_steps(tiny_png, tmp_path):
+def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path):
     assert len(SHIPPED_CONFIGS) == 30 + 6 + 13
     for cfg in SHIPPED_CONFIGS:
-        metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_png, num_epochs=2, hidden_features=16)
+        metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_rgb_png, num_epochs=2, hidden_features=16)
         assert metrics["steps"] == 2, cfg
         assert np.isfinite(metrics["psnr_heldout"]), cfg
         text = cfg.read_text()
         assert metrics["supervision"] in text, cfg
 
 
-def test_run_directory_contents_and_metric_names(tiny_png, tmp_path):
-    _run([], tmp_path, filename=tiny_png, num_epochs=3, hidden_features=16, exp_name="a/b", supervision="val_der",
+def test_run_directory_contents_and_metric_names(tiny_rgb_png, tmp_path):
+    _run([], tmp_path, filename=tiny_rgb_png, num_epochs=3, hidden_features=16, exp_name="a/b", supervision="val_der",
          epochs_til_summary=1)
     run = tmp_path / "a" / "b"
     for name in ("config.txt", "metrics.json", "scalars.csv", "log.txt", "reconstruction.png", "error_map.png",
@@ -104,8 +92,8 @@ def test_bad_choice_is_rejected_naming_key_and_choices(tmp_path, line, words):
     (["--activations", "sine", "sine", "--num_hidden_layers", "3"], ["num_hidden_layers"]),
     (["--has_pos_encoding", "--has_fourier_feature"], ["exclusive"]),
 ])
-def test_bad_values_fail_with_one_line(tiny_png, tmp_path, args, words):
-    argv = ["--filename", str(tiny_png)] + args if args[0] != "--filename" else args
+def test_bad_values_fail_with_one_line(tiny_rgb_png, tmp_path, args, words):
+    argv = ["--filename", str(tiny_rgb_png)] + args if args[0] != "--filename" else args
     proc = subprocess.run([sys.executable, "main.py", *argv, "--logging_root", str(tmp_path)], cwd=TASK_DIR,
                           capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
@@ -115,15 +103,15 @@ def test_bad_values_fail_with_one_line(tiny_png, tmp_path, args, words):
         assert w in proc.stderr, (w, proc.stderr)
 
 
-def test_cuda_requested_without_gpu_is_a_clear_error(tiny_png, tmp_path):
+def test_cuda_requested_without_gpu_is_a_clear_error(tiny_rgb_png, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(Exception, match="no CUDA device"):
-        _run([], tmp_path, filename=tiny_png, num_epochs=1, device="cuda")
+        _run([], tmp_path, filename=tiny_rgb_png, num_epochs=1, device="cuda")
 
 
-def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(tiny_png, tmp_path):
-    common = ["--filename", str(tiny_png), "--hidden_features", "8", "--exp_name", "r"]
+def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(tiny_rgb_png, tmp_path):
+    common = ["--filename", str(tiny_rgb_png), "--hidden_features", "8", "--exp_name", "r"]
     first = _run(common, tmp_path, num_epochs=2)
     stamp = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
     again = _run(common, tmp_path, num_epochs=2)  # same config: a finished run is skipped
@@ -137,18 +125,18 @@ def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(
     assert redone["steps"] == 2 and first["steps"] == 2
 
 
-def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_run(tiny_png, tmp_path):
+def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_run(tiny_rgb_png, tmp_path):
     precious = tmp_path / "notes"
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me")
     with pytest.raises(Exception, match="does not look like a run directory"):
-        _run(["--filename", str(tiny_png), "--exp_name", "notes", "--overwrite"], tmp_path, num_epochs=1)
+        _run(["--filename", str(tiny_rgb_png), "--exp_name", "notes", "--overwrite"], tmp_path, num_epochs=1)
     assert (precious / "thesis.tex").read_text() == "keep me"
 
 
 @pytest.mark.parametrize("supervision, extra", [("val_der", []), ("val", ["--batch_size", "20"])])
-def test_resume_matches_uninterrupted_run(tiny_png, tmp_path, supervision, extra):
-    common = ["--filename", str(tiny_png), "--hidden_features", "16", "--supervision", supervision,
+def test_resume_matches_uninterrupted_run(tiny_rgb_png, tmp_path, supervision, extra):
+    common = ["--filename", str(tiny_rgb_png), "--hidden_features", "16", "--supervision", supervision,
               "--epochs_til_ckpt", "2", *extra]
     full = _run(common + ["--exp_name", "full"], tmp_path, num_epochs=6)
     _run(common + ["--exp_name", "split"], tmp_path, num_epochs=3)  # an interrupted run: stops at epoch 3
@@ -195,7 +183,7 @@ def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
     ["--supervision", "val_der", "--activations", "spder_arctan", "--is_gray"],
     ["--supervision", "val_der", "--der_mode", "reverse", "--batch_size", "7"],
 ])
-def test_option_combinations_train(tiny_png, tmp_path, options):
-    metrics = _run(["--filename", str(tiny_png), *options], tmp_path, num_epochs=2, hidden_features=16)
+def test_option_combinations_train(tiny_rgb_png, tmp_path, options):
+    metrics = _run(["--filename", str(tiny_rgb_png), *options], tmp_path, num_epochs=2, hidden_features=16)
     assert metrics["steps"] >= 2
     assert np.isfinite(metrics["final_total"])

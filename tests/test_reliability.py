@@ -1,5 +1,4 @@
 """Runs that survive being killed, and inputs that fail clearly (exit 2, one line, no traceback)."""
-import os
 import random
 import signal
 import subprocess
@@ -23,22 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 IMAGE_TASK = REPO / "Experiments" / "image_regression"
 
 
-@pytest.fixture(scope="module")
-def tiny_png(tmp_path_factory):
-    y, x = np.mgrid[0:16, 0:16] / 15.0
-    gray = (np.sin(4 * x) * np.cos(3 * y) * 0.5 + 0.5) * 255
-    path = tmp_path_factory.mktemp("img") / "tiny.png"
-    Image.fromarray(gray.astype(np.uint8)).save(path)
-    return path
-
-
 def _main(args, **kw):
     return subprocess.run([sys.executable, "main.py", *map(str, args)], cwd=IMAGE_TASK, capture_output=True,
                           text=True, **kw)
 
 
-def test_kill_9_at_a_random_step_then_rerun_gives_the_uninterrupted_result(tiny_png, tmp_path):
-    common = ["--filename", tiny_png, "--hidden_features", "16", "--num_epochs", 1500, "--epochs_til_ckpt", 100,
+def test_kill_9_at_a_random_step_then_rerun_gives_the_uninterrupted_result(tiny_gray_png, tmp_path):
+    common = ["--filename", tiny_gray_png, "--hidden_features", "16", "--num_epochs", 1500, "--epochs_til_ckpt", 100,
               "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
     assert _main(common + ["--exp_name", "whole"]).returncode == 0
 
@@ -163,7 +153,7 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
-def test_bad_input_fails_with_one_line_and_exit_2(case, tiny_png, tmp_path):
+def test_bad_input_fails_with_one_line_and_exit_2(case, tiny_gray_png, tmp_path):
     if case == "cuda without a GPU" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
     args, words = BAD_INPUTS[case]
@@ -177,7 +167,7 @@ def test_bad_input_fails_with_one_line_and_exit_2(case, tiny_png, tmp_path):
             a = str(cfg)
         a = a.replace("{corrupt}", str(_write_corrupt_png(tmp_path / "corrupt.png"))).replace("{file}", str(a_file))
         resolved.append(a)
-    base = ["--filename", tiny_png, "--logging_root", tmp_path / "logs", "--num_epochs", 1, "--no_progress"]
+    base = ["--filename", tiny_gray_png, "--logging_root", tmp_path / "logs", "--num_epochs", 1, "--no_progress"]
     proc = _main(base + resolved)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     lines = proc.stderr.strip().splitlines()
@@ -186,13 +176,13 @@ def test_bad_input_fails_with_one_line_and_exit_2(case, tiny_png, tmp_path):
         assert w in proc.stderr, (w, proc.stderr)
 
 
-def test_debug_shows_the_traceback(tiny_png, tmp_path):
+def test_debug_shows_the_traceback(tiny_gray_png, tmp_path):
     proc = _main(["--filename", "nowhere", "--debug", "--logging_root", tmp_path])
     assert proc.returncode == 2 and "Traceback" in proc.stderr
 
 
-def test_same_seed_same_run_on_cpu(tiny_png, tmp_path):
-    common = ["--filename", tiny_png, "--hidden_features", "16", "--num_epochs", 5, "--logging_root", tmp_path,
+def test_same_seed_same_run_on_cpu(tiny_gray_png, tmp_path):
+    common = ["--filename", tiny_gray_png, "--hidden_features", "16", "--num_epochs", 5, "--logging_root", tmp_path,
               "--no_progress", "--seed", 7, "--deterministic"]
     assert _main(common + ["--exp_name", "a"]).returncode == 0
     assert _main(common + ["--exp_name", "b"]).returncode == 0

@@ -6,9 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from sobolev_inr.errors import ConfigError
 from sobolev_inr.report import load_references, make_report, match_reference
@@ -17,19 +15,10 @@ from sobolev_inr.sweep import parse_sweep, run_sweep
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_png(tmp_path_factory):
-    y, x = np.mgrid[0:16, 0:16] / 15.0
-    gray = (np.sin(4 * x) * np.cos(3 * y) * 0.5 + 0.5) * 255
-    path = tmp_path_factory.mktemp("img") / "tiny.png"
-    Image.fromarray(gray.astype(np.uint8)).save(path)
-    return path
-
-
-def _sweep_file(tmp_path, tiny_png, extra=""):
+def _sweep_file(tmp_path, tiny_gray_png, extra=""):
     path = tmp_path / "two.txt"
     path.write_text(f"# two activation-study rows, tiny\ntask = image_regression\n"
-                    f"args = --filename {tiny_png} --num_epochs 2 --hidden_features 8\n"
+                    f"args = --filename {tiny_gray_png} --num_epochs 2 --hidden_features 8\n"
                     f"logging_root = {tmp_path / 'runs'}\n"
                     f"configs/activation_study/sine.txt\nconfigs/activation_study/tanh_pe.txt\n{extra}")
     return path
@@ -69,8 +58,8 @@ def test_grid_expands_to_every_combination_with_distinct_run_names(tmp_path):
     assert len(with_pe) == 4
 
 
-def test_local_sweep_runs_skips_finished_and_reports(tiny_png, tmp_path):
-    sweep = parse_sweep(_sweep_file(tmp_path, tiny_png))
+def test_local_sweep_runs_skips_finished_and_reports(tiny_gray_png, tmp_path):
+    sweep = parse_sweep(_sweep_file(tmp_path, tiny_gray_png))
     results = run_sweep(sweep, jobs=2)
     assert [r.status for r in results] == ["done", "done"], [r.message for r in results]
     metrics = sorted((tmp_path / "runs").rglob("metrics.json"))
@@ -89,8 +78,8 @@ def test_local_sweep_runs_skips_finished_and_reports(tiny_png, tmp_path):
     assert "33.13" in (out / "report.md").read_text()
 
 
-def test_a_failed_run_is_reported_and_the_sweep_exits_non_zero(tiny_png, tmp_path):
-    path = _sweep_file(tmp_path, tiny_png).read_text().replace("--num_epochs 2", "--num_epochs 0")
+def test_a_failed_run_is_reported_and_the_sweep_exits_non_zero(tiny_gray_png, tmp_path):
+    path = _sweep_file(tmp_path, tiny_gray_png).read_text().replace("--num_epochs 2", "--num_epochs 0")
     (tmp_path / "fail.txt").write_text(path)
     proc = subprocess.run([sys.executable, "-m", "sobolev_inr.sweep", str(tmp_path / "fail.txt")], cwd=REPO,
                           capture_output=True, text=True)
@@ -128,8 +117,8 @@ def local_ray_cluster(tmp_path):
     subprocess.run([ray_bin, "stop", "--force"], capture_output=True, timeout=120)
 
 
-def test_ray_sweep_on_a_local_two_cpu_cluster(tiny_png, tmp_path, local_ray_cluster):
-    sweep = parse_sweep(_sweep_file(tmp_path, tiny_png))
+def test_ray_sweep_on_a_local_two_cpu_cluster(tiny_gray_png, tmp_path, local_ray_cluster):
+    sweep = parse_sweep(_sweep_file(tmp_path, tiny_gray_png))
     results = run_sweep(sweep, ray_address=local_ray_cluster)
     assert [r.status for r in results] == ["done", "done"], [r.message for r in results]
     for name in ("sine", "tanh_pe"):
@@ -137,9 +126,9 @@ def test_ray_sweep_on_a_local_two_cpu_cluster(tiny_png, tmp_path, local_ray_clus
         assert metrics["steps"] == 2
 
 
-def test_ray_sweep_without_a_cluster_says_how_to_start_one(tiny_png, tmp_path):
+def test_ray_sweep_without_a_cluster_says_how_to_start_one(tiny_gray_png, tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
-    proc = subprocess.run([sys.executable, "-m", "sobolev_inr.sweep", str(_sweep_file(tmp_path, tiny_png)),
+    proc = subprocess.run([sys.executable, "-m", "sobolev_inr.sweep", str(_sweep_file(tmp_path, tiny_gray_png)),
                            "--ray-address", "127.0.0.1:1"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "ray start --head" in proc.stderr
