@@ -91,6 +91,8 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
         raise ConfigError(f"num_epochs must be >= 1, got {cfg.num_epochs}")
     if cfg.epochs_til_summary < 1 or cfg.epochs_til_ckpt < 1:
         raise ConfigError("epochs_til_summary and epochs_til_ckpt must be >= 1")
+    if cfg.nan_policy not in ("stop", "skip"):
+        raise ConfigError(f"unknown nan_policy {cfg.nan_policy!r}; choose from ['stop', 'skip']")
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lrate)
     generator = torch.Generator().manual_seed(seed + 1)
     epoch, step, wall, train_time, resumed_skipped = 0, 0, 0.0, 0.0, 0
@@ -153,8 +155,6 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, config:
         return FitResult(epoch, step, wall, train_time)
 
     session_start = time.perf_counter()
-    if cfg.nan_policy not in ("stop", "skip"):
-        raise ConfigError(f"unknown nan_policy {cfg.nan_policy!r}; choose from ['stop', 'skip']")
     skip_non_finite, skipped = cfg.nan_policy == "skip", resumed_skipped
     bar = tqdm(range(epoch + 1, cfg.num_epochs + 1), initial=epoch, total=cfg.num_epochs, desc=run.path.name,
                disable=not cfg.progress, dynamic_ncols=True, unit="epoch")
