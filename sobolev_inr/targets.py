@@ -65,3 +65,39 @@ def image_second_differences(image: Tensor) -> Tensor:
 def image_laplacian(image: Tensor) -> Tensor:
     """5-point discrete Laplacian of ``image (C, H, W)`` per pixel step squared: (C, H, W)."""
     return image_second_differences(image).sum(dim=1)
+
+
+def central_difference(signal: Tensor, dim: int = -1) -> Tensor:
+    """First derivative of a sampled 1-D signal per sample step, along ``dim``: same shape as ``signal``.
+
+    Interior samples: the central difference (f[i+1] - f[i-1]) / 2 (second-order accurate); the
+    two end samples: the one-sided differences f[1] - f[0] and f[N-1] - f[N-2] (first-order).
+    The unit is "change per sample step", the unit of the network's derivative with
+    ``der_units = pixel`` (:mod:`sobolev_inr.coords`). Audio: ``signal (N,)`` or ``(C, N)``.
+
+    (The original audio code took kornia's normalised ``diff`` gradient, which pads by replication
+    and so gives half the one-sided difference at the two ends; the interiors agree.)
+    """
+    n = signal.shape[dim]
+    if n < 2:
+        raise ValueError(f"central_difference needs at least 2 samples along dim {dim}, got {n}")
+    x = signal.movedim(dim, -1)
+    out = torch.empty_like(x)
+    out[..., 1:-1] = (x[..., 2:] - x[..., :-2]) * 0.5
+    out[..., 0] = x[..., 1] - x[..., 0]
+    out[..., -1] = x[..., -1] - x[..., -2]
+    return out.movedim(-1, dim)
+
+
+def second_difference(signal: Tensor, dim: int = -1) -> Tensor:
+    """Second derivative of a sampled 1-D signal per sample step squared, along ``dim``: same shape.
+
+    f[i+1] - 2 f[i] + f[i-1], with the ends replicated (as :func:`image_second_differences`).
+    """
+    n = signal.shape[dim]
+    if n < 2:
+        raise ValueError(f"second_difference needs at least 2 samples along dim {dim}, got {n}")
+    x = signal.movedim(dim, -1)
+    padded = torch.cat((x[..., :1], x, x[..., -1:]), dim=-1)
+    out = padded[..., 2:] - 2.0 * x + padded[..., :-2]
+    return out.movedim(-1, dim)

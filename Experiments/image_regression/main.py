@@ -11,14 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a clone without installing
 
-from sobolev_inr.cli import (base_parser, build_model, parse_args, resolve_device, resolved_config,  # noqa: E402
-                             run_entry_point)
+from sobolev_inr.cli import base_parser, build_model, parse_args, resolve_device, run_entry_point  # noqa: E402
 from sobolev_inr.data.images import load_image, prepare_image  # noqa: E402
+from sobolev_inr.experiment import describe_model, open_run, train_and_report  # noqa: E402
 from sobolev_inr.models import nyquist_num_frequencies  # noqa: E402
-from sobolev_inr.plots import save_training_curves  # noqa: E402
-from sobolev_inr.runs import RunDirectory  # noqa: E402
 from sobolev_inr.tasks.image_regression import ImageRegression  # noqa: E402
-from sobolev_inr.training import FitConfig, fit, run_metrics, seed_everything  # noqa: E402
+from sobolev_inr.training import seed_everything  # noqa: E402
 
 
 def config_parser():
@@ -45,10 +43,8 @@ def main(argv=None):
     image, source = load_image(args.filename, args.data_root, args.dataset, args.is_gray)
     data = prepare_image(image, args.factor, args.der_operator, args.der_on_downsampled, args.crop, source)
 
-    config = resolved_config(args)
-    run = RunDirectory(args.logging_root, args.exp_name, resume=args.resume, overwrite=args.overwrite, config=config)
+    run = open_run(args)
     if run.mode == "skip":
-        run.print(f"skipping: {run.path} holds a finished run of this config (metrics.json); --overwrite redoes it")
         return run.read_metrics()
     seed_everything(args.seed, args.deterministic)
     model = build_model(args, in_features=2, out_features=data.channels,
@@ -58,26 +54,11 @@ def main(argv=None):
     h, w = data.shape
     run.print(f"image: {source}, {h}x{w}x{data.channels}; training on {len(data.train_index)} pixels "
               f"({data.train_shape[0]}x{data.train_shape[1]}), {int(data.heldout.sum())} held out")
-    run.print(f"model: {model.config['activations']}, encoding {model.config['encoding']}"
-              + (f" (L = {model.config['num_frequencies']})" if model.config["encoding"] == "positional" else "")
-              + f"; supervision {args.supervision}; device {device}; run dir {run.path}")
-
-    fit_cfg = FitConfig(num_epochs=args.num_epochs, lrate=args.lrate, epochs_til_summary=args.epochs_til_summary,
-                        epochs_til_ckpt=args.epochs_til_ckpt, keep_checkpoints=args.keep_checkpoints,
-                        resume=run.mode == "resume", progress=not args.no_progress, nan_policy=args.nan_policy,
-                        clip_grad_norm=args.clip_grad_norm)
-    result = fit(model, task, fit_cfg, run, config, seed=args.seed)
-
-    metrics = {**run_metrics("image_regression", args, result, model, device), **task.final_metrics(model),
-               "image": source, "image_shape": [h, w, data.channels], "factor": data.factor}
-    run.write_metrics(metrics)
-    task.write_figures(model, run.path, metrics)
-    save_training_curves(run.file("scalars.csv"), run.file("curves.png"), title=args.exp_name)
-    run.print(f"held-out PSNR {metrics['psnr_heldout']:.2f} dB (luma {metrics['psnr_luma_heldout']:.2f} dB), "
-              f"SSIM {metrics['ssim_heldout']:.4f}, derivative PSNR {metrics['psnr_der_heldout']:.2f} dB; "
-              f"{result.steps} steps in {result.wall_time_s:.1f} s")
-    run.print(f"results: {run.path.resolve()}")
-    run.close()
+    describe_model(model, args, device, run)
+    metrics = train_and_report("image_regression", args, model, task, run, device,
+                               extra_metrics={"image": source, "image_shape": [h, w, data.channels],
+                                              "factor": data.factor},
+                               summary=("psnr_heldout", "psnr_luma_heldout", "ssim_heldout", "psnr_der_heldout"))
     return metrics
 
 

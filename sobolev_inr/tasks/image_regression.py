@@ -69,7 +69,7 @@ class ImageRegression(SobolevRegression):
             "psnr_der_full": derivative_psnr(grad, self.data.gradient),
         }
 
-    def write_figures(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
+    def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
         """reconstruction.png, error_map.png and gradient_magnitude.png in ``run_dir``."""
         pred = to_unit_range(self.render(model))
         target = to_unit_range(self.data.image)
