@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 import configargparse
 import torch
 
-from .derivatives import DERIVATIVE_MODES
+from .derivatives import DERIVATIVE_MODES, compile_model
 from .coords import DER_UNITS
 from .errors import ConfigError, TrainingError, UserError
 from .losses import SUPERVISIONS
@@ -66,6 +66,8 @@ def base_parser(description: str) -> ArgumentParser:
     g.add_argument("--deterministic", action="store_true", help="ask torch for deterministic algorithms")
     g.add_argument("--device", type=str, default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when present, else CPU")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model's value pass (val supervision, evaluation); slow to start")
     g.add_argument("--nan_policy", type=str, default="stop", choices=("stop", "skip"),
                    help="on a non-finite loss: stop (keeping the last good checkpoint) or skip that step")
     g.add_argument("--clip_grad_norm", type=float, default=0.0, help="clip the gradient norm to this; 0 = off")
@@ -150,11 +152,14 @@ def encoding_name(args: argparse.Namespace) -> str:
 
 def build_model(args: argparse.Namespace, in_features: int, out_features: int, num_frequencies: int) -> MLP:
     """The MLP described by the model options; ``num_frequencies`` is used when the config leaves it at 0."""
-    return MLP(in_features=in_features, out_features=out_features, activations=args.activations,
-               hidden_features=args.hidden_features, w0=args.w0, encoding=encoding_name(args),
-               num_frequencies=args.num_frequencies or num_frequencies,
-               fourier_num_features=args.fourier_num_features, fourier_scale=args.fourier_scale,
-               fourier_seed=args.seed)
+    model = MLP(in_features=in_features, out_features=out_features, activations=args.activations,
+                hidden_features=args.hidden_features, w0=args.w0, encoding=encoding_name(args),
+                num_frequencies=args.num_frequencies or num_frequencies,
+                fourier_num_features=args.fourier_num_features, fourier_scale=args.fourier_scale,
+                fourier_seed=args.seed)
+    if getattr(args, "compile", False):
+        compile_model(model)
+    return model
 
 
 def resolved_config(args: argparse.Namespace) -> Dict[str, Any]:

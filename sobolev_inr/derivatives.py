@@ -3,16 +3,29 @@
 One call gives the value ``(N, C)``, the Jacobian ``(N, C, D)`` for all output channels at once and,
 when asked, the Laplacian ``(N, C)``. Two exact modes:
 
-* ``forward``: carries D tangents (and, for the Laplacian, D second-order terms) through the
-  network alongside the value (:meth:`MLP.jet`). Costs about (1 + D) value passes; the better
-  choice when D < C (RGB images: D = 2, C = 3).
-* ``reverse``: one batched ``torch.autograd.grad`` over the C output channels (``is_grads_batched``,
-  a vmap, not a Python loop). Costs about C backward passes; the better choice when C <= D
+* ``forward``: carries D tangents through the network alongside the value. Costs about (1 + D)
+  value passes forward and the same again twice backward: 3x a value step's matrix FLOPs for
+  D = 2; the better choice when D < C (RGB images: D = 2, C = 3).
+* ``reverse``: the C vector-Jacobian products of the value pass, then their own backward pass.
+  Costs about (1 + C) value passes: 2x a value step for C = 1; the better choice when C <= D
   (grayscale images, audio).
 
 ``mode="auto"`` picks forward when D < C, else reverse. The Laplacian always uses forward mode
 (second-order tangents), which avoids a double backward pass. Both modes are differentiable:
 with ``create_graph=True`` a loss on the result back-propagates to the weights.
+
+Engines (``engine``): for an :class:`~sobolev_inr.models.MLP` without Laplacian, ``"fused"`` (what
+``"auto"`` picks) computes value and Jacobian in one :class:`torch.autograd.Function` per mode whose
+backward pass is written out by hand, so that a training step does little more than the matrix
+products above: sine's ``sin`` and ``cos`` are computed once per layer and ``sin`` is reused for
+``f'' = -f``; ``w0`` is folded into the weights of the tangent and backward products; only what the backward pass reads is kept (the
+activation's jet and the pre-activation tangents), nothing that autograd would keep besides; and
+on CPU the batch runs in row blocks spread over torch's threads (see ``BLOCK_ELEMENTS``). It
+supports first-order gradients, to the weights and to the coordinates. ``"autograd"`` is the
+plain-autograd version of the same two modes (:meth:`MLP.jet` for forward mode, one
+``autograd.grad`` with ``is_grads_batched`` for reverse mode): it serves the Laplacian, models other
+than :class:`MLP` and double backward. Both are tested equal to :func:`reference_jacobian`, the
+published per-channel loop; ``bench/derivatives.py`` measures them against it.
 
 ``scale`` (D,) changes the unit of the derivatives: the result is d f / d u with x = scale * u,
 i.e. the Jacobian's column d is multiplied by ``scale[d]`` and the Laplacian sums
@@ -21,13 +34,22 @@ derivatives per pixel step, the unit of the Sobel targets (see :mod:`sobolev_inr
 """
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
+
+from .models.activations import Activation, ReLU, Sine
+from .models.encodings import IdentityEncoding
+from .models.mlp import MLP
 
 DERIVATIVE_MODES = ("auto", "forward", "reverse")
+ENGINES = ("auto", "fused", "autograd")
 
 
 @dataclass
@@ -49,25 +71,39 @@ def choose_mode(in_features: int, out_features: int, mode: str = "auto") -> str:
 
 
 def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tensor] = None, mode: str = "auto",
-                          laplacian: bool = False, create_graph: bool = True) -> Derivatives:
+                          laplacian: bool = False, create_graph: bool = True, engine: str = "auto") -> Derivatives:
     """Value, Jacobian and optionally Laplacian of ``model`` at ``coords (N, D)``.
 
     ``create_graph=False`` is for evaluation: nothing is kept for a backward pass.
     Forward mode needs a model with ``jet`` (:class:`~sobolev_inr.models.MLP`); reverse mode works
-    for any differentiable module.
+    for any differentiable module. ``engine``: ``"auto"`` (fused for an MLP without Laplacian,
+    else autograd), ``"fused"`` or ``"autograd"`` (see the module docstring).
     """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown derivative engine {engine!r}; choose from {list(ENGINES)}")
     n, d = coords.shape
     out_features = getattr(model, "out_features", None)
     if out_features is None:
         mode = "reverse" if mode == "auto" else mode
-    mode = "forward" if laplacian else choose_mode(d, out_features or 1, mode)
+    mode = choose_mode(d, out_features or 1, mode)  # validates ``mode`` first
+    if laplacian:
+        mode = "forward"  # second-order tangents: no double backward pass (module docstring)
     if scale is None:
         scale = torch.ones(d, dtype=coords.dtype, device=coords.device)
     scale = torch.as_tensor(scale, dtype=coords.dtype, device=coords.device)
+    if mode == "forward" and not hasattr(model, "jet"):
+        raise TypeError(f"forward-mode derivatives need a model with .jet(); {type(model).__name__} has none")
+
+    fused = _is_plain_mlp(model) and not laplacian
+    if engine == "fused" and not fused:
+        raise ValueError("the fused engine needs an MLP (not a subclass that changes forward or jet) and no "
+                         "Laplacian; use engine='autograd'")
+    if engine != "autograd" and fused:
+        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+            value, jac = fused_value_and_jacobian(model, coords, scale, mode)
+        return Derivatives(value, jac, None)
 
     if mode == "forward":
-        if not hasattr(model, "jet"):
-            raise TypeError(f"forward-mode derivatives need a model with .jet(); {type(model).__name__} has none")
         seeds = torch.diag(scale).unsqueeze(1)  # (D, 1, D): direction d = scale[d] * e_d
         with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
             value, tangents, second = model.jet(coords, seeds, second_order=laplacian)
@@ -90,6 +126,535 @@ def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tens
     if not create_graph:
         value, jac = value.detach(), jac.detach()
     return Derivatives(value, jac, None)
+
+
+# --------------------------------------------------------------------------------------------------
+# The fused engine: value and Jacobian of an MLP with a hand-written backward pass.
+#
+# Per activated layer, with input features h (rows, K) and width H:
+#   u = a (h W^T + b)        the pre-activation, with a = w0 for sine (sin(w0 z) = sin(u)), else 1
+#   f(u), f'(u), f''(u)      the activation and its derivatives with respect to u
+# Forward mode carries the D input tangents t_j (rows, K) of every layer: tu_j = t_j (a W)^T,
+# t'_j = f'(u) tu_j. Reverse mode carries the C output co-tangents from the output layer down.
+# Tangent and backward products use the folded weight a W; weight gradients are taken with respect to
+# a W and a b, then multiplied by a.
+# --------------------------------------------------------------------------------------------------
+
+
+BLOCK_ELEMENTS = 1 << 20
+"""On CPU the fused engine cuts the batch into row blocks whose (rows, width) tensors hold about this
+many elements (4 MB in float32), and gives each of torch's intra-op threads its own blocks to run
+with single-threaded operations. Its many elementwise passes then run on data still in that core's
+cache, the allocator recycles block-sized buffers instead of mapping fresh pages for every tensor,
+and the threads never wait for each other inside an operation (which matters on a machine shared
+with other jobs). On other devices the whole batch is one block."""
+
+_threshold_backward = torch.ops.aten.threshold_backward  # x where f > 0 else 0, in one pass
+
+
+def _fold(act: Activation) -> float:
+    """The pre-activation scale a folded into the engine's weights: sine(w0 z) = sin(u), u = w0 z."""
+    return act.w0 if type(act) is Sine else 1.0
+
+
+class _Jet:
+    """f(u), f'(u), f''(u) of an activation at the folded pre-activation u, stored economically.
+
+    Sine keeps sin and cos of u and reuses sin for f'' = -f (``sign`` -1); ReLU keeps f only
+    (f' is f > 0, f'' = 0); other activations keep all three from their own ``jet``.
+    """
+
+    __slots__ = ("kind", "f", "df", "d2f", "sign")
+
+    def __init__(self, kind: str, f: Tensor, df: Optional[Tensor] = None, d2f: Optional[Tensor] = None):
+        self.kind, self.f = kind, f
+        if kind == "sine":
+            self.df, self.d2f, self.sign = df, f, -1.0
+        elif kind == "relu":
+            self.df, self.d2f, self.sign = None, None, 0.0
+        else:
+            self.df, self.d2f, self.sign = df, d2f, 1.0
+
+    @staticmethod
+    def kind_of(act: Activation) -> str:
+        return "sine" if type(act) is Sine else "relu" if type(act) is ReLU else "generic"
+
+    @staticmethod
+    def of(act: Activation, u: Tensor) -> "_Jet":
+        kind = _Jet.kind_of(act)
+        if kind == "sine":
+            return _Jet(kind, torch.sin(u), torch.cos(u))
+        if kind == "relu":
+            return _Jet(kind, torch.clamp_min(u, 0.0))
+        f, df, d2f = act.jet(u, 2)
+        return _Jet(kind, f, df, d2f)
+
+    def tensors(self) -> List[Tensor]:
+        """What is saved for the backward pass: :meth:`count` tensors, read back by :meth:`restore`."""
+        return {"sine": [self.f, self.df], "relu": [self.f]}.get(self.kind, [self.f, self.df, self.d2f])
+
+    @staticmethod
+    def count(act: Activation) -> int:
+        return {"sine": 2, "relu": 1}.get(_Jet.kind_of(act), 3)
+
+    @staticmethod
+    def restore(act: Activation, items: Sequence[Tensor]) -> "_Jet":
+        return _Jet(_Jet.kind_of(act), *items)
+
+    def times_df(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """x f'(u) (broadcasting), in place into x if asked and possible."""
+        if self.kind == "relu":
+            return _threshold_backward(x, self.f, 0)
+        return x.mul_(self.df) if inplace else torch.mul(x, self.df)
+
+
+# ------------------------------------------------------------------------------------- row blocks
+_executor: Optional[ThreadPoolExecutor] = None
+_executor_size = 0
+_executor_pid = 0
+_executor_lock = threading.Lock()
+
+
+def _single_threaded() -> None:
+    torch.set_num_threads(1)  # per thread: this worker's operations use one core each
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """A pool of ``count`` single-threaded workers, made on first use (again after a fork)."""
+    global _executor, _executor_size, _executor_pid
+    with _executor_lock:
+        if _executor is None or _executor_size < count or _executor_pid != os.getpid():
+            if _executor is not None and _executor_pid == os.getpid():
+                _executor.shutdown(wait=False)
+            _executor = ThreadPoolExecutor(count, thread_name_prefix="sobolev_inr", initializer=_single_threaded)
+            _executor_size, _executor_pid = count, os.getpid()
+        return _executor
+
+
+def _row_blocks(n: int, width: int, device: torch.device) -> List[Tuple[int, int]]:
+    """Row ranges (start, stop) of the blocks; a multiple of the thread count where that is worth it."""
+    if device.type != "cpu" or n == 0:
+        return [(0, n)]
+    count = max(1, -(-n * width // BLOCK_ELEMENTS))
+    threads = torch.get_num_threads()
+    if threads > 1 and n >= 512 * threads:
+        count = -(-count // threads) * threads
+    size = -(-n // count)
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _run_blocks(work: Callable[[List[int]], object], num_blocks: int) -> List[object]:
+    """Runs ``work(block_ids)`` for the blocks split over torch's threads; returns the results per worker.
+
+    Worker k takes blocks k, k + T, ... (T = torch.get_num_threads()), with single-threaded
+    operations and gradients off; one worker, or one block, runs in the calling thread as is.
+    """
+    threads = min(torch.get_num_threads(), num_blocks)
+    if threads <= 1:
+        return [work(list(range(num_blocks)))]
+
+    def task(k: int):
+        with torch.no_grad():
+            return work(list(range(k, num_blocks, threads)))
+
+    futures = [_workers(threads).submit(task, k) for k in range(threads)]
+    return [f.result() for f in futures]
+
+
+# -------------------------------------------------------------------------------------- functions
+def _layer_params(model: MLP) -> Tuple[List[Tensor], List[float]]:
+    params: List[Tensor] = []
+    for layer in model.hidden:
+        params += [layer.weight, layer.bias]
+    params += [model.output.weight, model.output.bias]
+    return params, [_fold(a) for a in model.activations]
+
+
+def _is_plain_mlp(model: nn.Module) -> bool:
+    """An :class:`MLP` whose forward pass is MLP's own, which the fused engine reimplements."""
+    return isinstance(model, MLP) and type(model).forward is MLP.forward and type(model).jet is MLP.jet
+
+
+def fused_value_and_jacobian(model: MLP, coords: Tensor, scale: Tensor, mode: str) -> Tuple[Tensor, Tensor]:
+    """Value (N, C) and Jacobian (N, C, D) of ``model`` at ``coords``, columns multiplied by ``scale``.
+
+    The encoding runs in ordinary autograd (its jet gives the features and their tangents); the
+    layers run in one custom autograd function per ``mode`` ("forward" or "reverse"), which
+    supports first-order gradients (a loss on value and Jacobian, back to weights and coordinates).
+    """
+    seeds = torch.diag(scale).unsqueeze(1)  # (D, 1, D): constant over the batch
+    if not isinstance(model.encoding, IdentityEncoding):
+        seeds = seeds.expand(-1, coords.shape[0], -1)
+    h0, t0, _ = model.encoding.jet(coords, seeds, None)  # (N, K0), (D, 1 or N, K0)
+    params, folds = _layer_params(model)
+    # Custom functions run their forward without grad mode: decide here whether to keep anything.
+    save = torch.is_grad_enabled() and any(t.requires_grad for t in [h0, t0, *params])
+    width = max([model.output.in_features] + [layer.out_features for layer in model.hidden])
+    spec = (tuple(model.activations), tuple(folds), save, _row_blocks(coords.shape[0], width, coords.device))
+    if mode == "forward":
+        value, tangents = _ForwardJacobian.apply(spec, h0, t0, *params)
+        return value, tangents.permute(1, 2, 0)  # (D, N, C) -> (N, C, D)
+    if mode == "reverse":
+        return _ReverseJacobian.apply(spec, h0, t0, *params)
+    raise ValueError(f"unknown derivative mode {mode!r}; choose from {list(DERIVATIVE_MODES)}")
+
+
+def _split(params: Sequence[Tensor], folds: Sequence[float]):
+    """Folded weights a W of the activated layers, the output layer's weight and bias."""
+    num = len(folds)
+    weights = [params[2 * i] * a if a != 1.0 else params[2 * i] for i, a in enumerate(folds)]
+    return weights, params[2 * num], params[2 * num + 1]
+
+
+def _pre_activation(params: Sequence[Tensor], i: int, a: float, h: Tensor) -> Tensor:
+    """u = a (h W^T + b), rounded as :meth:`MLP.forward` rounds it (which matters where |u| is large,
+    e.g. audio time axes of [-100, 100] times w0 = 30)."""
+    u = torch.addmm(params[2 * i + 1], h, params[2 * i].T)
+    return u.mul_(a) if a != 1.0 else u
+
+
+def _accumulate_mm(acc: List[Optional[Tensor]], i: int, a: Tensor, b: Tensor, alpha: float = 1.0) -> None:
+    """acc[i] += alpha * a @ b (allocated on first use)."""
+    if acc[i] is None:
+        acc[i] = torch.mm(a, b)
+        if alpha != 1.0:
+            acc[i].mul_(alpha)
+    else:
+        acc[i].addmm_(a, b, alpha=alpha)
+
+
+def _accumulate(acc: List[Optional[Tensor]], i: int, value: Tensor, alpha: float = 1.0) -> None:
+    if acc[i] is None:
+        acc[i] = value * alpha if alpha != 1.0 else value.clone()
+    else:
+        acc[i].add_(value, alpha=alpha)
+
+
+def _sum_parts(parts: List[List[Optional[Tensor]]]) -> List[Optional[Tensor]]:
+    """Element-wise sum of the workers' accumulators, in worker order (deterministic)."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        for i, x in enumerate(part):
+            if x is not None:
+                total[i] = x if total[i] is None else total[i].add_(x)
+    return total
+
+
+def _weight_grads(gw: List[Tensor], gb: List[Tensor], folds: Sequence[float]) -> List[Tensor]:
+    """Gradients with respect to the parameters from those with respect to the folded ones."""
+    grads: List[Tensor] = []
+    for i, a in enumerate(folds):
+        grads += [gw[i].mul_(a), gb[i].mul_(a)] if a != 1.0 else [gw[i], gb[i]]
+    return grads + [gw[-1], gb[-1]]
+
+
+class _ForwardJacobian(torch.autograd.Function):
+    """Forward mode: returns value (N, C) and tangents (D, N, C); backward written out by hand.
+
+    Saved per row block and layer: the activation's jet (:class:`_Jet`) and the D pre-activation
+    tangents tu_j, which the f'' term of the backward pass needs; where f'' vanishes (ReLU) the
+    layer's output tangents f' tu_j are saved instead, which the weight gradient needs. Tangents
+    are D separate (rows, H) tensors, so that each is released as soon as it is used.
+    """
+
+    @staticmethod
+    def forward(ctx, spec, h0: Tensor, t0: Tensor, *params: Tensor):
+        acts, folds, save, blocks = spec
+        weights, w_out, b_out = _split(params, folds)
+        n, d, c = h0.shape[0], t0.shape[0], w_out.shape[0]
+        shared = t0.shape[1] == 1  # feature tangents constant over the batch (no encoding)
+        value = h0.new_empty(n, c)
+        tangents = h0.new_empty(d, n, c)
+        saved: List[Optional[List[Tensor]]] = [None] * len(blocks)
+
+        def work(ids: List[int]) -> None:
+            for b_id in ids:
+                s0, s1 = blocks[b_id]
+                h = h0[s0:s1]
+                t = [t0[j] if shared else t0[j, s0:s1] for j in range(d)]
+                keep: List[Tensor] = []
+                for i, (act, w, a) in enumerate(zip(acts, weights, folds)):
+                    u = _pre_activation(params, i, a, h)
+                    tu = [torch.mm(x, w.T) for x in t]
+                    jet = _Jet.of(act, u)
+                    del u
+                    t = [jet.times_df(x) for x in tu]
+                    h = jet.f
+                    if save:
+                        keep += jet.tensors() + (tu if jet.d2f is not None else t)
+                    del tu, jet
+                torch.addmm(b_out, h, w_out.T, out=value[s0:s1])
+                for j in range(d):
+                    torch.mm(t[j], w_out.T, out=tangents[j, s0:s1])
+                saved[b_id] = keep
+
+        _run_blocks(work, len(blocks))
+        if save:
+            ctx.acts, ctx.folds, ctx.blocks = acts, folds, blocks
+            ctx.save_for_backward(h0, t0, *params, *[x for keep in saved for x in keep])
+        ctx.set_materialize_grads(False)
+        return value, tangents
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_value: Optional[Tensor], g_tangents: Optional[Tensor]):
+        acts, folds, blocks = ctx.acts, ctx.folds, ctx.blocks
+        num = len(acts)
+        h0, t0, *rest = ctx.saved_tensors
+        params, saved = rest[:2 * num + 2], rest[2 * num + 2:]
+        del rest
+        weights, w_out, b_out = _split(params, folds)
+        n, d, c = h0.shape[0], t0.shape[0], w_out.shape[0]
+        shared = t0.shape[1] == 1
+        if g_value is None:
+            g_value = h0.new_zeros(n, c)
+        if g_tangents is None:
+            g_tangents = h0.new_zeros(d, n, c)
+        g_h0 = h0.new_empty(h0.shape) if ctx.needs_input_grad[1] else None
+        g_t0 = t0.new_zeros(t0.shape) if ctx.needs_input_grad[2] and not shared else None
+        per_block = sum(_Jet.count(act) + d for act in acts)
+
+        def work(ids: List[int]):
+            gw: List[Optional[Tensor]] = [None] * (num + 1)  # index num: the output layer
+            gb: List[Optional[Tensor]] = [None] * (num + 1)
+            g_t0_shared: List[Optional[Tensor]] = [None] * d
+            for b_id in ids:
+                s0, s1 = blocks[b_id]
+                pos = b_id * per_block
+                layers = []  # per layer: (jet, tu or None, t or None)
+                for act in acts:
+                    m = _Jet.count(act)
+                    jet = _Jet.restore(act, saved[pos:pos + m])
+                    vecs = list(saved[pos + m:pos + m + d])
+                    pos += m + d
+                    layers.append((jet, vecs, None) if jet.d2f is not None else (jet, None, vecs))
+
+                def weight_grad(i: int, gh: Tensor, gt: List[Tensor], fed_by: tuple) -> None:
+                    """gw[i] += g_h^T f + sum_j g_t,j^T t_j for a layer fed by value f, tangents t_j = f' tu_j."""
+                    jet, tu, t = fed_by
+                    _accumulate_mm(gw, i, gh.T, jet.f)
+                    for j in range(d):
+                        gw[i].addmm_(gt[j].T, t[j] if t is not None else jet.times_df(tu[j]))
+
+                gh = g_value[s0:s1]
+                gt = [g_tangents[j, s0:s1] for j in range(d)]
+                weight_grad(num, gh, gt, layers[-1])
+                _accumulate(gb, num, gh.sum(0))
+                gh = torch.mm(gh, w_out)  # (rows, H)
+                gt = [torch.mm(g, w_out) for g in gt]
+                for i in range(num - 1, -1, -1):
+                    jet, tu, _ = layers[i]
+                    # Through the activation: g_u = g_h f' + f'' sum_j g_t,j tu_j; g_tu,j = g_t,j f'.
+                    if jet.d2f is not None:
+                        q = torch.mul(gt[0], tu[0])
+                        for j in range(1, d):
+                            q.addcmul_(gt[j], tu[j])
+                        gh = jet.times_df(gh, inplace=True).addcmul_(jet.d2f, q, value=jet.sign)
+                        del q
+                    else:
+                        gh = jet.times_df(gh, inplace=True)
+                    gt = [jet.times_df(g, inplace=True) for g in gt]
+                    layers[i] = None
+                    del jet, tu
+                    _accumulate(gb, i, gh.sum(0))
+                    w = weights[i]
+                    if i > 0:
+                        weight_grad(i, gh, gt, layers[i - 1])
+                        gh = torch.mm(gh, w)
+                        gt = [torch.mm(g, w) for g in gt]
+                        continue
+                    _accumulate_mm(gw, 0, gh.T, h0[s0:s1])
+                    for j in range(d):
+                        if shared:  # tangents constant over the batch: reduce over the rows first
+                            gw[0].addr_(gt[j].sum(0), t0[j, 0])
+                        else:
+                            gw[0].addmm_(gt[j].T, t0[j, s0:s1])
+                    if g_h0 is not None:
+                        torch.mm(gh, w, out=g_h0[s0:s1])
+                    if ctx.needs_input_grad[2]:
+                        for j in range(d):
+                            if shared:
+                                _accumulate(g_t0_shared, j, gt[j].sum(0, keepdim=True) @ w)
+                            else:
+                                torch.mm(gt[j], w, out=g_t0[j, s0:s1])
+                del gh, gt, layers
+            return gw, gb, g_t0_shared
+
+        parts = _run_blocks(work, len(blocks))
+        gw = _sum_parts([p[0] for p in parts])
+        gb = _sum_parts([p[1] for p in parts])
+        if ctx.needs_input_grad[2] and shared:
+            g_t0 = torch.stack(_sum_parts([p[2] for p in parts]))
+        return (None, g_h0, g_t0, *_weight_grads(gw, gb, folds))
+
+
+class _ReverseJacobian(torch.autograd.Function):
+    """Reverse mode: returns value (N, C) and Jacobian (N, C, D); backward written out by hand.
+
+    Forward: the value pass, then the C vector-Jacobian products from a_L = W_out down to the
+    encoding features, a_{l-1} = delta_l (a W_l) with delta_l = a_l f'(u_l). Backward: the loss on
+    the Jacobian reaches the weights through those products (a sweep up, which is a tangent pass)
+    and through the value pass (the ordinary sweep down). Saved per row block: every layer's jet
+    and its delta_l and a_{l-1} (C, rows, H).
+    """
+
+    @staticmethod
+    def forward(ctx, spec, h0: Tensor, t0: Tensor, *params: Tensor):
+        acts, folds, save, blocks = spec
+        weights, w_out, b_out = _split(params, folds)
+        num = len(acts)
+        n, d, c = h0.shape[0], t0.shape[0], w_out.shape[0]
+        shared = t0.shape[1] == 1
+        value = h0.new_empty(n, c)
+        jac = h0.new_empty(n, c, d)
+        saved: List[Optional[List[Tensor]]] = [None] * len(blocks)
+
+        def work(ids: List[int]) -> None:
+            for b_id in ids:
+                s0, s1 = blocks[b_id]
+                h = h0[s0:s1]
+                jets = []
+                for i, (act, a) in enumerate(zip(acts, folds)):
+                    jets.append(_Jet.of(act, _pre_activation(params, i, a, h)))
+                    h = jets[-1].f
+                torch.addmm(b_out, h, w_out.T, out=value[s0:s1])
+                del h
+                deltas: List[Tensor] = []
+                a_list: List[Tensor] = []
+                a = w_out.unsqueeze(1)  # (C, 1, H): d value / d (last hidden output), the same for every row
+                for i in range(num - 1, -1, -1):
+                    delta = jets[i].times_df(a)  # (C, rows, H)
+                    a = torch.matmul(delta, weights[i])  # (C, rows, K)
+                    deltas.insert(0, delta)
+                    a_list.insert(0, a)
+                jac[s0:s1] = _contract_features(a, t0 if shared else t0[:, s0:s1])
+                if save:
+                    saved[b_id] = [x for jet in jets for x in jet.tensors()] + deltas + a_list
+
+        _run_blocks(work, len(blocks))
+        if save:
+            ctx.acts, ctx.folds, ctx.blocks = acts, folds, blocks
+            ctx.save_for_backward(h0, t0, *params, *[x for keep in saved for x in keep])
+        ctx.set_materialize_grads(False)
+        return value, jac
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_value: Optional[Tensor], g_jac: Optional[Tensor]):
+        acts, folds, blocks = ctx.acts, ctx.folds, ctx.blocks
+        num = len(acts)
+        h0, t0, *rest = ctx.saved_tensors
+        params, saved = rest[:2 * num + 2], rest[2 * num + 2:]
+        del rest
+        weights, w_out, b_out = _split(params, folds)
+        n, c = h0.shape[0], w_out.shape[0]
+        shared = t0.shape[1] == 1
+        if g_value is None:
+            g_value = h0.new_zeros(n, c)
+        g_h0 = h0.new_empty(h0.shape) if ctx.needs_input_grad[1] else None
+        g_t0 = t0.new_zeros(t0.shape) if ctx.needs_input_grad[2] and not shared else None
+        per_block = sum(_Jet.count(act) for act in acts) + 2 * num
+
+        def work(ids: List[int]):
+            gw: List[Optional[Tensor]] = [None] * (num + 1)  # true gradients wrt the folded weights
+            gb: List[Optional[Tensor]] = [None] * (num + 1)
+            g_t0_shared: List[Optional[Tensor]] = [None]
+            for b_id in ids:
+                s0, s1 = blocks[b_id]
+                pos = b_id * per_block
+                jets = []
+                for act in acts:
+                    m = _Jet.count(act)
+                    jets.append(_Jet.restore(act, saved[pos:pos + m]))
+                    pos += m
+                deltas = list(saved[pos:pos + num])
+                a_list = list(saved[pos + num:pos + 2 * num])  # a_0 ... a_{L-1}
+                gu_jac: List[Optional[Tensor]] = [None] * num
+                # Sweep up: the loss on J = a_0 . t0 back through the products (a tangent pass).
+                if g_jac is not None:
+                    gj = g_jac[s0:s1]  # (rows, C, D)
+                    if shared:
+                        ga = torch.matmul(gj.permute(1, 0, 2), t0[:, 0, :])  # (C, rows, K0)
+                    else:
+                        ga = torch.einsum("ncd,dnk->cnk", gj, t0[:, s0:s1])
+                    if ctx.needs_input_grad[2]:
+                        gt0 = torch.einsum("ncd,cnk->dnk", gj, a_list[0])
+                        if shared:
+                            _accumulate(g_t0_shared, 0, gt0.sum(1, keepdim=True))
+                        else:
+                            g_t0[:, s0:s1] = gt0
+                    for i in range(num):
+                        jet = jets[i]
+                        a = a_list[i + 1] if i < num - 1 else w_out.unsqueeze(1)
+                        delta = deltas[i]
+                        deltas[i] = None
+                        _accumulate_mm(gw, i, delta.reshape(-1, delta.shape[-1]).T, ga.reshape(-1, ga.shape[-1]))
+                        g_delta = torch.matmul(ga, weights[i].T)  # (C, rows, H)
+                        if jet.d2f is not None:  # d loss / d u through f'(u), without its sign: f'' sum_c g_delta a
+                            gu = torch.mul(g_delta[0], a[0])
+                            for j in range(1, c):
+                                gu.addcmul_(g_delta[j], a[j])
+                            gu_jac[i] = gu.mul_(jet.d2f)
+                            del gu
+                        ga = jet.times_df(g_delta, inplace=True)  # (C, rows, H)
+                        del g_delta, delta, a
+                    _accumulate(gw, num, ga.sum(1))  # through a_L = W_out
+                    del ga
+                # Sweep down: the value's backward pass plus the Jacobian's share of d loss / d u.
+                # gh holds gsign * (true gradient), so that sign flips cost no pass over the data.
+                gv = g_value[s0:s1]
+                _accumulate_mm(gw, num, gv.T, jets[-1].f)
+                _accumulate(gb, num, gv.sum(0))
+                gh, gsign = torch.mm(gv, w_out), 1.0  # (rows, H)
+                for i in range(num - 1, -1, -1):
+                    jet = jets[i]
+                    if gu_jac[i] is not None:  # gu_jac + gsign sign gh f' = sign (true gradient of u)
+                        gu, usign = gu_jac[i].addcmul_(gh, jet.df, value=gsign * jet.sign), jet.sign
+                        gu_jac[i] = None
+                    else:
+                        gu, usign = jet.times_df(gh, inplace=True), gsign
+                    del gh
+                    h_in = jets[i - 1].f if i > 0 else h0[s0:s1]
+                    _accumulate_mm(gw, i, gu.T, h_in, alpha=usign)
+                    _accumulate(gb, i, gu.sum(0), alpha=usign)
+                    if i > 0 or g_h0 is not None:
+                        gh, gsign = torch.mm(gu, weights[i]), usign
+                    del gu, jet
+                if g_h0 is not None:
+                    torch.mul(gh, gsign, out=g_h0[s0:s1])
+                del jets, deltas, a_list
+            return gw, gb, g_t0_shared
+
+        parts = _run_blocks(work, len(blocks))
+        gw = _sum_parts([p[0] for p in parts])
+        gb = _sum_parts([p[1] for p in parts])
+        if ctx.needs_input_grad[2] and shared:
+            g_t0 = _sum_parts([p[2] for p in parts])[0]
+            if g_t0 is None:
+                g_t0 = torch.zeros_like(t0)
+        return (None, g_h0, g_t0, *_weight_grads(gw, gb, folds))
+
+
+def _contract_features(a0: Tensor, t0: Tensor) -> Tensor:
+    """J[n, c, d] = sum_k a0[c, n, k] t0[d, n, k]; t0 may be constant over n (shape (D, 1, K0))."""
+    if t0.shape[1] == 1:
+        return torch.matmul(a0, t0[:, 0, :].T).permute(1, 0, 2)
+    return torch.einsum("cnk,dnk->ncd", a0, t0)
+
+
+def compile_model(model: nn.Module, **options) -> nn.Module:
+    """Compiles ``model``'s forward pass in place with ``torch.compile`` (the ``--compile`` option).
+
+    This speeds up the value path: ``val`` supervision, evaluation and rendering (``model(x)``).
+    The fused derivative engine does not call ``model.forward`` and keeps its hand-written passes,
+    and ``MLP.jet`` (the Laplacian) stays eager, so derivative supervision is unchanged. The module
+    itself is returned: its class, ``state_dict`` keys and checkpoints are those of the eager model.
+    A compiled forward pass cannot be differentiated twice, so :func:`reference_jacobian` with
+    ``create_graph=True`` and the autograd engine's reverse mode need the eager model. ``options`` go
+    to :meth:`torch.nn.Module.compile` (``mode``, ``dynamic``, ...).
+    """
+    model.compile(**options)
+    return model
 
 
 def reference_jacobian(model: nn.Module, coords: Tensor, create_graph: bool = False) -> Derivatives:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call
 
+from sobolev_inr import derivatives
 from sobolev_inr.derivatives import (DERIVATIVE_MODES, Derivatives, choose_mode, reference_jacobian,
                                      reference_laplacian, value_and_derivatives)
 from sobolev_inr.models import ACTIVATIONS, ENCODINGS, MLP
@@ -18,6 +20,15 @@ MODES = ("forward", "reverse", "auto")
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 DTYPES = [torch.float32, torch.float64]
 DTYPE_IDS = ["f32", "f64"]
+# Every explicit Jacobian engine the module offers (the fused one has a hand-written backward pass).
+JACOBIAN_ENGINES = [e for e in getattr(derivatives, "ENGINES", ()) if e != "auto"] or [None]
+
+
+def derive(model, coords, engine=None, **kwargs) -> Derivatives:
+    """value_and_derivatives with ``engine`` passed only where the module has engines."""
+    if engine is not None:
+        kwargs["engine"] = engine
+    return value_and_derivatives(model, coords, **kwargs)
 
 
 def relative_error(actual: torch.Tensor, reference: torch.Tensor) -> float:
@@ -37,7 +48,7 @@ def make_model(activation="sine", encoding="none", in_features=2, out_features=3
 
 def make_coords(n=32, d=2, dtype=torch.float64, seed=1) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return (torch.rand(n, d, generator=gen, dtype=dtype) * 2 - 1)
+    return torch.rand(n, d, generator=gen, dtype=dtype) * 2 - 1
 
 
 class TestChooseMode:
@@ -81,11 +92,24 @@ class TestSmoke:
         with pytest.raises(ValueError, match="forward"):
             value_and_derivatives(make_model(), make_coords(), mode="finite")
 
-    @pytest.mark.xfail(strict=True, reason="known bug: laplacian=True overrides mode before it is validated "
-                                          "(sobolev_inr/derivatives.py, value_and_derivatives)")
     def test_unknown_mode_raises_with_laplacian(self):
         with pytest.raises(ValueError):
             value_and_derivatives(make_model(), make_coords(), mode="finite", laplacian=True)
+
+    @pytest.mark.skipif(not hasattr(derivatives, "ENGINES"), reason="this version has a single engine")
+    def test_unknown_engine_lists_choices(self):
+        with pytest.raises(ValueError) as info:
+            value_and_derivatives(make_model(), make_coords(), engine="jax")
+        for engine in derivatives.ENGINES:
+            assert engine in str(info.value)
+
+    @pytest.mark.skipif("fused" not in getattr(derivatives, "ENGINES", ()), reason="no fused engine")
+    def test_fused_engine_refuses_what_it_cannot_do(self):
+        with pytest.raises(ValueError, match="autograd"):
+            value_and_derivatives(make_model(), make_coords(), laplacian=True, engine="fused")
+        plain = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+        with pytest.raises(ValueError, match="autograd"):
+            value_and_derivatives(plain, make_coords(), mode="reverse", engine="fused")
 
     def test_forward_mode_needs_jet(self):
         plain = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
@@ -100,28 +124,36 @@ class TestSmoke:
         assert relative_error(out.jacobian, ref.jacobian) < TOL[torch.float64]
 
 
+@pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
 class TestJacobianAgainstReference:
-    """Every activation x encoding x mode x dtype, for an RGB-like (C=3) and a gray (C=1) output."""
+    """Every activation x encoding x mode x dtype x engine, for an RGB-like (C=3) and a gray (C=1) output."""
 
-    @pytest.mark.parametrize("out_features", [1, 3])
-    def test_jacobian(self, activation, encoding, mode, dtype, out_features):
-        model = make_model(activation, encoding, out_features=out_features, dtype=dtype)
-        x = make_coords(24, dtype=dtype)
-        out = value_and_derivatives(model, x, mode=mode, create_graph=False)
-        ref = reference_jacobian(model, x)
-        assert out.jacobian.shape == (24, out_features, 2)
-        assert relative_error(out.jacobian, ref.jacobian) < TOL[dtype]
-        assert relative_error(out.value, ref.value.detach()) < TOL[dtype]
+    def test_jacobian(self, activation, encoding, mode, dtype, engine):
+        for out_features in (1, 3):
+            model = make_model(activation, encoding, out_features=out_features, dtype=dtype)
+            x = make_coords(24, dtype=dtype)
+            out = derive(model, x, engine, mode=mode, create_graph=False)
+            ref = reference_jacobian(model, x)
+            assert out.jacobian.shape == (24, out_features, 2)
+            assert relative_error(out.jacobian, ref.jacobian) < TOL[dtype], f"C = {out_features}"
+            assert relative_error(out.value, ref.value.detach()) < TOL[dtype], f"C = {out_features}"
 
-    def test_scale_multiplies_columns(self, activation, encoding, mode, dtype):
+
+@pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+class TestScale:
+    def test_scale_multiplies_columns(self, activation, encoding, mode, dtype, engine):
         model = make_model(activation, encoding, dtype=dtype)
         x = make_coords(24, dtype=dtype)
         scale = torch.tensor([0.25, 3.0], dtype=torch.float64)  # any dtype is accepted
-        scaled = value_and_derivatives(model, x, scale=scale, mode=mode, create_graph=False).jacobian
+        scaled = derive(model, x, engine, scale=scale, mode=mode, create_graph=False).jacobian
         ref = reference_jacobian(model, x).jacobian
         assert relative_error(scaled, ref * scale.to(dtype)) < TOL[dtype]
 
@@ -158,12 +190,13 @@ class TestLaplacianAgainstReference:
 
 
 class TestOtherShapes:
+    @pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
     @pytest.mark.parametrize("d,c", [(1, 1), (1, 3), (3, 1), (3, 2), (2, 2)])
     @pytest.mark.parametrize("mode", MODES)
-    def test_jacobian(self, d, c, mode):
+    def test_jacobian(self, d, c, mode, engine):
         model = make_model("sine", "positional", in_features=d, out_features=c)
         x = make_coords(20, d=d)
-        out = value_and_derivatives(model, x, mode=mode)
+        out = derive(model, x, engine, mode=mode)
         assert out.jacobian.shape == (20, c, d)
         assert relative_error(out.jacobian, reference_jacobian(model, x).jacobian) < 1e-10
 
@@ -174,11 +207,12 @@ class TestOtherShapes:
         out = value_and_derivatives(model, x, laplacian=True)
         assert relative_error(out.laplacian, reference_laplacian(model, x)) < 1e-10
 
-    def test_deeper_network(self):
+    @pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
+    def test_deeper_network(self, engine):
         model = make_model("sine", "fourier", layers=3, hidden=32)
         x = make_coords(64)
         for mode in ("forward", "reverse"):
-            out = value_and_derivatives(model, x, mode=mode)
+            out = derive(model, x, engine, mode=mode)
             assert relative_error(out.jacobian, reference_jacobian(model, x).jacobian) < 1e-10
 
 
@@ -189,26 +223,38 @@ def _weight_grads(model, loss):
 
 
 class TestCreateGraph:
-    @pytest.mark.parametrize("mode", MODES)
+    @pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
+    @pytest.mark.parametrize("mode", ["forward", "reverse"])
     @pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
     @pytest.mark.parametrize("encoding", ["none", "fourier"])
-    def test_weight_gradients_match_reference(self, activation, encoding, mode):
-        model = make_model(activation, encoding)
-        x = make_coords(24)
-        target = torch.randn(24, 3, 2, dtype=torch.float64)
-        scale = torch.tensor([0.5, 2.0], dtype=torch.float64)
+    def test_weight_gradients_match_reference(self, activation, encoding, mode, engine):
+        for out_features in (1, 3):
+            model = make_model(activation, encoding, out_features=out_features, layers=3, hidden=16)
+            x = make_coords(24)
+            target = torch.randn(24, out_features, 2, dtype=torch.float64)
+            scale = torch.tensor([0.5, 2.0], dtype=torch.float64)
 
-        out = value_and_derivatives(model, x, scale=scale, mode=mode, create_graph=True)
-        loss = ((out.jacobian - target) ** 2).sum() + (out.value ** 2).sum()
-        grads = _weight_grads(model, loss)
+            out = derive(model, x, engine, scale=scale, mode=mode, create_graph=True)
+            loss = ((out.jacobian - target) ** 2).sum() + (out.value ** 2).sum()
+            grads = _weight_grads(model, loss)
 
-        ref = reference_jacobian(model, x, create_graph=True)
-        ref_loss = ((ref.jacobian * scale - target) ** 2).sum() + (ref.value ** 2).sum()
-        ref_grads = _weight_grads(model, ref_loss)
+            ref = reference_jacobian(model, x, create_graph=True)
+            ref_loss = ((ref.jacobian * scale - target) ** 2).sum() + (ref.value ** 2).sum()
+            ref_grads = _weight_grads(model, ref_loss)
 
-        assert any(g.abs().max() > 0 for g in ref_grads)
-        for g, r in zip(grads, ref_grads):
-            assert relative_error(g, r) < 1e-9 or (g - r).abs().max().item() < 1e-12
+            assert any(g.abs().max() > 0 for g in ref_grads)
+            for (name, _), g, r in zip(model.named_parameters(), grads, ref_grads):
+                assert relative_error(g, r) < 1e-9 or (g - r).abs().max().item() < 1e-12, \
+                    f"d loss / d {name}, C = {out_features}"
+
+    def test_auto_mode_weight_gradients(self):
+        for out_features in (1, 3):
+            model = make_model("sine", "positional", out_features=out_features)
+            x = make_coords(24)
+            grads = _weight_grads(model, (value_and_derivatives(model, x).jacobian ** 2).sum())
+            ref_grads = _weight_grads(model, (reference_jacobian(model, x, create_graph=True).jacobian ** 2).sum())
+            for g, r in zip(grads, ref_grads):
+                assert relative_error(g, r) < 1e-9
 
     @pytest.mark.parametrize("activation", ["sine", "spder", "tanh", "softplus"])
     def test_laplacian_weight_gradients(self, activation):
@@ -227,11 +273,23 @@ class TestCreateGraph:
         for g, r in zip(grads, ref_grads):
             assert relative_error(g, r) < 1e-9
 
+    def test_value_only_loss(self):
+        """A loss on the value alone (Jacobian unused) back-propagates like model(x)'s."""
+        for engine in JACOBIAN_ENGINES:
+            for mode in ("forward", "reverse"):
+                model = make_model("sine", "positional")
+                x = make_coords()
+                grads = _weight_grads(model, (derive(model, x, engine, mode=mode).value ** 2).sum())
+                ref_grads = _weight_grads(model, (model(x) ** 2).sum())
+                for g, r in zip(grads, ref_grads):
+                    assert relative_error(g, r) < 1e-10
+
+    @pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
     @pytest.mark.parametrize("mode", ["forward", "reverse"])
     @pytest.mark.parametrize("out_features", [1, 3])
-    def test_no_graph_when_not_asked(self, mode, out_features):
+    def test_no_graph_when_not_asked(self, mode, out_features, engine):
         model = make_model(out_features=out_features)
-        out = value_and_derivatives(model, make_coords(), mode=mode, create_graph=False)
+        out = derive(model, make_coords(), engine, mode=mode, create_graph=False)
         for t in (out.value, out.jacobian):
             assert t.grad_fn is None and not t.requires_grad
 
@@ -240,30 +298,61 @@ class TestCreateGraph:
         for t in (out.value, out.jacobian, out.laplacian):
             assert t.grad_fn is None and not t.requires_grad
 
+    @pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
     @pytest.mark.parametrize("mode", ["forward", "reverse"])
-    def test_graph_when_asked(self, mode):
-        out = value_and_derivatives(make_model(), make_coords(), mode=mode, create_graph=True)
+    def test_graph_when_asked(self, mode, engine):
+        out = derive(make_model(), make_coords(), engine, mode=mode, create_graph=True)
         assert out.jacobian.grad_fn is not None and out.value.grad_fn is not None
 
+    @pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
     @pytest.mark.parametrize("mode", ["forward", "reverse"])
-    def test_works_under_no_grad(self, mode):
+    def test_works_under_no_grad(self, mode, engine):
         model = make_model()
         x = make_coords()
         with torch.no_grad():
-            out = value_and_derivatives(model, x, mode=mode, create_graph=False)
+            out = derive(model, x, engine, mode=mode, create_graph=False)
         assert relative_error(out.jacobian, reference_jacobian(model, x).jacobian) < 1e-10
 
 
-class TestGradcheck:
-    """The forward-mode derivatives are hand-made: gradcheck their own derivative wrt the coordinates."""
+class _JacobianOf(nn.Module):
+    """Wraps ``model`` so that torch.func.functional_call can swap its weights for gradcheck inputs."""
 
-    def test_jacobian(self):
+    def __init__(self, model, mode, engine):
+        super().__init__()
+        self.model, self.mode, self.engine = model, mode, engine
+
+    def forward(self, coords):
+        out = derive(self.model, coords, self.engine, mode=self.mode, create_graph=True)
+        return out.value, out.jacobian
+
+
+class TestGradcheck:
+    """The derivatives are hand-made (jets, and the fused engine's backward pass): gradcheck them."""
+
+    @pytest.mark.parametrize("engine", JACOBIAN_ENGINES)
+    @pytest.mark.parametrize("mode", ["forward", "reverse"])
+    @pytest.mark.parametrize("activation,encoding", [("sine", "none"), ("tanh", "none"), ("spder", "none"),
+                                                     ("sine", "positional")])
+    def test_wrt_weights(self, activation, encoding, mode, engine):
+        model = make_model(activation, encoding, hidden=5, layers=2)
+        wrapper = _JacobianOf(model, mode, engine)
+        names = [f"model.{k}" for k, _ in model.named_parameters()]
+        params = tuple(p.detach().clone().requires_grad_(True) for p in model.parameters())
+        x = make_coords(5)
+
+        def fn(*ps):
+            return functional_call(wrapper, dict(zip(names, ps)), (x,))
+
+        assert torch.autograd.gradcheck(fn, params)
+
+    def test_forward_mode_wrt_coords(self):
         model = make_model("sine", "positional", hidden=8)
         x = make_coords(4).requires_grad_(True)
-        assert torch.autograd.gradcheck(
-            lambda c: value_and_derivatives(model, c, mode="forward").jacobian, (x,))
+        for engine in JACOBIAN_ENGINES:
+            assert torch.autograd.gradcheck(
+                lambda c: derive(model, c, engine, mode="forward").jacobian, (x,))
 
-    def test_laplacian(self):
+    def test_laplacian_wrt_coords(self):
         model = make_model("tanh", "fourier", hidden=8)
         x = make_coords(4).requires_grad_(True)
         assert torch.autograd.gradcheck(

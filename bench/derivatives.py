@@ -1,0 +1,451 @@
+"""Cost of derivative supervision: one training step per method, against the value-only step.
+
+For each case (an RGB image at the Baby protocol size, a gray image at the Bird gray protocol size,
+audio at Bach's training size; a NeRF case is a placeholder), times one full training step (loss,
+backward, Adam) of:
+
+* ``val``: value supervision only (the baseline every ratio refers to);
+* ``reference``: the published code's per-channel loop of ``torch.autograd.grad(create_graph=True)``;
+* ``forward`` / ``reverse``: this package's fused engine in each mode (``auto`` picks the one marked *);
+* ``forward-autograd`` / ``reverse-autograd``: the same modes in plain autograd (the engine before
+  the fused one, kept for the Laplacian and for models other than MLP);
+* ``forward-func`` (with ``--methods all``): torch.func, ``vmap`` of ``jvp`` over the D directions;
+* with ``--compile``: ``val-compiled``, the value step under ``torch.compile``, and
+  ``forward-autograd-compiled``, the explicit tangent pass (``MLP.jet``) and its loss under
+  ``torch.compile``, whose elementwise work inductor fuses.
+
+Before timing anything it checks every method's Jacobian against the reference loop (float32,
+relative error = max |ours - ref| / max |ref| <= 1e-5) and stops if one differs. Each method steps in
+its own worker process (its memory allocator then settles as in a training run), the rounds are
+interleaved (one step of every method per round, so that load from other jobs on the machine falls
+on all of them alike), and the median over rounds is reported. Peak memory of a step: on CPU, each (case, method) runs in its own subprocess
+(setup, one warm-up step, then peak RSS during one step minus the RSS before it; glibc is told to
+return freed blocks to the system, ``MALLOC_MMAP_THRESHOLD_``, so that RSS follows the live tensors);
+on CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the step.
+
+    python bench/derivatives.py --cases rgb-siren rgb-relu-pe gray-siren gray-relu-pe   # images
+    python bench/derivatives.py --cases audio-siren nerf                              # audio
+    python bench/derivatives.py --cases rgb-siren --threads 1 --methods all --compile
+
+Prints a table and writes JSON to ``bench/results/derivatives_<device>_<threads>threads[_<cases>].json``
+(``--out``). All cases take about 15 minutes on a loaded 2-core CPU; run the image cases and the audio
+case as two commands to stay under 8 minutes each.
+Benchmarks print; tests assert: nothing here fails on a timing.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sobolev_inr.coords import derivative_scale  # noqa: E402
+from sobolev_inr.data.images import load_image, prepare_image  # noqa: E402
+from sobolev_inr.derivatives import choose_mode, reference_jacobian, value_and_derivatives  # noqa: E402
+from sobolev_inr.losses import sobolev_loss  # noqa: E402
+from sobolev_inr.models import MLP, nyquist_num_frequencies  # noqa: E402
+
+TOLERANCE = 1e-5  # float32 relative error of the Jacobian against the reference loop
+BASE_METHODS = ("val", "reference", "forward", "reverse", "forward-autograd", "reverse-autograd")
+EXTRA_METHODS = ("forward-func",)
+COMPILED_METHODS = ("val-compiled", "forward-autograd-compiled")
+
+
+# ------------------------------------------------------------------------------------------ cases
+@dataclass
+class Case:
+    name: str
+    description: str
+    activation: str
+    encoding: str
+    build: Optional[Callable[[], Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]]
+    """-> coords (N, D), values (N, C), jacobian targets (N, C, D) per step, scale (D,)."""
+    num_frequencies: int = 4
+    w0: float = 30.0
+
+
+def _image(filename: str, size: Optional[int], gray: bool):
+    image, source = load_image(filename, is_gray=gray)
+    if size is not None and image.shape[-1] != size:
+        image = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)[0].clamp(-1, 1)
+    data = prepare_image(image, factor=4, source=source)
+    scale = derivative_scale(data.derivative_step, "pixel").float()
+    return data.train_coords, data.train_values, data.train_jacobian, scale
+
+
+def _rgb():
+    # Baby (Set5) is 512x512 RGB; skimage's astronaut has the same size and ships with the package.
+    return _image("skimage:astronaut", 512, gray=False)
+
+
+def _gray():
+    # Bird (Set5) is 288x288, converted to luma; camera resized to that size stands in for it.
+    return _image("skimage:camera", 288, gray=True)
+
+
+def _audio():
+    # Bach: 308207 samples, every 5th for training = 61642; a synthetic chirp of that length stands in.
+    n = 308207
+    t = torch.linspace(-100.0, 100.0, n)
+    k = torch.arange(n, dtype=torch.float64) / 44100.0
+    signal = (0.6 * torch.sin(2 * math.pi * (220 + 300 * k) * k) + 0.3 * torch.sin(2 * math.pi * 1760 * k)).float()
+    signal = signal / signal.abs().max()
+    diff = torch.zeros_like(signal)
+    diff[1:-1] = (signal[2:] - signal[:-2]) / 2.0  # central differences, per sample step
+    idx = torch.arange(0, n, 5)
+    step = torch.tensor([200.0 / (n - 1)])
+    return t[idx, None], signal[idx, None], diff[idx, None, None], step
+
+
+CASES: Dict[str, Case] = {
+    "rgb-siren": Case("rgb-siren", "RGB image, 128x128 training px (Baby protocol), SIREN 4x256", "sine", "none", _rgb),
+    "rgb-relu-pe": Case("rgb-relu-pe", "RGB image, 128x128 training px, ReLU+PE 4x256", "relu", "positional", _rgb,
+                        num_frequencies=nyquist_num_frequencies(128)),
+    "gray-siren": Case("gray-siren", "gray image, 72x72 training px (Bird gray protocol), SIREN 4x256", "sine",
+                       "none", _gray),
+    "gray-relu-pe": Case("gray-relu-pe", "gray image, 72x72 training px, ReLU+PE 4x256", "relu", "positional",
+                         _gray, num_frequencies=nyquist_num_frequencies(72)),
+    "audio-siren": Case("audio-siren", "audio, 61642 training samples (Bach / 5), SIREN 4x256", "sine", "none",
+                        _audio),
+    "nerf": Case("nerf", "NeRF rays (placeholder: arrives with the inverse-rendering task)", "relu", "positional",
+                 None),
+}
+
+
+# ---------------------------------------------------------------------------------------- methods
+def _func_derivatives(model: MLP, x: torch.Tensor, scale: torch.Tensor):
+    """torch.func: vmap of jvp over the D scaled unit directions; value computed once (unbatched)."""
+    from torch.func import functional_call, jvp, vmap
+
+    state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+    def f(coords):
+        return functional_call(model, state, (coords,))
+
+    seeds = torch.diag(scale).unsqueeze(1).expand(-1, x.shape[0], -1)  # (D, N, D)
+    value, tangents = vmap(lambda t: jvp(f, (x,), (t,)))(seeds)
+    return value[0], tangents.permute(1, 2, 0)
+
+
+def derivative_fn(method: str, model: MLP, scale: torch.Tensor):
+    """(coords) -> (value, jacobian) with a graph for training, for one derivative method."""
+    base = method.replace("-compiled", "")
+    if base == "reference":
+        def fn(x):
+            out = reference_jacobian(model, x, create_graph=True)
+            return out.value, out.jacobian * scale
+    elif base == "forward-func":
+        def fn(x):
+            return _func_derivatives(model, x, scale)
+    else:
+        mode, _, engine = base.partition("-")
+        engine = engine or "fused"
+
+        def fn(x):
+            out = value_and_derivatives(model, x, scale=scale, mode=mode, engine=engine)
+            return out.value, out.jacobian
+    return fn
+
+
+def make_step(method: str, model: MLP, x, y, target, scale, lambda_der: float = 1.0):
+    """One training step (zero_grad, loss, backward, Adam) for ``method``; returns a callable."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    if method.startswith("val"):
+        def loss_fn():
+            return sobolev_loss("val", model(x), y)["total"]
+    else:
+        derivs = derivative_fn(method, model, scale)
+
+        def loss_fn():
+            value, jac = derivs(x)
+            return sobolev_loss("val_der", value, y, jac, target, lambda_der)["total"]
+    if method.endswith("-compiled"):
+        loss_fn = torch.compile(loss_fn)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def methods_for(args) -> List[str]:
+    methods = list(BASE_METHODS)
+    if args.methods == ["all"]:
+        methods += list(EXTRA_METHODS)
+    elif args.methods:
+        methods = list(args.methods)
+        if "val" not in methods:
+            methods.insert(0, "val")
+    if args.compile:
+        methods += [m for m in COMPILED_METHODS if m not in methods]
+    return methods
+
+
+def build(case: Case, device: torch.device, seed: int = 0):
+    x, y, target, scale = case.build()
+    torch.manual_seed(seed)
+    model = MLP(x.shape[1], y.shape[1], [case.activation] * 4, hidden_features=256, w0=case.w0,
+                encoding=case.encoding, num_frequencies=case.num_frequencies)
+    return model.to(device), x.to(device), y.to(device), target.to(device), scale.to(device)
+
+
+def check_jacobians(case: Case, methods: List[str], device: torch.device) -> Dict[str, float]:
+    """Relative error of every derivative method's Jacobian against the reference loop; exits if > tolerance."""
+    model, x, _, _, scale = build(case, device)
+    ref = reference_jacobian(model, x)
+    ref_jac = ref.jacobian.detach() * scale
+    peak = ref_jac.abs().max().item()
+    errors = {}
+    for method in methods:
+        if method.startswith("val") or method.startswith("reference"):
+            continue
+        fn = derivative_fn(method, model, scale)
+        if method.endswith("-compiled"):
+            fn = torch.compile(fn)
+        value, jac = fn(x)
+        err = (jac.detach() - ref_jac).abs().max().item() / peak
+        verr = (value.detach() - ref.value.detach()).abs().max().item() / ref.value.abs().max().item()
+        errors[method] = err
+        if not (err <= TOLERANCE and verr <= TOLERANCE):
+            raise SystemExit(f"{case.name}/{method}: Jacobian relative error {err:.2e} (value {verr:.2e}) exceeds "
+                             f"{TOLERANCE:.0e} against the reference loop; not timing anything")
+    return errors
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _worker(conn, case_name: str, method: str, device: str, threads: Optional[int], warmup: int) -> None:
+    """One method in its own process: set up, warm up, then time one step per request."""
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        dev = torch.device(device)
+        model, x, y, target, scale = build(CASES[case_name], dev)
+        step = make_step(method, model, x, y, target, scale)
+        for _ in range(warmup + (2 if method.endswith("-compiled") else 0)):
+            step()
+        _sync(dev)
+        conn.send("ready")
+        while conn.recv():
+            _sync(dev)
+            t0 = time.perf_counter()
+            step()
+            _sync(dev)
+            conn.send(time.perf_counter() - t0)
+    except Exception as e:  # reported by the parent
+        conn.send(f"error: {type(e).__name__}: {e}")
+    finally:
+        conn.close()
+
+
+def time_methods(case: Case, methods: List[str], device: torch.device, repeats: int, warmup: int,
+                 threads: Optional[int]) -> Dict[str, List[float]]:
+    """Seconds per step of each method: one process per method (each allocator in its own steady
+    state, as in a training run), one step of every method per round (so that load from other jobs
+    hits all methods alike)."""
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for m in methods:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker, args=(child, case.name, m, str(device), threads, warmup), daemon=True)
+        proc.start()
+        workers[m] = (parent, proc)
+    times: Dict[str, List[float]] = {m: [] for m in methods}
+    try:
+        for m, (conn, _) in workers.items():
+            msg = conn.recv()
+            if msg != "ready":
+                raise SystemExit(f"{case.name}/{m}: {msg}")
+        for _ in range(repeats):
+            for m, (conn, _) in workers.items():
+                conn.send(True)
+                msg = conn.recv()
+                if isinstance(msg, str):
+                    raise SystemExit(f"{case.name}/{m}: {msg}")
+                times[m].append(msg)
+    finally:
+        for conn, proc in workers.values():
+            try:
+                conn.send(False)
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(timeout=30)
+    return times
+
+
+# ----------------------------------------------------------------------------------------- memory
+def _rss_mb() -> Tuple[float, float]:
+    status = Path("/proc/self/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 1024
+    return rss, hwm
+
+
+def memory_probe(case_name: str, method: str, device: torch.device) -> Dict[str, float]:
+    """Peak memory of one step above the memory held before it (after setup and one warm-up step)."""
+    case = CASES[case_name]
+    model, x, y, target, scale = build(case, device)
+    step = make_step(method, model, x, y, target, scale)
+    step()
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return {"peak_mb": (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20, "baseline_mb": base / 2 ** 20}
+    base, _ = _rss_mb()
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS (VmHWM) to the current RSS
+    step()
+    _, peak = _rss_mb()
+    return {"peak_mb": peak - base, "baseline_mb": base}
+
+
+def measure_memory(case: Case, methods: List[str], device: torch.device, threads: Optional[int],
+                   parallel: int = 3) -> Dict[str, Optional[float]]:
+    """Peak memory of one step per method (MB). On CPU each method runs in a fresh process, a few at a
+    time (a process's RSS does not depend on the others)."""
+    out: Dict[str, Optional[float]] = {}
+    if device.type == "cuda":
+        for method in methods:
+            out[method] = memory_probe(case.name, method, device)["peak_mb"]
+            gc.collect()
+            torch.cuda.empty_cache()
+        return out
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    pending = list(methods)
+    running: Dict[str, subprocess.Popen] = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            method = pending.pop(0)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", case.name, method, "--device", "cpu"]
+            if threads:
+                cmd += ["--threads", str(threads)]
+            running[method] = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        method = next(iter(running))
+        proc = running.pop(method)
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0:
+            print(f"  memory probe {case.name}/{method} failed: {stderr.strip().splitlines()[-1:]}", flush=True)
+            out[method] = None
+        else:
+            out[method] = json.loads(stdout.strip().splitlines()[-1])["peak_mb"]
+    return {m: out[m] for m in methods}
+
+
+# ------------------------------------------------------------------------------------------ report
+def run_device(args, device: torch.device) -> List[dict]:
+    methods = methods_for(args)
+    results = []
+    for name in args.cases:
+        case = CASES[name]
+        if case.build is None:
+            print(f"\n{name}: {case.description}: not measured yet", flush=True)
+            results.append({"case": name, "description": case.description, "placeholder": True})
+            continue
+        model, x, y, _, _ = build(case, torch.device("cpu"))
+        d, c, n = x.shape[1], y.shape[1], x.shape[0]
+        auto = choose_mode(d, c)
+        print(f"\n{name}: {case.description}; N = {n}, D = {d}, C = {c}; auto mode = {auto}; device {device}",
+              flush=True)
+        errors = check_jacobians(case, methods, device)
+        print("  Jacobians match the reference loop: " + ", ".join(f"{m} {e:.1e}" for m, e in errors.items()),
+              flush=True)
+        times = time_methods(case, methods, device, args.repeats, args.warmup, args.threads)
+        memory = measure_memory(case, methods, device, args.threads) if not args.no_memory else {m: None for m in methods}
+        med = {m: statistics.median(t) for m, t in times.items()}
+        rows = {}
+        for m in methods:
+            rows[m] = {
+                "seconds": med[m], "seconds_all": times[m], "ratio_to_val": med[m] / med["val"],
+                "speedup_vs_reference": (med["reference"] / med[m]) if "reference" in med else None,
+                "peak_mb": memory.get(m),
+                "memory_ratio_to_val": (memory[m] / memory["val"]) if memory.get(m) and memory.get("val") else None,
+                "jacobian_rel_err": errors.get(m), "auto": m.split("-")[0] == auto,
+            }
+        print_table(rows)
+        results.append({"case": name, "description": case.description, "N": n, "D": d, "C": c, "auto_mode": auto,
+                        "activation": case.activation, "encoding": case.encoding, "methods": rows})
+    return results
+
+
+def print_table(rows: Dict[str, dict]) -> None:
+    print(f"  {'method':<27}{'s/step':>9}{'x val':>8}{'ref/this':>10}{'peak MB':>10}{'x val':>8}{'jac err':>10}")
+    for m, r in rows.items():
+        mark = "*" if r["auto"] else " "
+        peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "-"
+        mratio = f"{r['memory_ratio_to_val']:.2f}" if r["memory_ratio_to_val"] is not None else "-"
+        speed = f"{r['speedup_vs_reference']:.2f}" if r["speedup_vs_reference"] is not None else "-"
+        err = f"{r['jacobian_rel_err']:.1e}" if r["jacobian_rel_err"] is not None else "-"
+        print(f"  {m + mark:<27}{r['seconds']:>9.4f}{r['ratio_to_val']:>8.2f}{speed:>10}{peak:>10}{mratio:>8}{err:>10}",
+              flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--methods", nargs="+", default=None,
+                   help=f"subset of {BASE_METHODS + EXTRA_METHODS} ('all' adds {EXTRA_METHODS}); val is always run")
+    p.add_argument("--compile", action="store_true", help=f"also time {COMPILED_METHODS} (slow to compile on CPU)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
+    p.add_argument("--device", default="auto", help="auto (CPU, and CUDA when present), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    p.add_argument("--out", type=Path, default=None, help="JSON file (default bench/results/derivatives_<device>.json)")
+    p.add_argument("--memory-probe", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe[0], args.memory_probe[1], torch.device(args.device))))
+        return
+    if args.device == "auto":
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        devices = [torch.device(args.device)]
+    for device in devices:
+        info = {
+            "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
+            "command": " ".join([Path(sys.executable).name] + [str(a) for a in (argv or sys.argv)]),
+            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats, "tolerance": TOLERANCE,
+        }
+        print(f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} threads on "
+              f"{os.cpu_count()} CPUs; {args.repeats} interleaved rounds, medians", flush=True)
+        results = run_device(args, device)
+        tag = "" if args.cases == list(CASES) else "_" + "_".join(args.cases)
+        out = args.out or REPO / "bench" / "results" / f"derivatives_{device.type}_{torch.get_num_threads()}threads{tag}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"machine": info, "cases": results}, indent=1))
+        print(f"\nwritten {out}")
+
+
+if __name__ == "__main__":
+    main()
