@@ -1,4 +1,5 @@
 """Runs that survive being killed, and inputs that fail clearly (exit 2, one line, no traceback)."""
+import json
 import random
 import signal
 import subprocess
@@ -27,12 +28,22 @@ def _main(args, **kw):
                           text=True, **kw)
 
 
-def test_kill_9_at_a_random_step_then_rerun_gives_the_uninterrupted_result(tiny_gray_png, tmp_path):
-    common = ["--filename", tiny_gray_png, "--hidden_features", "16", "--num_epochs", 1500, "--epochs_til_ckpt", 100,
-              "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
-    assert _main(common + ["--exp_name", "whole"]).returncode == 0
+KILL_CASES = {
+    "image": (IMAGE_TASK, lambda png: ["--filename", png]),
+    "audio": (REPO / "Experiments" / "audio_regression", lambda png: ["--filename", "synthetic:0.05"]),
+}
 
-    proc = subprocess.Popen([sys.executable, "main.py", *map(str, common + ["--exp_name", "killed"])], cwd=IMAGE_TASK,
+
+@pytest.mark.parametrize("task", sorted(KILL_CASES))
+def test_kill_9_at_a_random_step_then_rerun_gives_the_uninterrupted_result(task, tiny_gray_png, tmp_path):
+    task_dir, data_args = KILL_CASES[task]
+    common = data_args(tiny_gray_png) + ["--hidden_features", "16", "--num_epochs", 800, "--epochs_til_ckpt", 50,
+                                         "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
+    run = lambda args: subprocess.run([sys.executable, "main.py", *map(str, args)], cwd=task_dir,  # noqa: E731
+                                      capture_output=True, text=True)
+    assert run(common + ["--exp_name", "whole"]).returncode == 0
+
+    proc = subprocess.Popen([sys.executable, "main.py", *map(str, common + ["--exp_name", "killed"])], cwd=task_dir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpts = tmp_path / "killed" / "checkpoints"
     deadline = time.time() + 120
@@ -44,14 +55,17 @@ def test_kill_9_at_a_random_step_then_rerun_gives_the_uninterrupted_result(tiny_
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
     assert not (tmp_path / "killed" / "metrics.json").exists()
 
-    rerun = _main(common + ["--exp_name", "killed"])  # the same command: detects the run and resumes it
+    rerun = run(common + ["--exp_name", "killed"])  # the same command: detects the run and resumes it
     assert rerun.returncode == 0, rerun.stderr
     assert "resume: continuing from" in rerun.stdout
     a = load_checkpoint(latest_checkpoint(tmp_path / "whole" / "checkpoints"))
     b = load_checkpoint(latest_checkpoint(ckpts))
-    assert a["epoch"] == b["epoch"] == 1500 and a["step"] == b["step"]
+    assert a["epoch"] == b["epoch"] == 800 and a["step"] == b["step"]
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    killed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert whole["psnr_heldout"] == killed["psnr_heldout"]
 
 
 SLOW_WRITER = textwrap.dedent("""
