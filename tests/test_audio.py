@@ -1,6 +1,5 @@
 """Audio regression: WAV loading, the synthetic signal, central-difference targets and their units,
 the train/held-out split and its PSNR, and Experiments/audio_regression/main.py end to end."""
-import importlib.util
 import json
 import math
 import struct
@@ -10,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from task_entry import load_task_main
 import scipy.io.wavfile
 import torch
 from torch import nn
@@ -27,14 +27,7 @@ SHIPPED_CONFIGS = sorted((TASK_DIR / "configs").rglob("*.txt"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-def _load_main():
-    spec = importlib.util.spec_from_file_location("audio_regression_main", TASK_DIR / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MAIN = _load_main()
+MAIN = load_task_main("audio_regression")
 
 
 @pytest.fixture

@@ -1,5 +1,4 @@
 """End-to-end tests of Experiments/image_regression/main.py: configs, errors, outputs, resume, a real fit."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -7,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from task_entry import load_task_main
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -14,14 +14,7 @@ TASK_DIR = REPO / "Experiments" / "image_regression"
 SHIPPED_CONFIGS = sorted((TASK_DIR / "configs").rglob("*.txt"))
 
 
-def _load_main():
-    spec = importlib.util.spec_from_file_location("image_regression_main", TASK_DIR / "main.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MAIN = _load_main()
+MAIN = load_task_main("image_regression")
 
 
 def _run(args, tmp_path, **overrides):
