@@ -254,7 +254,7 @@ def _run(args, tmp_path, **overrides):
 def test_every_shipped_config_runs_two_steps(tiny_wav, tmp_path, one_thread, monkeypatch):
     """Parse, build, train 2 steps, evaluate. Figures and WAVs are left out here (their own test below)."""
     monkeypatch.setattr(MAIN.AudioRegression, "write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr(MAIN, "save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.experiment.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED_CONFIGS) == 19
     for cfg in SHIPPED_CONFIGS:
         metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_wav, num_epochs=2, hidden_features=16)

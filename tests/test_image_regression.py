@@ -24,7 +24,10 @@ def _run(args, tmp_path, **overrides):
     return MAIN.main(argv)
 
 
-def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path):
+def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch):
+    """Parse, build, train 2 steps, evaluate; figures are left out here (checked by the next test)."""
+    monkeypatch.setattr(MAIN.ImageRegression, "write_outputs", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.experiment.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED_CONFIGS) == 30 + 6 + 13
     for cfg in SHIPPED_CONFIGS:
         metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_rgb_png, num_epochs=2, hidden_features=16)
