@@ -348,6 +348,23 @@ def _weight_grads(gw: List[Tensor], gb: List[Tensor], folds: Sequence[float]) ->
     return grads + [gw[-1], gb[-1]]
 
 
+def _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved) -> None:
+    """Stores what a fused backward pass reads: the layers' description, inputs, parameters and the
+    per-block tensors kept in the forward pass (flattened in block order)."""
+    if save:
+        ctx.acts, ctx.folds, ctx.blocks = acts, folds, blocks
+        ctx.save_for_backward(h0, t0, *params, *[x for keep in saved for x in keep])
+    ctx.set_materialize_grads(False)
+
+
+def _load_context(ctx):
+    """The inverse of :func:`_save_context`: (acts, folds, blocks, h0, t0, params, kept tensors)."""
+    acts = ctx.acts
+    h0, t0, *rest = ctx.saved_tensors
+    num_params = 2 * len(acts) + 2
+    return acts, ctx.folds, ctx.blocks, h0, t0, rest[:num_params], rest[num_params:]
+
+
 class _ForwardJacobian(torch.autograd.Function):
     """Forward mode: returns value (N, C) and tangents (D, N, C); backward written out by hand.
 
@@ -389,20 +406,14 @@ class _ForwardJacobian(torch.autograd.Function):
                 saved[b_id] = keep
 
         _run_blocks(work, len(blocks))
-        if save:
-            ctx.acts, ctx.folds, ctx.blocks = acts, folds, blocks
-            ctx.save_for_backward(h0, t0, *params, *[x for keep in saved for x in keep])
-        ctx.set_materialize_grads(False)
+        _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)
         return value, tangents
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_value: Optional[Tensor], g_tangents: Optional[Tensor]):
-        acts, folds, blocks = ctx.acts, ctx.folds, ctx.blocks
+        acts, folds, blocks, h0, t0, params, saved = _load_context(ctx)
         num = len(acts)
-        h0, t0, *rest = ctx.saved_tensors
-        params, saved = rest[:2 * num + 2], rest[2 * num + 2:]
-        del rest
         weights, w_out, b_out = _split(params, folds)
         n, d, c = h0.shape[0], t0.shape[0], w_out.shape[0]
         shared = t0.shape[1] == 1
@@ -532,20 +543,14 @@ class _ReverseJacobian(torch.autograd.Function):
                     saved[b_id] = [x for jet in jets for x in jet.tensors()] + deltas + a_list
 
         _run_blocks(work, len(blocks))
-        if save:
-            ctx.acts, ctx.folds, ctx.blocks = acts, folds, blocks
-            ctx.save_for_backward(h0, t0, *params, *[x for keep in saved for x in keep])
-        ctx.set_materialize_grads(False)
+        _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)
         return value, jac
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_value: Optional[Tensor], g_jac: Optional[Tensor]):
-        acts, folds, blocks = ctx.acts, ctx.folds, ctx.blocks
+        acts, folds, blocks, h0, t0, params, saved = _load_context(ctx)
         num = len(acts)
-        h0, t0, *rest = ctx.saved_tensors
-        params, saved = rest[:2 * num + 2], rest[2 * num + 2:]
-        del rest
         weights, w_out, b_out = _split(params, folds)
         n, c = h0.shape[0], w_out.shape[0]
         shared = t0.shape[1] == 1
