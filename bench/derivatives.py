@@ -7,6 +7,8 @@ backward, Adam) of:
 * ``val``: value supervision only (the baseline every ratio refers to);
 * ``reference``: the published code's per-channel loop of ``torch.autograd.grad(create_graph=True)``;
 * ``forward`` / ``reverse``: this package's fused engine in each mode (``auto`` picks the one marked *);
+* ``forward-recompute``: forward mode with ``recompute_tangents`` (the ``--der_recompute`` option: the
+  backward pass recomputes the tangents instead of keeping them);
 * ``forward-autograd`` / ``reverse-autograd``: the same modes in plain autograd (the engine before
   the fused one, kept for the Laplacian and for models other than MLP);
 * ``forward-func`` (with ``--methods all``): torch.func, ``vmap`` of ``jvp`` over the D directions;
@@ -63,7 +65,7 @@ from sobolev_inr.losses import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP, nyquist_num_frequencies  # noqa: E402
 
 TOLERANCE = 1e-5  # float32 relative error of the Jacobian against the reference loop
-BASE_METHODS = ("val", "reference", "forward", "reverse", "forward-autograd", "reverse-autograd")
+BASE_METHODS = ("val", "reference", "forward", "forward-recompute", "reverse", "forward-autograd", "reverse-autograd")
 EXTRA_METHODS = ("forward-func",)
 COMPILED_METHODS = ("val-compiled", "forward-autograd-compiled")
 
@@ -156,11 +158,12 @@ def derivative_fn(method: str, model: MLP, scale: torch.Tensor):
         def fn(x):
             return _func_derivatives(model, x, scale)
     else:
-        mode, _, engine = base.partition("-")
-        engine = engine or "fused"
+        mode, _, variant = base.partition("-")
+        engine = "autograd" if variant == "autograd" else "fused"
+        recompute = variant == "recompute"
 
         def fn(x):
-            out = value_and_derivatives(model, x, scale=scale, mode=mode, engine=engine)
+            out = value_and_derivatives(model, x, scale=scale, mode=mode, engine=engine, recompute_tangents=recompute)
             return out.value, out.jacobian
     return fn
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional
 import configargparse
 import torch
 
-from .derivatives import DERIVATIVE_MODES, compile_model
+from .derivatives import DERIVATIVE_MODES, ENGINES as DERIVATIVE_ENGINES, compile_model
 from .coords import DER_UNITS
 from .errors import ConfigError, TrainingError, UserError
 from .losses import SUPERVISIONS
@@ -96,6 +96,12 @@ def base_parser(description: str) -> ArgumentParser:
                    help="pixel: derivatives per sample step (the paper's lambda_der); coord: per network-input unit")
     g.add_argument("--der_mode", type=str, default="auto", choices=list(DERIVATIVE_MODES),
                    help="how exact input-derivatives are computed; auto = forward mode when inputs < outputs")
+    g.add_argument("--der_engine", type=str, default="auto", choices=list(DERIVATIVE_ENGINES),
+                   help="fused: hand-written passes for an MLP (auto's choice without Laplacian); autograd: "
+                        "plain autograd, e.g. to cross-check the fused engine (lapl always uses autograd)")
+    g.add_argument("--der_recompute", action="store_true",
+                   help="forward mode, fused engine: recompute the tangents in the backward pass instead of "
+                        "keeping them (less memory, a little more time; see bench/PERFORMANCE.md)")
     return p
 
 

@@ -71,13 +71,17 @@ def choose_mode(in_features: int, out_features: int, mode: str = "auto") -> str:
 
 
 def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tensor] = None, mode: str = "auto",
-                          laplacian: bool = False, create_graph: bool = True, engine: str = "auto") -> Derivatives:
+                          laplacian: bool = False, create_graph: bool = True, engine: str = "auto",
+                          recompute_tangents: bool = False) -> Derivatives:
     """Value, Jacobian and optionally Laplacian of ``model`` at ``coords (N, D)``.
 
     ``create_graph=False`` is for evaluation: nothing is kept for a backward pass.
     Forward mode needs a model with ``jet`` (:class:`~sobolev_inr.models.MLP`); reverse mode works
     for any differentiable module. ``engine``: ``"auto"`` (fused for an MLP without Laplacian,
     else autograd), ``"fused"`` or ``"autograd"`` (see the module docstring).
+    ``recompute_tangents`` (fused engine, forward mode): the backward pass recomputes the layers'
+    tangents instead of keeping them from the forward pass, trading D more matrix products per
+    layer for D fewer (N, width) tensors kept per layer (bench/PERFORMANCE.md has the figures).
     """
     if engine not in ENGINES:
         raise ValueError(f"unknown derivative engine {engine!r}; choose from {list(ENGINES)}")
@@ -100,7 +104,7 @@ def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tens
                          "Laplacian; use engine='autograd'")
     if engine != "autograd" and fused:
         with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
-            value, jac = fused_value_and_jacobian(model, coords, scale, mode)
+            value, jac = fused_value_and_jacobian(model, coords, scale, mode, recompute_tangents)
         return Derivatives(value, jac, None)
 
     if mode == "forward":
@@ -275,7 +279,8 @@ def _is_plain_mlp(model: nn.Module) -> bool:
     return isinstance(model, MLP) and type(model).forward is MLP.forward and type(model).jet is MLP.jet
 
 
-def fused_value_and_jacobian(model: MLP, coords: Tensor, scale: Tensor, mode: str) -> Tuple[Tensor, Tensor]:
+def fused_value_and_jacobian(model: MLP, coords: Tensor, scale: Tensor, mode: str,
+                             recompute_tangents: bool = False) -> Tuple[Tensor, Tensor]:
     """Value (N, C) and Jacobian (N, C, D) of ``model`` at ``coords``, columns multiplied by ``scale``.
 
     The encoding runs in ordinary autograd (its jet gives the features and their tangents); the
@@ -292,7 +297,7 @@ def fused_value_and_jacobian(model: MLP, coords: Tensor, scale: Tensor, mode: st
     width = max([model.output.in_features] + [layer.out_features for layer in model.hidden])
     spec = (tuple(model.activations), tuple(folds), save, _row_blocks(coords.shape[0], width, coords.device))
     if mode == "forward":
-        value, tangents = _ForwardJacobian.apply(spec, h0, t0, *params)
+        value, tangents = _ForwardJacobian.apply((*spec, recompute_tangents), h0, t0, *params)
         return value, tangents.permute(1, 2, 0)  # (D, N, C) -> (N, C, D)
     if mode == "reverse":
         return _ReverseJacobian.apply(spec, h0, t0, *params)
@@ -371,12 +376,14 @@ class _ForwardJacobian(torch.autograd.Function):
     Saved per row block and layer: the activation's jet (:class:`_Jet`) and the D pre-activation
     tangents tu_j, which the f'' term of the backward pass needs; where f'' vanishes (ReLU) the
     layer's output tangents f' tu_j are saved instead, which the weight gradient needs. Tangents
-    are D separate (rows, H) tensors, so that each is released as soon as it is used.
+    are D separate (rows, H) tensors, so that each is released as soon as it is used. With
+    ``recompute`` only the jets are saved, and the backward pass recomputes a block's tangents
+    (tu_j = t_j (a W)^T from the saved jets) just before it needs them.
     """
 
     @staticmethod
     def forward(ctx, spec, h0: Tensor, t0: Tensor, *params: Tensor):
-        acts, folds, save, blocks = spec
+        acts, folds, save, blocks, recompute = spec
         weights, w_out, b_out = _split(params, folds)
         n, d, c = h0.shape[0], t0.shape[0], w_out.shape[0]
         shared = t0.shape[1] == 1  # feature tangents constant over the batch (no encoding)
@@ -398,7 +405,7 @@ class _ForwardJacobian(torch.autograd.Function):
                     t = [jet.times_df(x) for x in tu]
                     h = jet.f
                     if save:
-                        keep += jet.tensors() + (tu if jet.d2f is not None else t)
+                        keep += jet.tensors() + ([] if recompute else tu if jet.d2f is not None else t)
                     del tu, jet
                 torch.addmm(b_out, h, w_out.T, out=value[s0:s1])
                 for j in range(d):
@@ -407,6 +414,7 @@ class _ForwardJacobian(torch.autograd.Function):
 
         _run_blocks(work, len(blocks))
         _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)
+        ctx.recompute = recompute
         return value, tangents
 
     @staticmethod
@@ -423,7 +431,8 @@ class _ForwardJacobian(torch.autograd.Function):
             g_tangents = h0.new_zeros(d, n, c)
         g_h0 = h0.new_empty(h0.shape) if ctx.needs_input_grad[1] else None
         g_t0 = t0.new_zeros(t0.shape) if ctx.needs_input_grad[2] and not shared else None
-        per_block = sum(_Jet.count(act) + d for act in acts)
+        recompute = ctx.recompute
+        per_block = sum(_Jet.count(act) + (0 if recompute else d) for act in acts)
 
         def work(ids: List[int]):
             gw: List[Optional[Tensor]] = [None] * (num + 1)  # index num: the output layer
@@ -433,12 +442,24 @@ class _ForwardJacobian(torch.autograd.Function):
                 s0, s1 = blocks[b_id]
                 pos = b_id * per_block
                 layers = []  # per layer: (jet, tu or None, t or None)
-                for act in acts:
+                t_in = [t0[j] if shared else t0[j, s0:s1] for j in range(d)]
+                for i, act in enumerate(acts):
                     m = _Jet.count(act)
                     jet = _Jet.restore(act, saved[pos:pos + m])
+                    if recompute:
+                        tu = [torch.mm(x, weights[i].T) for x in t_in]
+                        if jet.d2f is not None:
+                            t_in = [jet.times_df(x) for x in tu]
+                            layers.append((jet, tu, None))
+                        else:
+                            t_in = [jet.times_df(x, inplace=True) for x in tu]
+                            layers.append((jet, None, t_in))
+                        pos += m
+                        continue
                     vecs = list(saved[pos + m:pos + m + d])
                     pos += m + d
                     layers.append((jet, vecs, None) if jet.d2f is not None else (jet, None, vecs))
+                del t_in
 
                 def weight_grad(i: int, gh: Tensor, gt: List[Tensor], fed_by: tuple) -> None:
                     """gw[i] += g_h^T f + sum_j g_t,j^T t_j for a layer fed by value f, tangents t_j = f' tu_j."""

@@ -30,9 +30,10 @@ class SobolevRegression:
     def __init__(self, coords: Tensor, values: Tensor, jacobian: Optional[Tensor], second_differences: Optional[Tensor],
                  step: Sequence[float], supervision: str = "val_der", lambda_der: float = 1.0,
                  der_units: str = "pixel", der_mode: str = "auto", batch_size: int = 0,
-                 device: torch.device = torch.device("cpu")):
+                 device: torch.device = torch.device("cpu"), der_engine: str = "auto", der_recompute: bool = False):
         self.supervision = get_supervision(supervision)
         self.lambda_der, self.der_mode, self.device = lambda_der, der_mode, device
+        self.der_engine, self.der_recompute = der_engine, der_recompute
         self.batch_size = batch_size
         self.scale = derivative_scale(step, der_units).to(device=device, dtype=coords.dtype)
         self.coords = coords.to(device)
@@ -65,7 +66,9 @@ class SobolevRegression:
         needs = self.supervision.needs
         if needs == "value":
             return sobolev_loss(self.supervision.name, model(x), y)
-        d = value_and_derivatives(model, x, scale=self.scale, mode=self.der_mode, laplacian=needs == "laplacian")
+        d = value_and_derivatives(model, x, scale=self.scale, mode=self.der_mode, laplacian=needs == "laplacian",
+                                  engine="autograd" if needs == "laplacian" else self.der_engine,
+                                  recompute_tangents=self.der_recompute)
         pred = d.laplacian if needs == "laplacian" else d.jacobian
         return sobolev_loss(self.supervision.name, d.value, y, pred, pick(self.target), self.lambda_der)
 

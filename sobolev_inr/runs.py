@@ -28,8 +28,10 @@ METRICS_FILE = "metrics.json"
 
 
 IGNORED_WHEN_MATCHING = {"num_epochs", "no_progress", "device", "logging_root", "eval_chunk_size", "epochs_til_summary",
-                         "epochs_til_ckpt", "keep_checkpoints", "exp_name", "nan_policy"}
-"""Config keys that may change between the sessions of one run without making it another run."""
+                         "epochs_til_ckpt", "keep_checkpoints", "exp_name", "nan_policy", "der_engine",
+                         "der_recompute", "compile"}
+"""Config keys that may change between the sessions of one run without making it another run: where
+and how it runs, not what it computes (the derivative engines agree to rounding, tests/test_derivatives.py)."""
 
 
 class RunDirectory:

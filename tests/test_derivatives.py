@@ -357,3 +357,79 @@ class TestGradcheck:
         x = make_coords(4).requires_grad_(True)
         assert torch.autograd.gradcheck(
             lambda c: value_and_derivatives(model, c, laplacian=True).laplacian, (x,))
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass while ``fn()`` builds its graph."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return total, out
+
+
+class TestFusedEngineOptions:
+    """Row blocks spread over worker threads, and tangents recomputed in the backward pass."""
+
+    @pytest.mark.parametrize("recompute", [False, True])
+    @pytest.mark.parametrize("mode", ["forward", "reverse"])
+    def test_many_row_blocks_match_reference(self, monkeypatch, mode, recompute):
+        monkeypatch.setattr(derivatives, "BLOCK_ELEMENTS", 16 * 37)  # 9 blocks of <= 37 rows at width 16
+        threads = torch.get_num_threads()
+        torch.set_num_threads(2)  # two workers, each with its own blocks
+        try:
+            for activation, encoding in [("sine", "positional"), ("relu", "positional"), ("tanh", "none")]:
+                model = make_model(activation, encoding, layers=3, hidden=16)
+                target = torch.randn(300, 3, 2, dtype=torch.float64)
+
+                def gradients(jacobian_of):
+                    x = make_coords(300).requires_grad_(True)
+                    value, jac = jacobian_of(x)
+                    loss = ((jac - target) ** 2).sum() + (value ** 2).sum()
+                    return torch.autograd.grad(loss, [x, *model.parameters()])
+
+                def fused(x):
+                    out = value_and_derivatives(model, x, mode=mode, engine="fused", recompute_tangents=recompute)
+                    return out.value, out.jacobian
+
+                def per_channel_loop(x):  # reference_jacobian, without detaching x
+                    value = model(x)
+                    columns = [torch.autograd.grad(value[:, i].sum(), x, create_graph=True)[0] for i in range(3)]
+                    return value, torch.stack(columns, dim=1)
+
+                grads, ref_grads = gradients(fused), gradients(per_channel_loop)
+                names = ["coords"] + [name for name, _ in model.named_parameters()]
+                for name, g, r in zip(names, grads, ref_grads):
+                    assert relative_error(g, r) < 1e-9, f"{activation}: d loss / d {name}"
+        finally:
+            torch.set_num_threads(threads)
+
+    @pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+    @pytest.mark.parametrize("encoding", ["none", "positional"])
+    def test_recomputed_tangents_give_the_same_gradients(self, activation, encoding):
+        model = make_model(activation, encoding, layers=3, hidden=16)
+        target = torch.randn(24, 3, 2, dtype=torch.float64)
+        grads = {}
+        for recompute in (False, True):
+            x = make_coords(24).requires_grad_(True)
+            out = value_and_derivatives(model, x, mode="forward", engine="fused", recompute_tangents=recompute)
+            loss = ((out.jacobian - target) ** 2).sum() + (out.value ** 2).sum()
+            grads[recompute] = torch.autograd.grad(loss, [x, *model.parameters()])
+        for g, r in zip(grads[True], grads[False]):
+            assert relative_error(g, r) < 1e-12
+
+    @pytest.mark.parametrize("activation", ["sine", "relu"])
+    def test_recomputed_tangents_keep_less(self, activation):
+        """Per layer the forward pass keeps the jet alone: D fewer (N, width) tensors."""
+        model = make_model(activation, "positional", layers=3, hidden=32)
+        x = make_coords(64)
+        kept, _ = _saved_bytes(lambda: value_and_derivatives(model, x, mode="forward", engine="fused"))
+        lean, _ = _saved_bytes(lambda: value_and_derivatives(model, x, mode="forward", engine="fused",
+                                                             recompute_tangents=True))
+        layer_tensor = 64 * 32 * 8  # one (N, width) float64 tensor
+        assert kept - lean == 3 * 2 * layer_tensor  # 3 layers x D = 2 tangents

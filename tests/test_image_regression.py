@@ -113,6 +113,9 @@ def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(
     again = _run(common, tmp_path, num_epochs=2)  # same config: a finished run is skipped
     assert again == json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == stamp
+    # How derivatives are computed is not what is computed: another engine still finds the run finished.
+    _run(common + ["--der_engine", "autograd", "--der_recompute"], tmp_path, num_epochs=2)
+    assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == stamp
     with pytest.raises(Exception, match=r"lrate: 0.0001 -> 0.001.*--overwrite"):
         _run(common, tmp_path, num_epochs=2, lrate=1e-3)
     with pytest.raises(Exception, match=r"num_epochs: 2 -> 4.*--resume"):
@@ -167,6 +170,17 @@ def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
     assert after["psnr_heldout"] > 25.0, after
     assert after["psnr_heldout"] > before + 10
     assert after["psnr_der_heldout"] > 20.0, after
+
+
+def test_derivative_engines_train_alike(tiny_rgb_png, tmp_path):
+    """--der_engine and --der_recompute change how the Jacobian is computed, not the run's result."""
+    common = ["--filename", str(tiny_rgb_png), "--hidden_features", "16", "--supervision", "val_der"]
+    runs = {name: _run(common + ["--exp_name", name, *extra], tmp_path, num_epochs=5)
+            for name, extra in [("fused", []), ("recompute", ["--der_recompute"]),
+                                ("autograd", ["--der_engine", "autograd"])]}
+    for name in ("recompute", "autograd"):
+        assert runs[name]["final_total"] == pytest.approx(runs["fused"]["final_total"], rel=1e-4), name
+        assert runs[name]["psnr_heldout"] == pytest.approx(runs["fused"]["psnr_heldout"], abs=1e-3), name
 
 
 @pytest.mark.parametrize("options", [

@@ -58,7 +58,8 @@ def main(argv=None):
     model = build_model(args, in_features=1, out_features=1,
                         num_frequencies=nyquist_num_frequencies(len(data.train_index))).to(device)
     task = AudioRegression(data, args.supervision, args.lambda_der, args.der_units, args.der_mode,
-                           args.batch_size, args.eval_chunk_size, device)
+                           args.batch_size, args.eval_chunk_size, device,
+                           der_engine=args.der_engine, der_recompute=args.der_recompute)
     for line in describe(data):
         run.print(line)
     describe_model(model, args, device, run)

@@ -50,7 +50,8 @@ def main(argv=None):
     model = build_model(args, in_features=2, out_features=data.channels,
                         num_frequencies=nyquist_num_frequencies(min(data.train_shape))).to(device)
     task = ImageRegression(data, args.supervision, args.lambda_der, args.der_units, args.der_mode,
-                           args.batch_size, args.eval_chunk_size, device)
+                           args.batch_size, args.eval_chunk_size, device,
+                           der_engine=args.der_engine, der_recompute=args.der_recompute)
     h, w = data.shape
     run.print(f"image: {source}, {h}x{w}x{data.channels}; training on {len(data.train_index)} pixels "
               f"({data.train_shape[0]}x{data.train_shape[1]}), {int(data.heldout.sum())} held out")

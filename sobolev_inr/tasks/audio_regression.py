@@ -30,9 +30,11 @@ class AudioRegression(SobolevRegression):
 
     def __init__(self, data: AudioData, supervision: str = "val_der", lambda_der: float = 1.0,
                  der_units: str = "pixel", der_mode: str = "auto", batch_size: int = 0,
-                 eval_chunk_size: int = 65536, device: torch.device = torch.device("cpu")):
+                 eval_chunk_size: int = 65536, device: torch.device = torch.device("cpu"), **engine_options):
+        """``engine_options``: ``der_engine``, ``der_recompute`` (:class:`SobolevRegression`)."""
         super().__init__(data.train_coords, data.train_values, data.train_jacobian, data.train_second_differences,
-                         data.sample_step, supervision, lambda_der, der_units, der_mode, batch_size, device)
+                         data.sample_step, supervision, lambda_der, der_units, der_mode, batch_size, device,
+                         **engine_options)
         self.data = data
         self.eval_chunk_size = eval_chunk_size
         self.eval_coords = data.coords.to(device)
