@@ -527,7 +527,8 @@ class _ReverseJacobian(torch.autograd.Function):
     encoding features, a_{l-1} = delta_l (a W_l) with delta_l = a_l f'(u_l). Backward: the loss on
     the Jacobian reaches the weights through those products (a sweep up, which is a tangent pass)
     and through the value pass (the ordinary sweep down). Saved per row block: every layer's jet
-    and its delta_l and a_{l-1} (C, rows, H).
+    and its delta_l and a_{l-1} (C, rows, H), the latter only where the f'' term reads it (not
+    after a ReLU layer) and for the encoding features.
     """
 
     @staticmethod
@@ -560,8 +561,9 @@ class _ReverseJacobian(torch.autograd.Function):
                     deltas.insert(0, delta)
                     a_list.insert(0, a)
                 jac[s0:s1] = _contract_features(a, t0 if shared else t0[:, s0:s1])
-                if save:
-                    saved[b_id] = [x for jet in jets for x in jet.tensors()] + deltas + a_list
+                if save:  # a_l (l > 0) is read only by the f'' term of layer l - 1: none for ReLU
+                    a_kept = [a if k == 0 or jets[k - 1].d2f is not None else None for k, a in enumerate(a_list)]
+                    saved[b_id] = [x for jet in jets for x in jet.tensors()] + deltas + a_kept
 
         _run_blocks(work, len(blocks))
         _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)

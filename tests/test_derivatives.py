@@ -433,3 +433,13 @@ class TestFusedEngineOptions:
                                                              recompute_tangents=True))
         layer_tensor = 64 * 32 * 8  # one (N, width) float64 tensor
         assert kept - lean == 3 * 2 * layer_tensor  # 3 layers x D = 2 tangents
+
+    def test_reverse_mode_keeps_no_products_a_relu_layer_does_not_read(self):
+        """ReLU (f'' = 0) keeps f alone of its jet and no vector-Jacobian products a_l; tanh keeps
+        f, f', f'' and a_l: 2 L + (L - 1) more (C N, width) tensors for L layers."""
+        x = make_coords(64)
+        kept = {}
+        for activation in ("relu", "tanh"):
+            model = make_model(activation, "positional", out_features=1, layers=3, hidden=32)
+            kept[activation], _ = _saved_bytes(lambda: value_and_derivatives(model, x, mode="reverse", engine="fused"))
+        assert kept["tanh"] - kept["relu"] == (2 * 3 + 2) * 64 * 32 * 8

@@ -25,7 +25,8 @@ def _sweep_file(tmp_path, tiny_gray_png, extra=""):
 
 
 def test_shipped_sweep_files_parse_and_list_their_runs():
-    expected = {"activation_study.txt": 13, "activation_study_cpu.txt": 13, "set5.txt": 30, "set5_cpu.txt": 30}
+    expected = {"activation_study.txt": 13, "activation_study_cpu.txt": 13, "set5.txt": 30, "set5_cpu.txt": 30,
+                "audio_pair.txt": 4, "audio_pair_cpu.txt": 4}
     for name, count in expected.items():
         sweep = parse_sweep(REPO / "configs" / name)
         assert len(sweep.runs()) == count, name
