@@ -9,6 +9,8 @@ Writes into ``<runs dir>/report/`` (or ``--out``):
   published number beside ours where one matches (``reference_numbers.json``, each with its source);
 * ``activation_bars.png``: PSNR and SSIM per activation, without and with positional encoding, ours
   against the paper (the Sobolev supplement's Table 5), when activation-study runs are present;
+* ``supervision_bars.png``: held-out PSNR with value against value + derivative supervision, per image or
+  clip and model, ours against the paper's where it has the number (Set5, the audio pair);
 * ``derivative_loss.png``: derivative loss against the step per run, without and with positional
   encoding (the supplement's Figures 5 and 6);
 * ``reconstructions.png``: what each image run renders, side by side.
@@ -143,6 +145,60 @@ def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path:
     return True
 
 
+def _signal_name(m: Dict) -> str:
+    """The image or clip a run fitted, by file stem ("baby", "gt_bach", "skimage:camera" -> "camera")."""
+    source = str(m.get("image") or m.get("audio") or "?")
+    return Path(source.split(":")[-1]).stem
+
+
+def _model_name(m: Dict) -> str:
+    return _activation_name(m) + {"positional": " + PE", "fourier": " + FF"}.get(str(m.get("encoding")), "")
+
+
+def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path) -> bool:
+    """Value against value + derivative supervision: held-out PSNR per (signal, model), ours (solid)
+    and the paper's where it has the number (outline). Drawn when some (signal, model) has both."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: Dict[tuple, Dict[str, Dict]] = {}
+    for m in runs:
+        if m.get("supervision") in ("val", "val_der"):
+            groups.setdefault((m.get("task"), _signal_name(m), _model_name(m)), {})[m["supervision"]] = m
+    pairs = sorted(k for k, v in groups.items() if len(v) == 2)
+    if not pairs:
+        return False
+    tasks = sorted({k[0] for k in pairs})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 1.1 * len(pairs) + 2), 4.4), squeeze=False)
+    width = 0.2
+    for ax, task in zip(axes[0], tasks):
+        keys = [k for k in pairs if k[0] == task]
+        metric = "psnr_luma_heldout" if task == "image_regression" else "psnr_heldout"
+        for j, (sup, colour) in enumerate((("val", "tab:gray"), ("val_der", "tab:green"))):
+            xs = [i + (j - 0.5) * 2 * width for i in range(len(keys))]
+            ours = [groups[k][sup].get(metric) for k in keys]
+            refs = [match_reference(str(groups[k][sup].get("exp_name", "")), references) for k in keys]
+            paper = [r.get(metric) if r else None for r in refs]
+            ax.bar([x - width / 2 for x, v in zip(xs, ours) if v is not None], [v for v in ours if v is not None],
+                   width, color=colour, label=f"ours, {sup}")
+            if any(v is not None for v in paper):
+                ax.bar([x + width / 2 for x, v in zip(xs, paper) if v is not None], [v for v in paper if v is not None],
+                       width, facecolor="none", edgecolor=colour, hatch="//", label=f"paper (full budget), {sup}")
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels([f"{k[1]}\n{k[2]}" for k in keys], fontsize=8)
+        ax.set_ylabel(("luma " if metric == "psnr_luma_heldout" else "") + "PSNR, held-out (dB)")
+        steps = sorted({groups[k][s].get("steps") for k in keys for s in ("val", "val_der")})
+        ax.set_title(f"{task}: value vs value + derivative supervision, ours at {', '.join(map(str, steps))} steps",
+                     fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
     """Derivative loss against the step, one line per run; left without PE, right with PE."""
     import matplotlib
@@ -222,6 +278,7 @@ def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = N
     made = ["report.csv", "report.md"]
     if figures:
         for name, draw in (("activation_bars.png", lambda p: draw_activation_bars(runs, references, p)),
+                           ("supervision_bars.png", lambda p: draw_supervision_bars(runs, references, p)),
                            ("derivative_loss.png", lambda p: draw_derivative_loss(runs, p)),
                            ("reconstructions.png", lambda p: draw_reconstructions(runs, p))):
             if draw(out / name):

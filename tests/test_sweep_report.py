@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sobolev_inr.errors import ConfigError
-from sobolev_inr.report import load_references, make_report, match_reference
+from sobolev_inr.report import draw_supervision_bars, load_references, make_report, match_reference
 from sobolev_inr.sweep import parse_sweep, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +97,25 @@ def test_reference_matching_prefers_the_longest_suffix():
     assert match_reference("something/else", refs) is None
     for ref in refs:
         assert ref["source"] and ref["match_exp_name"]
+
+
+def test_supervision_bars_pair_val_with_val_der_per_signal_and_model(tmp_path):
+    def run(task, signal, sup, psnr, encoding="none"):
+        key = "image" if task == "image_regression" else "audio"
+        metric = "psnr_luma_heldout" if key == "image" else "psnr_heldout"
+        return {"task": task, key: signal, "supervision": sup, metric: psnr, "steps": 300, "activations": ["sine"] * 4,
+                "encoding": encoding, "exp_name": f"cpu/{Path(signal).stem}/{sup}_sine"}
+
+    refs = load_references()
+    lonely = [run("audio_regression", "data/Audio/gt_bach.wav", "val", 30.1),
+              run("audio_regression", "data/Audio/gt_counting.wav", "val_der", 25.0)]
+    assert not draw_supervision_bars(lonely, refs, tmp_path / "none.png")  # no (signal, model) has both
+    assert not (tmp_path / "none.png").exists()
+    pairs = lonely + [run("audio_regression", "data/Audio/gt_bach.wav", "val_der", 30.3),
+                      run("image_regression", "data/Set5/HR/baby.png", "val", 30.2, "positional"),
+                      run("image_regression", "data/Set5/HR/baby.png", "val_der", 31.7, "positional")]
+    assert draw_supervision_bars(pairs, refs, tmp_path / "bars.png")
+    assert (tmp_path / "bars.png").stat().st_size > 10_000
 
 
 def test_report_without_runs_is_a_clear_error(tmp_path):
