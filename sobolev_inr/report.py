@@ -215,10 +215,13 @@ def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
     if not curves:
         return False
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    names = sorted({_activation_name(m) for m, _ in curves})
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}  # one per activation, both panels
     for ax, pe in ((axes[0], False), (axes[1], True)):
         for m, (steps, values) in curves:
             if (m.get("encoding") == "positional") == pe:
-                ax.plot(steps, values, label=_activation_name(m), linewidth=1)
+                name = _activation_name(m)
+                ax.plot(steps, values, label=name, color=colours[name], linewidth=1)
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title("with positional encoding" if pe else "without positional encoding")
