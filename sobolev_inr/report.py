@@ -93,7 +93,8 @@ def write_tables(rows: Sequence[Dict], out: Path) -> None:
     lines = ["| " + " | ".join(c.replace("paper_", "paper ") for c in shown) + " |",
              "|" + "---|" * len(shown)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in shown) + " |" for r in rows]
-    sources = sorted({r["paper_source"] for r in rows if r.get("paper_source")})
+    shown_paper = [c for c in shown if c.startswith("paper_")]
+    sources = sorted({r["paper_source"] for r in rows if any(r.get(c) is not None for c in shown_paper)})
     if sources:
         lines += ["", "Paper numbers: " + "; ".join(sources) + "."]
     (out / "report.md").write_text("\n".join(lines) + "\n")
@@ -175,13 +176,15 @@ def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path
     for ax, task in zip(axes[0], tasks):
         keys = [k for k in pairs if k[0] == task]
         metric = "psnr_luma_heldout" if task == "image_regression" else "psnr_heldout"
+        papers = {sup: [(match_reference(str(groups[k][sup].get("exp_name", "")), references) or {}).get(metric)
+                        for k in keys] for sup in ("val", "val_der")}
+        with_paper = any(v is not None for p in papers.values() for v in p)  # else our bars take the whole slot
         for j, (sup, colour) in enumerate((("val", "tab:gray"), ("val_der", "tab:green"))):
             xs = [i + (j - 0.5) * 2 * width for i in range(len(keys))]
-            ours = [groups[k][sup].get(metric) for k in keys]
-            refs = [match_reference(str(groups[k][sup].get("exp_name", "")), references) for k in keys]
-            paper = [r.get(metric) if r else None for r in refs]
-            ax.bar([x - width / 2 for x, v in zip(xs, ours) if v is not None], [v for v in ours if v is not None],
-                   width, color=colour, label=f"ours, {sup}")
+            ours, paper = [groups[k][sup].get(metric) for k in keys], papers[sup]
+            shift, ours_width = (width / 2, width) if with_paper else (0.0, 2 * width)
+            ax.bar([x - shift for x, v in zip(xs, ours) if v is not None], [v for v in ours if v is not None],
+                   ours_width, color=colour, label=f"ours, {sup}")
             if any(v is not None for v in paper):
                 ax.bar([x + width / 2 for x, v in zip(xs, paper) if v is not None], [v for v in paper if v is not None],
                        width, facecolor="none", edgecolor=colour, hatch="//", label=f"paper (full budget), {sup}")
