@@ -95,7 +95,7 @@ def base_parser(description: str) -> ArgumentParser:
     g.add_argument("--der_units", type=str, default="pixel", choices=list(DER_UNITS),
                    help="pixel: derivatives per sample step (the paper's lambda_der); coord: per network-input unit")
     g.add_argument("--der_mode", type=str, default="auto", choices=list(DERIVATIVE_MODES),
-                   help="how exact input-derivatives are computed; auto = forward mode when inputs < outputs")
+                   help="how exact input-derivatives are computed; auto = forward mode when inputs <= outputs")
     g.add_argument("--der_engine", type=str, default="auto", choices=list(DERIVATIVE_ENGINES),
                    help="fused: hand-written passes for an MLP (auto's choice without Laplacian); autograd: "
                         "plain autograd, e.g. to cross-check the fused engine (lapl always uses autograd)")

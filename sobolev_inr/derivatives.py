@@ -7,10 +7,12 @@ when asked, the Laplacian ``(N, C)``. Two exact modes:
   value passes forward and the same again twice backward: 3x a value step's matrix FLOPs for
   D = 2; the better choice when D < C (RGB images: D = 2, C = 3).
 * ``reverse``: the C vector-Jacobian products of the value pass, then their own backward pass.
-  Costs about (1 + C) value passes: 2x a value step for C = 1; the better choice when C <= D
-  (grayscale images, audio).
+  Costs about (1 + C) value passes: 2x a value step for C = 1; the better choice when C < D
+  (grayscale images: D = 2, C = 1).
 
-``mode="auto"`` picks forward when D < C, else reverse. The Laplacian always uses forward mode
+``mode="auto"`` picks forward when D <= C, else reverse: at D = C (audio: D = C = 1) the two cost
+the same matrix work, and forward mode keeps less for the backward pass (per layer D tangents
+against reverse mode's C products and C co-tangents). The Laplacian always uses forward mode
 (second-order tangents), which avoids a double backward pass. Both modes are differentiable:
 with ``create_graph=True`` a loss on the result back-propagates to the weights.
 
@@ -62,12 +64,12 @@ class Derivatives:
 
 
 def choose_mode(in_features: int, out_features: int, mode: str = "auto") -> str:
-    """The cheaper exact mode for a D-input, C-output network: forward when D < C, else reverse."""
+    """The cheaper exact mode for a D-input, C-output network: forward when D <= C, else reverse."""
     if mode not in DERIVATIVE_MODES:
         raise ValueError(f"unknown derivative mode {mode!r}; choose from {list(DERIVATIVE_MODES)}")
     if mode != "auto":
         return mode
-    return "forward" if in_features < out_features else "reverse"
+    return "forward" if in_features <= out_features else "reverse"
 
 
 def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tensor] = None, mode: str = "auto",

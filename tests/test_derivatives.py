@@ -53,7 +53,8 @@ def make_coords(n=32, d=2, dtype=torch.float64, seed=1) -> torch.Tensor:
 
 class TestChooseMode:
     @pytest.mark.parametrize("d,c,expected", [(2, 3, "forward"), (1, 2, "forward"), (2, 1, "reverse"),
-                                              (2, 2, "reverse"), (3, 3, "reverse"), (3, 1, "reverse")])
+                                              (1, 1, "forward"), (2, 2, "forward"), (3, 3, "forward"),
+                                              (3, 1, "reverse")])
     def test_auto(self, d, c, expected):
         assert choose_mode(d, c) == expected
         assert choose_mode(d, c, "auto") == expected
