@@ -73,6 +73,25 @@ class SobolevRegression:
         return sobolev_loss(self.supervision.name, d.value, y, pred, pick(self.target), self.lambda_der)
 
 
+class SampledSignalRegression(SobolevRegression):
+    """Training on a sampled signal's training samples, evaluation on all its samples (``eval_coords``).
+
+    ``data`` holds coords (all samples), train_coords, train_values, train_jacobian,
+    train_second_differences and derivative_step (:class:`~sobolev_inr.data.images.ImageData`,
+    :class:`~sobolev_inr.data.audio.AudioData`). ``engine_options``: ``der_engine``, ``der_recompute``.
+    """
+
+    def __init__(self, data, supervision: str = "val_der", lambda_der: float = 1.0, der_units: str = "pixel",
+                 der_mode: str = "auto", batch_size: int = 0, eval_chunk_size: int = 65536,
+                 device: torch.device = torch.device("cpu"), **engine_options):
+        super().__init__(data.train_coords, data.train_values, data.train_jacobian, data.train_second_differences,
+                         data.derivative_step, supervision, lambda_der, der_units, der_mode, batch_size, device,
+                         **engine_options)
+        self.data = data
+        self.eval_chunk_size = eval_chunk_size
+        self.eval_coords = data.coords.to(device)
+
+
 def predict(model: nn.Module, coords: Tensor, chunk_size: int = 65536) -> Tensor:
     """Network output at ``coords (N, D)`` in chunks, without a graph: (N, C) on the coords' device."""
     with torch.no_grad():

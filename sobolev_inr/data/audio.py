@@ -215,6 +215,11 @@ class AudioData:
         return (time_step(self.num_samples, self.time_scale),)
 
     @property
+    def derivative_step(self) -> Tuple[float]:
+        """The unit of the derivative targets (the name :class:`~sobolev_inr.data.images.ImageData` uses)."""
+        return self.sample_step
+
+    @property
     def train_coords(self) -> Tensor:
         return self.coords[self.train_index]
 

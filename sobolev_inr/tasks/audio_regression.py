@@ -10,34 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from ..coords import derivative_scale
 from ..data.audio import AudioData, write_wav
 from ..metrics import derivative_psnr, psnr
 from ..plots import save_spectrograms, save_waveforms
-from ..regression import SobolevRegression, predict, predict_jacobian
+from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 ZOOM_SAMPLES = 600
 """Length of the zoomed window of the waveform figure (the original code's 600 samples)."""
 
 
-class AudioRegression(SobolevRegression):
+class AudioRegression(SampledSignalRegression):
     """Training on ``data``'s training samples; evaluation, WAV and figures on the whole clip."""
 
     psnr_peak = 1.0  # the original audio code's PSNR: 10 log10(1 / MSE) on a signal in [-1, 1]
-
-    def __init__(self, data: AudioData, supervision: str = "val_der", lambda_der: float = 1.0,
-                 der_units: str = "pixel", der_mode: str = "auto", batch_size: int = 0,
-                 eval_chunk_size: int = 65536, device: torch.device = torch.device("cpu"), **engine_options):
-        """``engine_options``: ``der_engine``, ``der_recompute`` (:class:`SobolevRegression`)."""
-        super().__init__(data.train_coords, data.train_values, data.train_jacobian, data.train_second_differences,
-                         data.sample_step, supervision, lambda_der, der_units, der_mode, batch_size, device,
-                         **engine_options)
-        self.data = data
-        self.eval_chunk_size = eval_chunk_size
-        self.eval_coords = data.coords.to(device)
+    data: AudioData
 
     def render(self, model: nn.Module) -> Tensor:
         """The network's signal at every sample: (N,), on CPU."""

@@ -16,24 +16,14 @@ from ..coords import derivative_scale
 from ..data.images import ImageData
 from ..metrics import derivative_psnr, image_quality, psnr, to_unit_range
 from ..plots import save_heatmaps, save_image_panels
-from ..regression import SobolevRegression, predict, predict_jacobian
+from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 
-class ImageRegression(SobolevRegression):
+class ImageRegression(SampledSignalRegression):
     """Training on ``data``'s training pixels; evaluation and figures on the full image."""
 
     psnr_peak = 2.0  # values in [-1, 1]
-
-    def __init__(self, data: ImageData, supervision: str = "val_der", lambda_der: float = 1.0,
-                 der_units: str = "pixel", der_mode: str = "auto", batch_size: int = 0,
-                 eval_chunk_size: int = 65536, device: torch.device = torch.device("cpu"), **engine_options):
-        """``engine_options``: ``der_engine``, ``der_recompute`` (:class:`SobolevRegression`)."""
-        super().__init__(data.train_coords, data.train_values, data.train_jacobian, data.train_second_differences,
-                         data.derivative_step, supervision, lambda_der, der_units, der_mode, batch_size, device,
-                         **engine_options)
-        self.data = data
-        self.eval_chunk_size = eval_chunk_size
-        self.eval_coords = data.coords.to(device)
+    data: ImageData
 
     def render(self, model: nn.Module) -> torch.Tensor:
         """The network's image on the full grid: (C, H, W) in the value range, on CPU."""
