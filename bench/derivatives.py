@@ -42,7 +42,6 @@ import json
 import math
 import multiprocessing as mp
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -63,6 +62,7 @@ from sobolev_inr.data.images import load_image, prepare_image  # noqa: E402
 from sobolev_inr.derivatives import choose_mode, reference_jacobian, value_and_derivatives  # noqa: E402
 from sobolev_inr.losses import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP, nyquist_num_frequencies  # noqa: E402
+from common import machine_line, machine_record, training_step  # noqa: E402  (bench/common.py)
 
 TOLERANCE = 1e-5  # float32 relative error of the Jacobian against the reference loop
 BASE_METHODS = ("val", "reference", "forward", "forward-recompute", "reverse", "forward-autograd", "reverse-autograd")
@@ -183,13 +183,7 @@ def make_step(method: str, model: MLP, x, y, target, scale, lambda_der: float = 
     if method.endswith("-compiled"):
         loss_fn = torch.compile(loss_fn)
 
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        optimizer.step()
-
-    return step
+    return training_step(optimizer, loss_fn)
 
 
 def methods_for(args) -> List[str]:
@@ -433,15 +427,8 @@ def main(argv=None):
     else:
         devices = [torch.device(args.device)]
     for device in devices:
-        info = {
-            "device": str(device), "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-            "command": " ".join([Path(sys.executable).name] + [str(a) for a in (argv or sys.argv)]),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S"), "repeats": args.repeats, "tolerance": TOLERANCE,
-        }
-        print(f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} threads on "
-              f"{os.cpu_count()} CPUs; {args.repeats} interleaved rounds, medians", flush=True)
+        info = {**machine_record(device, argv), "repeats": args.repeats, "tolerance": TOLERANCE}
+        print(f"{machine_line(device)}; {args.repeats} interleaved rounds, medians", flush=True)
         results = run_device(args, device)
         tag = "" if args.cases == list(CASES) else "_" + "_".join(args.cases)
         out = args.out or REPO / "bench" / "results" / f"derivatives_{device.type}_{torch.get_num_threads()}threads{tag}.json"

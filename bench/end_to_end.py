@@ -24,8 +24,6 @@ import contextlib
 import importlib.util
 import io
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -44,6 +42,7 @@ from sobolev_inr.derivatives import choose_mode, reference_jacobian  # noqa: E40
 from sobolev_inr.losses import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP  # noqa: E402
 from sobolev_inr.tasks.image_regression import ImageRegression  # noqa: E402
+from common import machine_line, machine_record, training_step  # noqa: E402  (bench/common.py)
 
 
 def _image(filename: str, size: int):
@@ -130,14 +129,7 @@ def time_to_psnr(args, device: torch.device) -> Dict[str, object]:
             def loss_fn():
                 return task.loss(model, None)["total"]
 
-        def step():
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn()
-            loss.backward()
-            opt.step()
-            return loss
-
-        return model, step
+        return model, training_step(opt, loss_fn)
 
     runs = {kind: make(kind) for kind in ("reference", "ours")}
     elapsed = {kind: 0.0 for kind in runs}
@@ -198,12 +190,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    info = {"device": str(device), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "command": " ".join(["python"] + [str(a) for a in (argv if argv is not None else sys.argv)]),
-            "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    print(f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} threads on {os.cpu_count()} CPUs")
-    result = {"machine": info}
+    result = {"machine": machine_record(device, argv)}
+    print(machine_line(device))
     if "overhead" not in args.skip:
         result["overhead"] = overhead(args, device)
     if "psnr" not in args.skip:
