@@ -10,9 +10,9 @@ import os
 import pytest
 import torch
 
-from sobolev_inr.derivatives import compile_model, reference_jacobian, value_and_derivatives
+from sobolev_inr.derivatives import reference_jacobian, value_and_derivatives
 from sobolev_inr.losses import sobolev_loss
-from sobolev_inr.models import MLP
+from sobolev_inr.models import MLP, compile_model
 
 pytestmark = pytest.mark.skipif(os.environ.get("SOBOLEV_INR_TEST_COMPILE") != "1",
                                 reason="torch.compile is slow on CPU; set SOBOLEV_INR_TEST_COMPILE=1")

@@ -1,138 +1,24 @@
-"""Exact derivatives of a network's output with respect to its input coordinates.
+"""The fused engine: value and Jacobian (or any forward tangents) of an :class:`MLP` in one
+:class:`torch.autograd.Function` per mode, with the backward pass written out by hand.
 
-One call gives the value ``(N, C)``, the Jacobian ``(N, C, D)`` for all output channels at once and,
-when asked, the Laplacian ``(N, C)``. Two exact modes:
-
-* ``forward``: carries D tangents through the network alongside the value. Costs about (1 + D)
-  value passes forward and the same again twice backward: 3x a value step's matrix FLOPs for
-  D = 2; the better choice when D < C (RGB images: D = 2, C = 3).
-* ``reverse``: the C vector-Jacobian products of the value pass, then their own backward pass.
-  Costs about (1 + C) value passes: 2x a value step for C = 1; the better choice when C < D
-  (grayscale images: D = 2, C = 1).
-
-``mode="auto"`` picks forward when D <= C, else reverse: at D = C (audio: D = C = 1) the two cost
-the same matrix work, and forward mode keeps less for the backward pass (per layer D tangents
-against reverse mode's C products and C co-tangents). The Laplacian always uses forward mode
-(second-order tangents), which avoids a double backward pass. Both modes are differentiable:
-with ``create_graph=True`` a loss on the result back-propagates to the weights.
-
-Engines (``engine``): for an :class:`~sobolev_inr.models.MLP` without Laplacian, ``"fused"`` (what
-``"auto"`` picks) computes value and Jacobian in one :class:`torch.autograd.Function` per mode whose
-backward pass is written out by hand, so that a training step does little more than the matrix
-products above: sine's ``sin`` and ``cos`` are computed once per layer and ``sin`` is reused for
-``f'' = -f``; ``w0`` is folded into the weights of the tangent and backward products; only what the backward pass reads is kept (the
-activation's jet and the pre-activation tangents), nothing that autograd would keep besides; and
-on CPU the batch runs in row blocks spread over torch's threads (see ``BLOCK_ELEMENTS``). It
-supports first-order gradients, to the weights and to the coordinates. ``"autograd"`` is the
-plain-autograd version of the same two modes (:meth:`MLP.jet` for forward mode, one
-``autograd.grad`` with ``is_grads_batched`` for reverse mode): it serves the Laplacian, models other
-than :class:`MLP` and double backward. Both are tested equal to :func:`reference_jacobian`, the
-published per-channel loop; ``bench/derivatives.py`` measures them against it.
-
-``scale`` (D,) changes the unit of the derivatives: the result is d f / d u with x = scale * u,
-i.e. the Jacobian's column d is multiplied by ``scale[d]`` and the Laplacian sums
-``scale[d]^2 d^2 f / d x_d^2``. With ``scale`` = coordinate distance per pixel step this gives
-derivatives per pixel step, the unit of the Sobel targets (see :mod:`sobolev_inr.coords`).
+The encoding runs in ordinary autograd (its jet gives the features and their tangents); the
+activated layers and the output layer run in :class:`_ForwardJacobian` (forward mode: tangents
+carried with the value) or :class:`_ReverseJacobian` (reverse mode: the C vector-Jacobian products),
+which support first-order gradients to the weights, the coordinates and the input tangents. On
+CPU the batch runs in row blocks spread over single-threaded workers (:mod:`.cpu_blocks`).
 """
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .models.activations import Activation, ReLU, Sine
-from .models.encodings import IdentityEncoding
-from .models.mlp import MLP
-
-DERIVATIVE_MODES = ("auto", "forward", "reverse")
-ENGINES = ("auto", "fused", "autograd")
-
-
-@dataclass
-class Derivatives:
-    """value (N, C); jacobian (N, C, D), column d = d value / d coordinate d; laplacian (N, C) or None."""
-
-    value: Tensor
-    jacobian: Tensor
-    laplacian: Optional[Tensor] = None
-
-
-def choose_mode(in_features: int, out_features: int, mode: str = "auto") -> str:
-    """The cheaper exact mode for a D-input, C-output network: forward when D <= C, else reverse."""
-    if mode not in DERIVATIVE_MODES:
-        raise ValueError(f"unknown derivative mode {mode!r}; choose from {list(DERIVATIVE_MODES)}")
-    if mode != "auto":
-        return mode
-    return "forward" if in_features <= out_features else "reverse"
-
-
-def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tensor] = None, mode: str = "auto",
-                          laplacian: bool = False, create_graph: bool = True, engine: str = "auto",
-                          recompute_tangents: bool = False) -> Derivatives:
-    """Value, Jacobian and optionally Laplacian of ``model`` at ``coords (N, D)``.
-
-    ``create_graph=False`` is for evaluation: nothing is kept for a backward pass.
-    Forward mode needs a model with ``jet`` (:class:`~sobolev_inr.models.MLP`); reverse mode works
-    for any differentiable module. ``engine``: ``"auto"`` (fused for an MLP without Laplacian,
-    else autograd), ``"fused"`` or ``"autograd"`` (see the module docstring).
-    ``recompute_tangents`` (fused engine, forward mode): the backward pass recomputes the layers'
-    tangents instead of keeping them from the forward pass, trading D more matrix products per
-    layer for D fewer (N, width) tensors kept per layer (bench/PERFORMANCE.md has the figures).
-    """
-    if engine not in ENGINES:
-        raise ValueError(f"unknown derivative engine {engine!r}; choose from {list(ENGINES)}")
-    n, d = coords.shape
-    out_features = getattr(model, "out_features", None)
-    if out_features is None:
-        mode = "reverse" if mode == "auto" else mode
-    mode = choose_mode(d, out_features or 1, mode)  # validates ``mode`` first
-    if laplacian:
-        mode = "forward"  # second-order tangents: no double backward pass (module docstring)
-    if scale is None:
-        scale = torch.ones(d, dtype=coords.dtype, device=coords.device)
-    scale = torch.as_tensor(scale, dtype=coords.dtype, device=coords.device)
-    if mode == "forward" and not hasattr(model, "jet"):
-        raise TypeError(f"forward-mode derivatives need a model with .jet(); {type(model).__name__} has none")
-
-    fused = _is_plain_mlp(model) and not laplacian
-    if engine == "fused" and not fused:
-        raise ValueError("the fused engine needs an MLP (not a subclass that changes forward or jet) and no "
-                         "Laplacian; use engine='autograd'")
-    if engine != "autograd" and fused:
-        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
-            value, jac = fused_value_and_jacobian(model, coords, scale, mode, recompute_tangents)
-        return Derivatives(value, jac, None)
-
-    if mode == "forward":
-        seeds = torch.diag(scale).unsqueeze(1)  # (D, 1, D): direction d = scale[d] * e_d
-        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
-            value, tangents, second = model.jet(coords, seeds, second_order=laplacian)
-        jac = tangents.permute(1, 2, 0)  # (D, N, C) -> (N, C, D)
-        lap = second.sum(0) if laplacian else None
-        return Derivatives(value, jac, lap)
-
-    with torch.enable_grad():
-        x = coords.detach().requires_grad_(True)
-        value = model(x)
-        c = value.shape[1]
-        if c == 1:
-            (g,) = torch.autograd.grad(value, x, torch.ones_like(value), create_graph=create_graph)
-            jac = g.unsqueeze(1)
-        else:
-            basis = torch.eye(c, dtype=value.dtype, device=value.device).unsqueeze(1).expand(c, n, c)
-            (g,) = torch.autograd.grad(value, x, basis, create_graph=create_graph, is_grads_batched=True)
-            jac = g.permute(1, 0, 2)  # (C, N, D) -> (N, C, D)
-    jac = jac * scale
-    if not create_graph:
-        value, jac = value.detach(), jac.detach()
-    return Derivatives(value, jac, None)
-
+from ..models.activations import Activation, ReLU, Sine
+from ..models.encodings import IdentityEncoding
+from ..models.mlp import MLP
+from .cpu_blocks import row_blocks, run_blocks
 
 # --------------------------------------------------------------------------------------------------
 # The fused engine: value and Jacobian of an MLP with a hand-written backward pass.
@@ -141,19 +27,12 @@ def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tens
 #   u = a (h W^T + b)        the pre-activation, with a = w0 for sine (sin(w0 z) = sin(u)), else 1
 #   f(u), f'(u), f''(u)      the activation and its derivatives with respect to u
 # Forward mode carries the D input tangents t_j (rows, K) of every layer: tu_j = t_j (a W)^T,
-# t'_j = f'(u) tu_j. Reverse mode carries the C output co-tangents from the output layer down.
+# t'_j = f'(u) tu_j (D = the input dimension for a Jacobian, any number T of directions for
+# fused_value_and_tangents). Reverse mode carries the C output co-tangents from the output layer down.
 # Tangent and backward products use the folded weight a W; weight gradients are taken with respect to
 # a W and a b, then multiplied by a.
 # --------------------------------------------------------------------------------------------------
 
-
-BLOCK_ELEMENTS = 1 << 20
-"""On CPU the fused engine cuts the batch into row blocks whose (rows, width) tensors hold about this
-many elements (4 MB in float32), and gives each of torch's intra-op threads its own blocks to run
-with single-threaded operations. Its many elementwise passes then run on data still in that core's
-cache, the allocator recycles block-sized buffers instead of mapping fresh pages for every tensor,
-and the threads never wait for each other inside an operation (which matters on a machine shared
-with other jobs). On other devices the whole batch is one block."""
 
 _threshold_backward = torch.ops.aten.threshold_backward  # x where f > 0 else 0, in one pass
 
@@ -214,59 +93,6 @@ class _Jet:
         return x.mul_(self.df) if inplace else torch.mul(x, self.df)
 
 
-# ------------------------------------------------------------------------------------- row blocks
-_executor: Optional[ThreadPoolExecutor] = None
-_executor_size = 0
-_executor_pid = 0
-_executor_lock = threading.Lock()
-
-
-def _single_threaded() -> None:
-    torch.set_num_threads(1)  # per thread: this worker's operations use one core each
-
-
-def _workers(count: int) -> ThreadPoolExecutor:
-    """A pool of ``count`` single-threaded workers, made on first use (again after a fork)."""
-    global _executor, _executor_size, _executor_pid
-    with _executor_lock:
-        if _executor is None or _executor_size < count or _executor_pid != os.getpid():
-            if _executor is not None and _executor_pid == os.getpid():
-                _executor.shutdown(wait=False)
-            _executor = ThreadPoolExecutor(count, thread_name_prefix="sobolev_inr", initializer=_single_threaded)
-            _executor_size, _executor_pid = count, os.getpid()
-        return _executor
-
-
-def _row_blocks(n: int, width: int, device: torch.device) -> List[Tuple[int, int]]:
-    """Row ranges (start, stop) of the blocks; a multiple of the thread count where that is worth it."""
-    if device.type != "cpu" or n == 0:
-        return [(0, n)]
-    count = max(1, -(-n * width // BLOCK_ELEMENTS))
-    threads = torch.get_num_threads()
-    if threads > 1 and n >= 512 * threads:
-        count = -(-count // threads) * threads
-    size = -(-n // count)
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def _run_blocks(work: Callable[[List[int]], object], num_blocks: int) -> List[object]:
-    """Runs ``work(block_ids)`` for the blocks split over torch's threads; returns the results per worker.
-
-    Worker k takes blocks k, k + T, ... (T = torch.get_num_threads()), with single-threaded
-    operations and gradients off; one worker, or one block, runs in the calling thread as is.
-    """
-    threads = min(torch.get_num_threads(), num_blocks)
-    if threads <= 1:
-        return [work(list(range(num_blocks)))]
-
-    def task(k: int):
-        with torch.no_grad():
-            return work(list(range(k, num_blocks, threads)))
-
-    futures = [_workers(threads).submit(task, k) for k in range(threads)]
-    return [f.result() for f in futures]
-
-
 # -------------------------------------------------------------------------------------- functions
 def _layer_params(model: MLP) -> Tuple[List[Tensor], List[float]]:
     params: List[Tensor] = []
@@ -276,34 +102,53 @@ def _layer_params(model: MLP) -> Tuple[List[Tensor], List[float]]:
     return params, [_fold(a) for a in model.activations]
 
 
-def _is_plain_mlp(model: nn.Module) -> bool:
+def is_plain_mlp(model: nn.Module) -> bool:
     """An :class:`MLP` whose forward pass is MLP's own, which the fused engine reimplements."""
     return isinstance(model, MLP) and type(model).forward is MLP.forward and type(model).jet is MLP.jet
 
 
 def fused_value_and_jacobian(model: MLP, coords: Tensor, scale: Tensor, mode: str,
                              recompute_tangents: bool = False) -> Tuple[Tensor, Tensor]:
-    """Value (N, C) and Jacobian (N, C, D) of ``model`` at ``coords``, columns multiplied by ``scale``.
+    """Value (N, C) and Jacobian (N, C, D) of ``model`` at ``coords (N, D)``, columns multiplied by ``scale (D,)``.
 
-    The encoding runs in ordinary autograd (its jet gives the features and their tangents); the
-    layers run in one custom autograd function per ``mode`` ("forward" or "reverse"), which
-    supports first-order gradients (a loss on value and Jacobian, back to weights and coordinates).
+    ``mode`` "forward" carries the D scaled unit directions through the layers
+    (:func:`fused_value_and_tangents`); "reverse" takes the C vector-Jacobian products.
     """
     seeds = torch.diag(scale).unsqueeze(1)  # (D, 1, D): constant over the batch
+    if mode == "forward":
+        value, tangents = fused_value_and_tangents(model, coords, seeds, recompute_tangents)
+        return value, tangents.permute(1, 2, 0)  # (D, N, C) -> (N, C, D)
+    if mode == "reverse":
+        h0, t0, params, spec = _prepare(model, coords, seeds)
+        return _ReverseJacobian.apply(spec, h0, t0, *params)
+    raise ValueError(f"unknown fused derivative mode {mode!r}; choose from ['forward', 'reverse']")
+
+
+def fused_value_and_tangents(model: MLP, coords: Tensor, tangents: Tensor,
+                             recompute_tangents: bool = False) -> Tuple[Tensor, Tensor]:
+    """Value (N, C) and directional derivatives (T, N, C) of ``model`` at ``coords (N, D)`` in forward mode.
+
+    ``tangents (T, N, D)`` or ``(T, 1, D)`` (one direction shared by every row): d coords / d s for
+    T directions s. ``recompute_tangents``: the backward pass recomputes the layers' tangents instead
+    of keeping them (see :func:`sobolev_inr.derivatives.value_and_derivatives`).
+    """
+    h0, t0, params, spec = _prepare(model, coords, tangents)
+    return _ForwardJacobian.apply((*spec, recompute_tangents), h0, t0, *params)
+
+
+def _prepare(model: MLP, coords: Tensor, tangents: Tensor):
+    """What the autograd functions take: the encoding's features h0 (N, K0) and feature tangents
+    t0 (T, 1 or N, K0), computed in ordinary autograd; the layers' parameters; and ``spec``, the
+    layers' activations and folds, whether to keep anything for a backward pass, and the row blocks."""
     if not isinstance(model.encoding, IdentityEncoding):
-        seeds = seeds.expand(-1, coords.shape[0], -1)
-    h0, t0, _ = model.encoding.jet(coords, seeds, None)  # (N, K0), (D, 1 or N, K0)
+        tangents = tangents.expand(-1, coords.shape[0], -1)
+    h0, t0, _ = model.encoding.jet(coords, tangents, None)  # (N, K0), (T, 1 or N, K0)
     params, folds = _layer_params(model)
     # Custom functions run their forward without grad mode: decide here whether to keep anything.
     save = torch.is_grad_enabled() and any(t.requires_grad for t in [h0, t0, *params])
     width = max([model.output.in_features] + [layer.out_features for layer in model.hidden])
-    spec = (tuple(model.activations), tuple(folds), save, _row_blocks(coords.shape[0], width, coords.device))
-    if mode == "forward":
-        value, tangents = _ForwardJacobian.apply((*spec, recompute_tangents), h0, t0, *params)
-        return value, tangents.permute(1, 2, 0)  # (D, N, C) -> (N, C, D)
-    if mode == "reverse":
-        return _ReverseJacobian.apply(spec, h0, t0, *params)
-    raise ValueError(f"unknown derivative mode {mode!r}; choose from {list(DERIVATIVE_MODES)}")
+    spec = (tuple(model.activations), tuple(folds), save, row_blocks(coords.shape[0], width, coords.device))
+    return h0, t0, params, spec
 
 
 def _split(params: Sequence[Tensor], folds: Sequence[float]):
@@ -414,7 +259,7 @@ class _ForwardJacobian(torch.autograd.Function):
                     torch.mm(t[j], w_out.T, out=tangents[j, s0:s1])
                 saved[b_id] = keep
 
-        _run_blocks(work, len(blocks))
+        run_blocks(work, len(blocks))
         _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)
         ctx.recompute = recompute
         return value, tangents
@@ -514,7 +359,7 @@ class _ForwardJacobian(torch.autograd.Function):
                 del gh, gt, layers
             return gw, gb, g_t0_shared
 
-        parts = _run_blocks(work, len(blocks))
+        parts = run_blocks(work, len(blocks))
         gw = _sum_parts([p[0] for p in parts])
         gb = _sum_parts([p[1] for p in parts])
         if ctx.needs_input_grad[2] and shared:
@@ -567,7 +412,7 @@ class _ReverseJacobian(torch.autograd.Function):
                     a_kept = [a if k == 0 or jets[k - 1].d2f is not None else None for k, a in enumerate(a_list)]
                     saved[b_id] = [x for jet in jets for x in jet.tensors()] + deltas + a_kept
 
-        _run_blocks(work, len(blocks))
+        run_blocks(work, len(blocks))
         _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)
         return value, jac
 
@@ -655,7 +500,7 @@ class _ReverseJacobian(torch.autograd.Function):
                 del jets, deltas, a_list
             return gw, gb, g_t0_shared
 
-        parts = _run_blocks(work, len(blocks))
+        parts = run_blocks(work, len(blocks))
         gw = _sum_parts([p[0] for p in parts])
         gb = _sum_parts([p[1] for p in parts])
         if ctx.needs_input_grad[2] and shared:
@@ -671,43 +516,3 @@ def _contract_features(a0: Tensor, t0: Tensor) -> Tensor:
         return torch.matmul(a0, t0[:, 0, :].T).permute(1, 0, 2)
     return torch.einsum("cnk,dnk->ncd", a0, t0)
 
-
-def compile_model(model: nn.Module, **options) -> nn.Module:
-    """Compiles ``model``'s forward pass in place with ``torch.compile`` (the ``--compile`` option).
-
-    This speeds up the value path: ``val`` supervision, evaluation and rendering (``model(x)``).
-    The fused derivative engine does not call ``model.forward`` and keeps its hand-written passes,
-    and ``MLP.jet`` (the Laplacian) stays eager, so derivative supervision is unchanged. The module
-    itself is returned: its class, ``state_dict`` keys and checkpoints are those of the eager model.
-    A compiled forward pass cannot be differentiated twice, so :func:`reference_jacobian` with
-    ``create_graph=True`` and the autograd engine's reverse mode need the eager model. ``options`` go
-    to :meth:`torch.nn.Module.compile` (``mode``, ``dynamic``, ...).
-    """
-    model.compile(**options)
-    return model
-
-
-def reference_jacobian(model: nn.Module, coords: Tensor, create_graph: bool = False) -> Derivatives:
-    """The published code's way: one ``autograd.grad`` per output channel, in a Python loop.
-
-    Kept as the independent reference that tests and benchmarks compare the engine with.
-    """
-    x = coords.detach().requires_grad_(True)
-    with torch.enable_grad():
-        value = model(x)
-        columns = [torch.autograd.grad(value[:, i].sum(), x, create_graph=create_graph, retain_graph=True)[0]
-                   for i in range(value.shape[1])]
-    return Derivatives(value, torch.stack(columns, dim=1), None)
-
-
-def reference_laplacian(model: nn.Module, coords: Tensor) -> Tensor:
-    """Laplacian (N, C) by nested per-channel, per-axis autograd; slow, for tests only."""
-    x = coords.detach().requires_grad_(True)
-    with torch.enable_grad():
-        value = model(x)
-        out = []
-        for i in range(value.shape[1]):
-            (g,) = torch.autograd.grad(value[:, i].sum(), x, create_graph=True)
-            lap = sum(torch.autograd.grad(g[:, d].sum(), x, retain_graph=True)[0][:, d] for d in range(x.shape[1]))
-            out.append(lap)
-    return torch.stack(out, dim=1)
