@@ -3,24 +3,41 @@
     python -m sobolev_inr.sweep configs/activation_study_cpu.txt
     python -m sobolev_inr.sweep configs/set5.txt --jobs 2
     python -m sobolev_inr.sweep configs/set5.txt --ray-address auto
+    python -m sobolev_inr.sweep my_sweep.txt --experiments path/to/Experiments
 
-A sweep file is a txt file of ``key = value`` lines and bare config paths:
+A sweep file is a txt file of ``key = value`` lines and bare config paths (``#`` starts a comment):
 
-    task = image_regression              # the folder Experiments/<task>/ whose main.py runs each config
+    task = image_regression              # the task folder <experiments>/<task>/
+    experiments = ../Experiments         # optional: the folder of task folders, relative to this file
     args = --num_epochs 1000             # extra arguments for every run (optional)
     logging_root = logs/cpu              # where the runs go, relative to the task folder (optional)
     configs/activation_study/relu.txt    # config paths, relative to the task folder
     grid supervision = [val, val_der]    # optional: every combination of the grid values, applied
-    grid activations = [sine, relu]      #   to every config listed (or to the task defaults)
+    grid activations = [[sine, sine], [tanh, tanh]]   # to every config listed (or to the task defaults)
 
-Each run is ``python main.py --config <config> <args> <grid values>`` in the task folder, in its
-own run directory. The task's main.py skips a run whose ``metrics.json`` exists with the same
-config and resumes an interrupted one, so rerunning a sweep only does what is left.
+A grid is a bracketed list of values. A value is a word (``val``), a list of words (``[sine, sine]``,
+passed as ``--activations sine sine``) or a quoted string (``"a, b"``, passed as one argument);
+``true``/``false`` give the flag ``--<option>`` or nothing. Grid runs are named after their values
+(``<sweep>/<config>/supervision=val/activations=sine-sine``).
+
+The experiments folder is ``--experiments DIR``, else the sweep file's ``experiments`` line, else the
+first ``Experiments/`` found walking up from the sweep file's folder, else the one beside this
+package (a clone). A task folder with ``main.py`` runs it; one with ``train.py`` runs it and then,
+if it succeeded, ``eval.py`` (when present) with the same arguments, both logged to the run's log.
+Each run is ``python <script> --config <config> <args> <grid values> --no_progress`` in the task
+folder. Before any run starts, every run's arguments are parsed by each entry script's
+``config_parser()``, so a bad value stops the sweep instead of failing its runs one by one. The
+task's scripts skip a run whose ``metrics.json`` exists with the same config and resume an
+interrupted one, so rerunning a sweep only does what is left.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import io
 import itertools
+import os
 import re
 import shlex
 import socket
@@ -30,54 +47,210 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError, UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = REPO_ROOT / "Experiments"
+PACKAGE_EXPERIMENTS = Path(__file__).resolve().parents[1] / "Experiments"
+"""The task folders of a clone (the package's parent); absent in an installed package."""
+
+RUN_FLAGS = ["--no_progress"]
+"""Added to every entry script's command line (the sweep's logs have no use for progress bars)."""
+
+TRUE_WORDS = ("true", "yes", "on")
+FALSE_WORDS = ("false", "no", "off")
+
+
+@dataclass(frozen=True)
+class GridValue:
+    """One value of a grid line: the words it puts after ``--<option>`` (one for a scalar)."""
+
+    words: Tuple[str, ...]
+
+    @property
+    def is_boolean(self) -> bool:
+        return len(self.words) == 1 and self.words[0].lower() in TRUE_WORDS + FALSE_WORDS
+
+    def arguments(self, key: str) -> List[str]:
+        """Command-line arguments: ``--key w1 w2 ...``; a true/false word becomes ``--key`` or nothing."""
+        if self.is_boolean:
+            return [f"--{key}"] if self.words[0].lower() in TRUE_WORDS else []
+        return [f"--{key}", *self.words]
+
+    def label(self, key: str) -> str:
+        return f"{key}={'-'.join(self.words)}"
+
+
+_GRID_TOKEN = re.compile(r"""\s*(?:(?P<punct>[\[\],])|"(?P<double>[^"]*)"|'(?P<single>[^']*)'"""
+                         r"""|(?P<word>[^\s\[\],"']+)|(?P<quote>["']))""")
+
+
+def _grid_tokens(text: str) -> List[Tuple[str, str]]:
+    """``text`` as (kind, text) tokens: ``[``, ``]``, ``,`` and ("word", word); quotes keep what they hold."""
+    tokens, pos, text = [], 0, text.rstrip()
+    while pos < len(text):
+        match = _GRID_TOKEN.match(text, pos)
+        if match.group("quote"):
+            raise ValueError(f"unterminated {match.group('quote')} quote")
+        punct = match.group("punct")
+        tokens.append((punct, punct) if punct else ("word", next(g for g in match.group("double", "single", "word")
+                                                                  if g is not None)))
+        pos = match.end()
+    return tokens
+
+
+def parse_grid_values(text: str) -> List[GridValue]:
+    """The values of a grid line: ``[a, b]`` -> a, b; ``[[sine, sine], [tanh, tanh]]`` -> two lists.
+
+    Inside a value, words separated by spaces make a list too (``[sine sine, tanh]``). Raises
+    ValueError saying what is wrong (unbalanced brackets, an empty list or value, lists nested deeper).
+    """
+    tokens = _grid_tokens(text)
+    if not tokens or tokens[0][0] != "[":
+        raise ValueError("a grid is a bracketed list, e.g. [a, b] or [[sine, sine], [tanh, tanh]]")
+    if tokens[1:2] == [("]", "]")]:
+        raise ValueError("empty list")
+    values, pos = [], 1
+    while True:
+        words, pos = _grid_value(tokens, pos)
+        values.append(GridValue(tuple(words)))
+        closed, pos = _grid_separator(tokens, pos)
+        if closed:
+            break
+    if pos < len(tokens):
+        raise ValueError("unbalanced brackets: text after the closing ']'")
+    return values
+
+
+def _grid_value(tokens: List[Tuple[str, str]], pos: int) -> Tuple[List[str], int]:
+    """The words of the value at ``tokens[pos]`` (a list ``[w, w]`` or bare words) and the position after it."""
+    if pos < len(tokens) and tokens[pos][0] == "[":
+        words, pos = [], pos + 1
+        while True:
+            element, pos = _grid_words(tokens, pos, nested=True)
+            if not element:
+                raise ValueError("empty list" if not words and tokens[pos:pos + 1] == [("]", "]")] else
+                                 "empty list item (two commas in a row, or a trailing comma)")
+            words += element
+            closed, pos = _grid_separator(tokens, pos)
+            if closed:
+                break
+        if pos < len(tokens) and tokens[pos][0] == "word":
+            raise ValueError("a value mixes a list and words")
+        return words, pos
+    words, pos = _grid_words(tokens, pos, nested=False)
+    if not words:
+        raise ValueError("empty value (two commas in a row, or a trailing comma)")
+    return words, pos
+
+
+def _grid_words(tokens: List[Tuple[str, str]], pos: int, nested: bool) -> Tuple[List[str], int]:
+    """The run of words from ``tokens[pos]`` and the position after it; a ``[`` there is an error."""
+    words = []
+    while pos < len(tokens) and tokens[pos][0] == "word":
+        words.append(tokens[pos][1])
+        pos += 1
+    if pos < len(tokens) and tokens[pos][0] == "[":
+        raise ValueError("lists nest at most two deep" if nested else "a value mixes words and a list")
+    return words, pos
+
+
+def _grid_separator(tokens: List[Tuple[str, str]], pos: int) -> Tuple[bool, int]:
+    """Reads the ``,`` or ``]`` at ``tokens[pos]``: (whether it closed the list, the position after it)."""
+    if pos == len(tokens):
+        raise ValueError("unbalanced brackets: missing ']'")
+    return tokens[pos][0] == "]", pos + 1
+
+
+def task_scripts(task_dir: Path) -> Tuple[str, ...]:
+    """The entry scripts one run executes, in order: ``main.py``, else ``train.py`` then ``eval.py``."""
+    if (task_dir / "main.py").is_file():
+        return ("main.py",)
+    if (task_dir / "train.py").is_file():
+        return ("train.py", "eval.py") if (task_dir / "eval.py").is_file() else ("train.py",)
+    return ()
+
+
+def available_tasks(experiments: Path = PACKAGE_EXPERIMENTS) -> List[str]:
+    """The task folders under ``experiments``: those with a ``main.py`` or a ``train.py``."""
+    folder = Path(experiments)
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and task_scripts(p)) if folder.is_dir() else []
+
+
+def find_experiments(sweep_file: Path, explicit: Optional[Path] = None) -> Path:
+    """The folder of task folders: ``explicit`` if given, else the first ``Experiments/`` walking up
+    from the sweep file's folder, else the package's parent's; a clear error when none exists."""
+    if explicit is not None:
+        if not Path(explicit).is_dir():
+            raise ConfigError(f"{sweep_file}: experiments folder {explicit} not found")
+        return Path(explicit)
+    start = Path(os.path.abspath(sweep_file)).parent
+    for folder in (start, *start.parents):
+        if (folder / "Experiments").is_dir():
+            return folder / "Experiments"
+    if PACKAGE_EXPERIMENTS.is_dir():
+        return PACKAGE_EXPERIMENTS
+    raise ConfigError(f"{sweep_file}: no Experiments/ folder in {start} or any folder above it, nor beside the "
+                      f"sobolev_inr package ({PACKAGE_EXPERIMENTS}); point at the task folders with "
+                      f"--experiments DIR or an `experiments = DIR` line in the sweep file")
 
 
 @dataclass
 class RunSpec:
-    """One run of a sweep: its task folder, arguments and a short label."""
+    """One run of a sweep: its task folder, arguments, a short label and the scripts it executes."""
 
     task_dir: Path
     argv: List[str]
     label: str
+    scripts: Tuple[str, ...] = ("main.py",)
 
 
 @dataclass
 class Sweep:
+    """A parsed sweep file: one task, its configs and grid, and where the task folders are."""
+
     name: str
     task: str
+    experiments: Path = PACKAGE_EXPERIMENTS
+    path: Optional[Path] = None
     configs: List[str] = field(default_factory=list)
     args: List[str] = field(default_factory=list)
-    grid: Dict[str, List[str]] = field(default_factory=dict)
+    grid: Dict[str, List[GridValue]] = field(default_factory=dict)
+    grid_lines: Dict[str, int] = field(default_factory=dict)  # option -> its line in the sweep file
     logging_root: Optional[str] = None
 
     @property
     def task_dir(self) -> Path:
-        return EXPERIMENTS / self.task
+        return self.experiments / self.task
+
+    @property
+    def scripts(self) -> Tuple[str, ...]:
+        return task_scripts(self.task_dir)
 
     def runs(self, extra_args: Sequence[str] = (), logging_root: Optional[str] = None) -> List[RunSpec]:
-        """Every run of the sweep, configs x grid combinations, in file order."""
+        """Every run of the sweep, configs x grid combinations, in file order; grid runs get distinct names."""
         root = logging_root or self.logging_root
         keys = list(self.grid)
         combos = list(itertools.product(*(self.grid[k] for k in keys))) or [()]
-        specs = []
+        specs, named = [], {}
         for config in self.configs or [None]:
             for combo in combos:
                 argv = (["--config", config] if config else []) + list(self.args)
                 labels = [Path(config).with_suffix("").as_posix().replace("configs/", "", 1)] if config else []
                 for key, value in zip(keys, combo):
-                    argv += _override(key, value)
-                    labels.append(f"{key}={value}")
-                if self.grid and not any(a == "--exp_name" for a in argv):
-                    argv += ["--exp_name", "/".join([self.name] + [_slug(l) for l in labels])]
+                    argv += value.arguments(key)
+                    labels.append(value.label(key))
+                label = " ".join(labels) or self.name
+                if self.grid and "--exp_name" not in argv:
+                    exp_name = "/".join([self.name] + [_slug(l) for l in labels])
+                    if exp_name in named:
+                        raise ConfigError(f"{self.path or self.name}: runs {named[exp_name]!r} and {label!r} would "
+                                          f"share the run directory {exp_name!r}; make their grid values differ")
+                    named[exp_name] = label
+                    argv += ["--exp_name", exp_name]
                 if root:
                     argv += ["--logging_root", root]
-                specs.append(RunSpec(self.task_dir, argv + list(extra_args), " ".join(labels) or self.name))
+                specs.append(RunSpec(self.task_dir, argv + list(extra_args), label, self.scripts))
         return specs
 
 
@@ -85,28 +258,16 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=/-]+", "_", text)
 
 
-def _override(key: str, value: str) -> List[str]:
-    """A grid value as command-line arguments; booleans become a flag or nothing."""
-    if value.lower() in ("true", "yes", "on"):
-        return [f"--{key}"]
-    if value.lower() in ("false", "no", "off"):
-        return []
-    return [f"--{key}", *value.split()]
+def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
+    """Reads a sweep file (see the module docstring); errors name the file and line.
 
-
-def _list_value(text: str) -> List[str]:
-    text = text.strip()
-    if text.startswith("[") and text.endswith("]"):
-        return [v.strip() for v in text[1:-1].split(",") if v.strip()]
-    return [text]
-
-
-def parse_sweep(path: Path) -> Sweep:
-    """Reads a sweep file (see the module docstring); errors name the file and line."""
+    ``experiments`` (``--experiments``) overrides the file's ``experiments`` line and the search.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} not found")
-    sweep = Sweep(name=path.stem, task="")
+    sweep = Sweep(name=path.stem, task="", path=path)
+    experiments_line = None
     for number, raw in enumerate(path.read_text().splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -118,20 +279,36 @@ def parse_sweep(path: Path) -> Sweep:
         key, value = (part.strip() for part in line.split("=", 1))
         if key == "task":
             sweep.task = value
+        elif key == "experiments":
+            experiments_line = path.parent / value
         elif key == "args":
             sweep.args += shlex.split(value)
         elif key == "logging_root":
             sweep.logging_root = value
         elif key.startswith("grid "):
-            sweep.grid[key[5:].strip()] = _list_value(value)
+            option = key[5:].strip()
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", option):
+                raise ConfigError(f"{where}: {option!r} is not an option name; write `grid <option> = [a, b]`")
+            if option in sweep.grid:
+                raise ConfigError(f"{where}: grid {option} is already set on line {sweep.grid_lines[option]}")
+            try:
+                values = parse_grid_values(value)
+            except ValueError as e:
+                raise ConfigError(f"{where}: grid {option} = {value}: {e}") from None
+            twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+            if twice:
+                raise ConfigError(f"{where}: grid {option} lists {' '.join(twice.words)!r} twice")
+            sweep.grid[option], sweep.grid_lines[option] = values, number
         else:
-            raise ConfigError(f"{where}: unknown sweep key {key!r}; use task, args, logging_root, "
+            raise ConfigError(f"{where}: unknown sweep key {key!r}; use task, experiments, args, logging_root, "
                               f"'grid <option> = [...]', or a bare config path")
+    sweep.experiments = find_experiments(path, experiments if experiments is not None else experiments_line)
+    tasks = ", ".join(available_tasks(sweep.experiments)) or "none"
     if not sweep.task:
-        raise ConfigError(f"{path}: no `task = <name>` line (one of: {', '.join(available_tasks())})")
-    if not (sweep.task_dir / "main.py").is_file():
-        raise ConfigError(f"{path}: task {sweep.task!r} has no Experiments/{sweep.task}/main.py "
-                          f"(available: {', '.join(available_tasks())})")
+        raise ConfigError(f"{path}: no `task = <name>` line (tasks in {sweep.experiments}: {tasks})")
+    if not sweep.scripts:
+        raise ConfigError(f"{path}: task {sweep.task!r} has no main.py or train.py in {sweep.task_dir} "
+                          f"(tasks in {sweep.experiments}: {tasks})")
     missing = [c for c in sweep.configs if not (sweep.task_dir / c).is_file()]
     if missing:
         raise ConfigError(f"{path}: config(s) not found under {sweep.task_dir}: {', '.join(missing)}")
@@ -140,8 +317,81 @@ def parse_sweep(path: Path) -> Sweep:
     return sweep
 
 
-def available_tasks() -> List[str]:
-    return sorted(p.parent.name for p in EXPERIMENTS.glob("*/main.py"))
+@contextlib.contextmanager
+def _working_directory(folder: Path) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def load_config_parser(script: Path):
+    """The parser that ``script`` reads its arguments with, from its module-level ``config_parser()``.
+
+    The script is imported under a private name (its ``__main__`` block does not run); the
+    ``sys.path`` entries it adds are removed again.
+    """
+    name = f"_sweep_entry_{script.parent.name}_{script.stem}"
+    module_spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(module_spec)
+    saved_path = list(sys.path)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+        if not callable(getattr(module, "config_parser", None)):
+            raise ConfigError(f"{script} has no module-level config_parser(), which the sweep needs to check "
+                              f"each run's arguments before starting any")
+        return module.config_parser()
+    except UserError:
+        raise
+    except (Exception, SystemExit) as e:
+        raise UserError(f"cannot load {script} to check the runs' arguments ({type(e).__name__}: {e}); "
+                        f"`python {script.name} --help` in {script.parent} shows the traceback") from None
+    finally:
+        sys.path[:] = saved_path
+        sys.modules.pop(name, None)
+
+
+def _check_grid_options(sweep: Sweep, parser, script: str) -> None:
+    """Each grid option exists and takes the kind of value its grid gives (a flag, one value or a list)."""
+    actions = getattr(parser, "_option_string_actions", None)  # argparse's own table; absent: argv check only
+    if actions is None:
+        return
+    for key, values in sweep.grid.items():
+        where = f"{sweep.path}:{sweep.grid_lines[key]}: grid {key}"
+        action = actions.get(f"--{key}")
+        if action is None:
+            raise ConfigError(f"{where}: {script} has no option --{key}")
+        for value in values:
+            shown = " ".join(value.words)
+            if action.nargs == 0 and not value.is_boolean:
+                raise ConfigError(f"{where}: --{key} is a flag; its grid is [false, true], not {shown!r}")
+            if action.nargs != 0 and value.is_boolean:
+                raise ConfigError(f"{where}: {shown!r} would make --{key} a bare flag, but it takes a value")
+            if action.nargs in (None, "?") and len(value.words) > 1:
+                raise ConfigError(f"{where}: [{', '.join(value.words)}] is a list, but --{key} takes one value")
+
+
+def check_runs(sweep: Sweep, specs: Sequence[RunSpec]) -> None:
+    """Parses every run's arguments with each entry script's parser, in the task folder (config paths
+    are relative to it), before any run starts: a bad value stops the sweep with a ConfigError naming
+    the run instead of failing runs one by one."""
+    for script in sweep.scripts:
+        with _working_directory(sweep.task_dir):
+            parser = load_config_parser(sweep.task_dir / script)
+            _check_grid_options(sweep, parser, script)
+            for spec in specs:
+                messages = io.StringIO()
+                try:
+                    with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(io.StringIO()):
+                        parser.parse_args(list(spec.argv) + RUN_FLAGS)
+                except SystemExit as e:
+                    lines = [line for line in messages.getvalue().splitlines() if line.strip()]
+                    reason = re.sub(r"^(\S+: )?error: ", "", lines[-1]) if lines else f"exit status {e.code}"
+                    raise ConfigError(f"{sweep.path}: run {spec.label!r}: {script} rejects its arguments: "
+                                      f"{reason}") from None
 
 
 @dataclass
@@ -161,17 +411,22 @@ def _status(returncode: int, output: str) -> str:
 
 
 def run_local(spec: RunSpec, log_file: Path) -> RunResult:
-    """Runs one config in a subprocess; its output goes to ``log_file``."""
+    """Runs the entry scripts of one run in order, in subprocesses, all output going to ``log_file``;
+    a script that fails ends the run (``eval.py`` does not run after a failed ``train.py``)."""
     start = time.time()
-    cmd = [sys.executable, "main.py", *spec.argv, "--no_progress"]
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    returncode = 0
     with open(log_file, "w") as log:
-        log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + f"\n# cwd: {spec.task_dir}\n")
-        log.flush()
-        proc = subprocess.run(cmd, cwd=spec.task_dir, stdout=log, stderr=subprocess.STDOUT, text=True)
+        for script in spec.scripts:
+            cmd = [sys.executable, script, *spec.argv, *RUN_FLAGS]
+            log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + f"\n# cwd: {spec.task_dir}\n")
+            log.flush()
+            returncode = subprocess.run(cmd, cwd=spec.task_dir, stdout=log, stderr=subprocess.STDOUT).returncode
+            if returncode != 0:
+                break
     output = log_file.read_text()
     last = next((l for l in reversed(output.splitlines()) if l.strip()), "")
-    return RunResult(spec, proc.returncode, time.time() - start, _status(proc.returncode, output), str(log_file), last)
+    return RunResult(spec, returncode, time.time() - start, _status(returncode, output), str(log_file), last)
 
 
 def _reachable(address: str, timeout: float = 3.0) -> bool:
@@ -185,8 +440,8 @@ def _reachable(address: str, timeout: float = 3.0) -> bool:
 
 
 def _ray_runner(address: str):
-    """Connects to Ray and returns a function that runs a RunSpec as a Ray task (one GPU when the
-    cluster has GPUs, else one CPU)."""
+    """Connects to Ray and returns a function that runs a RunSpec (all its scripts) as one Ray task
+    (one GPU when the cluster has GPUs, else one CPU)."""
     try:
         import ray
     except ImportError:
@@ -201,27 +456,32 @@ def _ray_runner(address: str):
     gpus = ray.cluster_resources().get("GPU", 0)
 
     @ray.remote(num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0)
-    def remote_run(task_dir: str, argv: List[str], log_file: str):
-        spec = RunSpec(Path(task_dir), argv, "")
-        result = run_local(spec, Path(log_file))
+    def remote_run(task_dir: str, argv: List[str], scripts: Tuple[str, ...], log_file: str):
+        result = run_local(RunSpec(Path(task_dir), argv, "", scripts), Path(log_file))
         return result.returncode, result.seconds, result.status, result.message
 
     def submit(spec: RunSpec, log_file: Path):
-        return remote_run.remote(str(spec.task_dir), spec.argv, str(log_file))
+        return remote_run.remote(str(spec.task_dir), spec.argv, spec.scripts, str(log_file))
 
     return ray, submit
 
 
 def run_sweep(sweep: Sweep, jobs: int = 1, extra_args: Sequence[str] = (), logging_root: Optional[str] = None,
               ray_address: Optional[str] = None, dry_run: bool = False) -> List[RunResult]:
-    """Runs every run of ``sweep``; returns their results (in sweep order)."""
+    """Runs every run of ``sweep``; returns their results (in sweep order).
+
+    Every run's arguments are checked (:func:`check_runs`) before the first starts.
+    """
     specs = sweep.runs(extra_args, logging_root)
+    check_runs(sweep, specs)
     log_dir = sweep.task_dir / (logging_root or sweep.logging_root or "logs") / "sweeps" / sweep.name
     logs = [log_dir / f"{i:03d}.log" for i in range(len(specs))]
-    print(f"sweep {sweep.name}: {len(specs)} runs of Experiments/{sweep.task}/main.py; logs in {log_dir}")
+    print(f"sweep {sweep.name}: {len(specs)} runs of {sweep.task_dir} ({' then '.join(sweep.scripts)}); "
+          f"logs in {log_dir}")
     if dry_run:
         for spec in specs:
-            print("  python main.py " + " ".join(shlex.quote(a) for a in spec.argv))
+            for script in spec.scripts:
+                print(f"  python {script} " + " ".join(shlex.quote(a) for a in spec.argv + RUN_FLAGS))
         return []
     results: List[Optional[RunResult]] = [None] * len(specs)
 
@@ -260,13 +520,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine")
     p.add_argument("--ray-address", default=None, help="run each config as a Ray task on this cluster (auto | HOST:PORT)")
     p.add_argument("--logging_root", default=None, help="override the sweep's logging_root (relative to the task folder)")
-    p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
+    p.add_argument("--experiments", type=Path, default=None,
+                   help="the folder of task folders (default: the sweep file's `experiments` line, else the first "
+                        "Experiments/ above the sweep file, else the one beside the package)")
+    p.add_argument("--dry-run", action="store_true", help="check and print the commands, and stop")
     p.epilog = "Arguments after `--` are added to every run, e.g. `-- --num_epochs 100 --device cuda`."
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     args = p.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
     try:
-        sweep = parse_sweep(Path(args.sweep_file))
+        sweep = parse_sweep(Path(args.sweep_file), args.experiments)
         results = run_sweep(sweep, args.jobs, extra, args.logging_root, args.ray_address, args.dry_run)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

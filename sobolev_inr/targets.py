@@ -72,6 +72,7 @@ def central_difference(signal: Tensor, dim: int = -1) -> Tensor:
 
     Interior samples: the central difference (f[i+1] - f[i-1]) / 2 (second-order accurate); the
     two end samples: the one-sided differences f[1] - f[0] and f[N-1] - f[N-2] (first-order).
+    This is ``torch.gradient(signal, dim=dim, edge_order=1)`` with unit spacing.
     The unit is "change per sample step", the unit of the network's derivative with
     ``der_units = pixel`` (:mod:`sobolev_inr.coords`). Audio: ``signal (N,)`` or ``(C, N)``.
 
@@ -81,12 +82,7 @@ def central_difference(signal: Tensor, dim: int = -1) -> Tensor:
     n = signal.shape[dim]
     if n < 2:
         raise ValueError(f"central_difference needs at least 2 samples along dim {dim}, got {n}")
-    x = signal.movedim(dim, -1)
-    out = torch.empty_like(x)
-    out[..., 1:-1] = (x[..., 2:] - x[..., :-2]) * 0.5
-    out[..., 0] = x[..., 1] - x[..., 0]
-    out[..., -1] = x[..., -1] - x[..., -2]
-    return out.movedim(-1, dim)
+    return torch.gradient(signal, dim=dim, edge_order=1)[0]
 
 
 def second_difference(signal: Tensor, dim: int = -1) -> Tensor:

@@ -11,7 +11,7 @@ from torch import nn
 
 from sobolev_inr import coords as C
 from sobolev_inr.derivatives import value_and_derivatives
-from sobolev_inr.targets import (DERIVATIVE_OPERATORS, image_gradient, image_laplacian,
+from sobolev_inr.targets import (DERIVATIVE_OPERATORS, central_difference, image_gradient, image_laplacian,
                                  image_second_differences)
 
 A, B = 3.0, 2.0
@@ -169,6 +169,31 @@ class TestLaplacian:
     def test_bad_shape_raises(self, shape):
         with pytest.raises(ValueError):
             image_laplacian(torch.rand(*shape))
+
+
+class TestCentralDifference:
+    """The 1-D target (audio); its analytic and end-sample checks live in tests/test_audio.py."""
+
+    @pytest.mark.parametrize("shape, dim", [((9,), -1), ((3, 7), 0), ((3, 7), 1), ((2, 5, 4), -2), ((2, 2), 0)])
+    def test_equals_torch_gradient_with_one_sided_ends(self, shape, dim):
+        signal = torch.randn(*shape, dtype=torch.float64)
+        torch.testing.assert_close(central_difference(signal, dim), torch.gradient(signal, dim=dim, edge_order=1)[0],
+                                   rtol=0, atol=0)
+
+    def test_golden_values_per_sample_step(self):
+        # independent of torch.gradient: (f[i+1] - f[i-1]) / 2 inside, one-sided at the ends
+        signal = torch.tensor([[0.0, 1.0, 4.0, 9.0], [2.0, 2.0, 0.0, -4.0]])
+        expected = torch.tensor([[1.0, 2.0, 4.0, 5.0], [0.0, -1.0, -3.0, -4.0]])
+        torch.testing.assert_close(central_difference(signal), expected, rtol=0, atol=0)
+        torch.testing.assert_close(central_difference(signal.T, dim=0), expected.T, rtol=0, atol=0)
+
+    def test_too_short_raises(self):
+        with pytest.raises(ValueError, match="at least 2 samples"):
+            central_difference(torch.ones(3, 1), dim=1)
+
+    def test_gradcheck(self):
+        signal = torch.rand(2, 6, dtype=torch.float64, requires_grad=True)
+        assert torch.autograd.gradcheck(central_difference, (signal,))
 
 
 class AnalyticModel(nn.Module):
