@@ -84,7 +84,7 @@ class Case:
 
 
 def _image(filename: str, size: Optional[int], gray: bool):
-    image, source = load_image(filename, is_gray=gray)
+    image, source, _ = load_image(filename, is_gray=gray)
     if size is not None and image.shape[-1] != size:
         image = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
                               align_corners=False)[0].clamp(-1, 1)

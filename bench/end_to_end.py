@@ -46,7 +46,7 @@ from common import machine_line, machine_record, training_step  # noqa: E402  (b
 
 
 def _image(filename: str, size: int):
-    image, source = load_image(filename)
+    image, source, _ = load_image(filename)
     if image.shape[-1] != size or image.shape[-2] != size:
         image = F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True,
                               align_corners=False)[0].clamp(-1, 1)

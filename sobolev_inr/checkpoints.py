@@ -2,61 +2,44 @@
 
 A checkpoint holds everything needed to rebuild the model and continue the run: the model's
 constructor arguments (``model_config``) and state, the optimizer state, the epoch and step
-counters, every RNG state that training draws from, and the resolved run config. It is written
+counters, the state of the random generator training draws from, and the resolved run config.
+Checkpoints are named by the run's unit: ``epoch_XXXXXXX.pt`` or ``step_XXXXXXX.pt``. It is written
 to a temporary file in the same folder and renamed over the target, so a kill during the write
 leaves the previous checkpoint intact. Loading maps tensors to CPU unless told otherwise.
 """
 from __future__ import annotations
 
 import os
-import random
 import re
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 
-CHECKPOINT_PATTERN = re.compile(r"^epoch_(\d+)\.pt$")
+CHECKPOINT_PATTERN = re.compile(r"^(epoch|step)_(\d+)\.pt$")
+CHECKPOINT_UNITS = ("epoch", "step")
 
 
-def checkpoint_path(directory: Path, epoch: int) -> Path:
-    return Path(directory) / f"epoch_{epoch:07d}.pt"
+def checkpoint_path(directory: Path, index: int, unit: str = "epoch") -> Path:
+    """``<directory>/epoch_0000042.pt`` (or ``step_...``) for a checkpoint at epoch or step ``index``."""
+    if unit not in CHECKPOINT_UNITS:
+        raise ValueError(f"unknown checkpoint unit {unit!r}; choose from {list(CHECKPOINT_UNITS)}")
+    return Path(directory) / f"{unit}_{index:07d}.pt"
 
 
 def list_checkpoints(directory: Path) -> List[Path]:
-    """Checkpoints in ``directory``, oldest epoch first."""
+    """Checkpoints in ``directory``, oldest first (by epoch or step number)."""
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return [p for _, p in sorted(found)]
+    found = [(int(m.group(2)), p.name, p) for p in directory.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [p for _, _, p in sorted(found)]
 
 
 def latest_checkpoint(directory: Path) -> Optional[Path]:
     found = list_checkpoints(directory)
     return found[-1] if found else None
-
-
-def rng_state(generator: Optional[torch.Generator] = None) -> Dict[str, Any]:
-    """Every RNG state training may draw from."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    if generator is not None:
-        state["generator"] = generator.get_state()
-    return state
-
-
-def restore_rng_state(state: Dict[str, Any], generator: Optional[torch.Generator] = None) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    if generator is not None and "generator" in state:
-        generator.set_state(state["generator"])
 
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:

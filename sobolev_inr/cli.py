@@ -1,9 +1,18 @@
-"""Shared command-line and txt-config options (ConfigArgParse), device choice and error handling.
+"""Command-line and txt-config options (ConfigArgParse), composed per task; device choice; error handling.
 
-Entry scripts build their parser from these groups, add their task's own options, and call
-:func:`run_entry_point`. Option names follow the original Sobolev-INR code, so its config
-files run unchanged; unknown keys and bad choices are rejected by ConfigArgParse with a message
-naming the key (its default behaviour, kept on purpose).
+An entry script builds its parser from the option groups it needs (:func:`add_run_options`,
+:func:`add_epoch_options`, :func:`add_optimizer_options`, :func:`add_model_options`,
+:func:`add_supervision_options`, :func:`add_engine_options`) and adds its own. Each group declares
+beside its options which of them never make another run (where and how a run goes: device,
+logging, the derivative engine) and which may change when a run is resumed (its length), and the
+checks argparse cannot make; the parser collects them (:attr:`ArgumentParser.identity`), so a task
+that brings its own vocabulary declares its roles in the same place. Option names follow the
+original Sobolev-INR code, so its config files run unchanged, with aliases for nerf-pytorch's
+vocabulary (``expname``, ``basedir``, ``netwidth``). Unknown keys and bad choices are rejected by
+ConfigArgParse with a message naming the key (its default behaviour, kept on purpose).
+
+Only entry scripts read arguments: :func:`epoch_fit_config` and :func:`run_metadata` turn them into
+the plain values the library takes.
 """
 from __future__ import annotations
 
@@ -11,23 +20,64 @@ import argparse
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import configargparse
-import torch
 
-from .derivatives import DERIVATIVE_MODES, ENGINES as DERIVATIVE_ENGINES, compile_model
-from .coords import DER_UNITS
 from .errors import ConfigError, TrainingError, UserError
-from .losses import SUPERVISIONS
-from .models import ACTIVATIONS, MLP, expand_activations
-from .targets import DERIVATIVE_OPERATORS
 
 NOT_SAVED = {"config", "resume", "overwrite", "debug"}
+"""Options that say what to do with a run directory, not what the run is; kept out of the saved config."""
+
+# Choices, kept here as plain names so that building a parser (and --help) imports no torch; the tests
+# check that they equal the registries they name (tests/test_cli.py).
+ACTIVATION_NAMES = ("elu", "relu", "selu", "sigmoid", "sine", "softplus", "spder", "spder_arctan", "spder_log",
+                    "spder_sqrt", "spder_sqrt_relu", "tanh")
+INIT_NAMES = ("activation", "torch_default", "he")
+SUPERVISION_NAMES = ("val", "val_der", "der", "lapl")
+OPERATOR_NAMES = ("diff", "sobel")
+DER_UNIT_NAMES = ("pixel", "coord")
+DER_MODE_NAMES = ("auto", "forward", "reverse")
+ENGINE_NAMES = ("auto", "fused", "autograd")
+
+
+def _bool(text: str) -> bool:
+    """A txt-config boolean for options that default to True (``pe_pi_factor = false``)."""
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "on", "1"):
+        return True
+    if value in ("false", "no", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 class ArgumentParser(configargparse.ArgumentParser):
-    """ConfigArgParse's parser, with its errors as one line (no usage banner), naming the config file."""
+    """ConfigArgParse's parser, with its errors as one line (no usage banner) naming the config file,
+    and the run-identity roles and checks its option groups declare (:meth:`declare`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.ignored_keys: set = set()
+        self.resumable_keys: set = set()
+        self.checks: List[Callable[[argparse.Namespace], None]] = []
+
+    def declare(self, ignored: Iterable[str] = (), resumable: Iterable[str] = (),
+                check: Optional[Callable[[argparse.Namespace], None]] = None) -> None:
+        """Registers keys that never make another run, keys that may change on resume, and a check of
+        the parsed options (raising :class:`ConfigError`)."""
+        self.ignored_keys.update(ignored)
+        self.resumable_keys.update(resumable)
+        if check is not None:
+            self.checks.append(check)
+
+    @property
+    def identity(self):
+        """The :class:`~sobolev_inr.runs.RunIdentity` of runs configured by this parser."""
+        from .runs import RunIdentity
+
+        return RunIdentity(ignored=frozenset(self.ignored_keys), resumable=frozenset(self.resumable_keys),
+                           defaults={a.dest: a.default for a in self._actions if a.dest not in NOT_SAVED})
 
     def error(self, message: str):
         config = getattr(self, "_config_in_use", None)
@@ -40,92 +90,165 @@ class ArgumentParser(configargparse.ArgumentParser):
         return super().parse_args(argv, namespace)
 
 
-def base_parser(description: str) -> ArgumentParser:
-    """A parser with the options every task shares; tasks add theirs and set their defaults."""
-    p = ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def make_parser(description: str) -> ArgumentParser:
+    """An empty parser with ``--config``; add the option groups the task needs."""
+    p = ArgumentParser(description=description)
     p.add_argument("--config", is_config_file=True, help="txt config file (key = value per line)")
+    return p
 
+
+def _at_least(args: argparse.Namespace, minimum: int, keys: Sequence[str]) -> None:
+    for key in keys:
+        if getattr(args, key) < minimum:
+            raise ConfigError(f"{key} must be >= {minimum}, got {getattr(args, key)}")
+
+
+# ----------------------------------------------------------------------------------------- groups
+def add_run_options(p: ArgumentParser) -> None:
+    """Run directory, logging, device, seed, what to do with a bad step: every task has these."""
     g = p.add_argument_group("run and logging")
-    g.add_argument("--exp_name", type=str, default=None,
+    g.add_argument("--exp_name", "--expname", dest="exp_name", type=str, default=None,
                    help="run name; results go to <logging_root>/<exp_name>/ (default: the config's path "
                         "below configs/, without .txt)")
-    g.add_argument("--logging_root", type=str, default="./logs", help="where run directories are made")
-    g.add_argument("--epochs_til_summary", type=int, default=100, help="epochs between evaluations and log flushes")
-    g.add_argument("--epochs_til_ckpt", type=int, default=1000, help="epochs between checkpoints")
+    g.add_argument("--logging_root", "--basedir", dest="logging_root", type=str, default="./logs",
+                   help="where run directories are made")
     g.add_argument("--keep_checkpoints", type=int, default=3, help="newest checkpoints kept (0 = all)")
-    g.add_argument("--resume", action="store_true", help="continue the run in <logging_root>/<exp_name> from its latest checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in <logging_root>/<exp_name> from its latest checkpoint (its settings must "
+                        "match, but for the run's length and options that do not change the result)")
     g.add_argument("--overwrite", action="store_true", help="delete an existing run directory of the same name first")
     g.add_argument("--no_progress", action="store_true", help="no progress bar (logs only)")
     g.add_argument("--debug", action="store_true", help="show tracebacks for config and data errors")
-
-    g = p.add_argument_group("training")
-    g.add_argument("--lrate", type=float, default=1e-4, help="Adam learning rate")
-    g.add_argument("--num_epochs", type=int, default=1000, help="epochs (full passes over the training samples)")
-    g.add_argument("--batch_size", type=int, default=0, help="training samples per step; 0 = full batch")
-    g.add_argument("--seed", type=int, default=0, help="seed of every RNG (init, batches)")
-    g.add_argument("--deterministic", action="store_true", help="ask torch for deterministic algorithms")
     g.add_argument("--device", type=str, default="auto", choices=("auto", "cpu", "cuda"),
                    help="auto = CUDA when present, else CPU")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the model's value pass (val supervision, evaluation); slow to start")
+    g.add_argument("--seed", type=int, default=0, help="seed of every RNG (init, batches, noise)")
+    g.add_argument("--deterministic", action="store_true", help="ask torch for deterministic algorithms")
     g.add_argument("--nan_policy", type=str, default="stop", choices=("stop", "skip"),
-                   help="on a non-finite loss: stop (keeping the last good checkpoint) or skip that step")
+                   help="a step with a non-finite loss or gradient: stop the run (exit 3, the last good checkpoint "
+                        "kept) or skip that step")
+    g.add_argument("--max_skipped_steps", type=int, default=10,
+                   help="nan_policy = skip: this many skipped steps in a row stop the run")
+    p.declare(ignored=["exp_name", "logging_root", "keep_checkpoints", "no_progress", "device", "nan_policy",
+                       "max_skipped_steps"],
+              check=lambda a: (_at_least(a, 0, ["keep_checkpoints"]), _at_least(a, 1, ["max_skipped_steps"])))
+
+
+def add_epoch_options(p: ArgumentParser, num_epochs: int) -> None:
+    """Length and cadence of a run counted in epochs (full passes over the training samples)."""
+    g = p.add_argument_group("epochs")
+    g.add_argument("--num_epochs", type=int, default=num_epochs, help="epochs (full passes over the training samples)")
+    g.add_argument("--batch_size", type=int, default=0, help="training samples per step; 0 = full batch")
+    g.add_argument("--epochs_til_summary", type=int, default=100, help="epochs between evaluations and log flushes")
+    g.add_argument("--epochs_til_ckpt", type=int, default=1000, help="epochs between checkpoints")
+    p.declare(ignored=["epochs_til_summary", "epochs_til_ckpt"], resumable=["num_epochs"],
+              check=lambda a: (_at_least(a, 1, ["num_epochs", "epochs_til_summary", "epochs_til_ckpt"]),
+                               _at_least(a, 0, ["batch_size"])))
+
+
+def add_optimizer_options(p: ArgumentParser, lrate: float, lrate_decay: int = 0) -> None:
+    """Adam's learning rate and its decay, gradient clipping."""
+    g = p.add_argument_group("optimiser")
+    g.add_argument("--lrate", type=float, default=lrate, help="Adam learning rate")
+    g.add_argument("--lrate_decay", type=float, default=lrate_decay,
+                   help="exponential decay of the learning rate to 0.1x over this many thousand steps "
+                        "(nerf-pytorch's); 0 = constant")
     g.add_argument("--clip_grad_norm", type=float, default=0.0, help="clip the gradient norm to this; 0 = off")
 
+    def check(a):
+        if a.lrate <= 0:
+            raise ConfigError(f"lrate must be > 0, got {a.lrate}")
+        if a.lrate_decay < 0 or a.clip_grad_norm < 0:
+            raise ConfigError("lrate_decay and clip_grad_norm must be >= 0 (0 = off)")
+
+    p.declare(check=check)
+
+
+def add_activation_options(g, activations: Sequence[str], w0: float, init: str = "activation") -> None:
+    """The per-layer activation list, w0 and the weight init (shared by every MLP-based model group)."""
+    g.add_argument("--activations", nargs="+", default=list(activations), choices=ACTIVATION_NAMES, metavar="ACT",
+                   help=f"one per activated layer, or one for all; choices: {', '.join(ACTIVATION_NAMES)}")
+    g.add_argument("--w0", type=float, default=w0, help="sine/SPDER frequency w0: sin(w0 z)")
+    g.add_argument("--init", type=str, default=init, choices=INIT_NAMES,
+                   help="weights: activation = the init of each activation (SIREN's for sine); torch_default = "
+                        "nn.Linear's own (the original NeRF code); he = Kaiming normal")
+
+
+def add_model_options(p: ArgumentParser) -> None:
+    """A SIREN-style coordinate MLP: activations, width, depth, input encoding."""
     g = p.add_argument_group("model")
-    g.add_argument("--activations", nargs="+", default=["sine", "sine", "sine", "sine"], choices=sorted(ACTIVATIONS),
-                   metavar="ACT", help=f"one per activated layer, or one for all; choices: {', '.join(sorted(ACTIVATIONS))}")
-    g.add_argument("--w0", type=float, default=30.0, help="sine/SPDER frequency w0")
-    g.add_argument("--hidden_features", type=int, default=256)
+    add_activation_options(g, ["sine"] * 4, 30.0)
+    g.add_argument("--hidden_features", "--netwidth", dest="hidden_features", type=int, default=256)
     g.add_argument("--num_hidden_layers", type=int, default=3,
                    help="activated layers minus one (the original code's count); must match activations")
     g.add_argument("--has_pos_encoding", action="store_true", help="NeRF positional encoding of the coordinates")
     g.add_argument("--num_frequencies", type=int, default=0,
                    help="positional-encoding frequencies L; 0 = SIREN's Nyquist rule from the training grid")
+    g.add_argument("--pe_pi_factor", type=_bool, default=True,
+                   help="positional-encoding frequencies 2^k pi (SIREN's) or, if false, 2^k (nerf-pytorch's)")
     g.add_argument("--has_fourier_feature", action="store_true", help="Gaussian Fourier features of the coordinates")
     g.add_argument("--fourier_num_features", type=int, default=256)
     g.add_argument("--fourier_scale", type=float, default=10.0, help="std of the Fourier feature matrix B")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model's value pass (val supervision, evaluation); slow to start")
 
+    def check(a):
+        _at_least(a, 1, ["hidden_features"])
+        _at_least(a, 0, ["num_frequencies", "num_hidden_layers"])
+        if a.has_pos_encoding and a.has_fourier_feature:
+            raise ConfigError("has_pos_encoding and has_fourier_feature are exclusive; set one")
+        a.activations = expand_activation_list(a.activations, a.num_hidden_layers + 1, "num_hidden_layers + 1")
+
+    p.declare(ignored=["compile"], check=check)
+
+
+def expand_activation_list(activations: Sequence[str], wanted: int, where: str) -> List[str]:
+    """One name per activated layer: a single name is repeated ``wanted`` times; another length is an
+    error naming ``where`` the count comes from (``num_hidden_layers + 1``, ``netdepth``)."""
+    activations = list(activations)
+    if len(activations) == 1:
+        return activations * wanted
+    if len(activations) != wanted:
+        raise ConfigError(f"activations lists {len(activations)} layers but {where} = {wanted}; give one name per "
+                          f"activated layer or a single name")
+    return activations
+
+
+def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUPERVISION_NAMES,
+                            default: str = "val_der", units: bool = True) -> None:
+    """What is supervised and how derivative targets are made."""
     g = p.add_argument_group("supervision")
-    g.add_argument("--supervision", type=str, default="val_der", choices=list(SUPERVISIONS),
+    g.add_argument("--supervision", type=str, default=default, choices=list(supervisions),
                    help="val: values; val_der: values + lambda_der * derivatives; der: derivatives; lapl: Laplacian")
     g.add_argument("--lambda_der", type=float, default=1.0, help="weight of the derivative term in val_der")
-    g.add_argument("--der_operator", type=str, default="sobel", choices=sorted(DERIVATIVE_OPERATORS),
-                   help="finite-difference operator for the derivative targets")
-    g.add_argument("--der_units", type=str, default="pixel", choices=list(DER_UNITS),
-                   help="pixel: derivatives per sample step (the paper's lambda_der); coord: per network-input unit")
-    g.add_argument("--der_mode", type=str, default="auto", choices=list(DERIVATIVE_MODES),
-                   help="how exact input-derivatives are computed; auto = forward mode when inputs <= outputs")
-    g.add_argument("--der_engine", type=str, default="auto", choices=list(DERIVATIVE_ENGINES),
+    g.add_argument("--der_operator", type=str, default="sobel", choices=OPERATOR_NAMES,
+                   help="finite-difference operator for the derivative targets (kornia's normalised sobel or diff)")
+    if units:
+        g.add_argument("--der_units", type=str, default="pixel", choices=DER_UNIT_NAMES,
+                       help="pixel: derivatives per sample step (the paper's lambda_der); coord: per network-input unit")
+
+
+def add_engine_options(p: ArgumentParser) -> None:
+    """How exact input-derivatives are computed; none of these changes what a run computes."""
+    g = p.add_argument_group("derivative engine")
+    g.add_argument("--der_mode", type=str, default="auto", choices=DER_MODE_NAMES,
+                   help="forward or reverse mode; auto = forward when inputs <= outputs")
+    g.add_argument("--der_engine", type=str, default="auto", choices=ENGINE_NAMES,
                    help="fused: hand-written passes for an MLP (auto's choice without Laplacian); autograd: "
                         "plain autograd, e.g. to cross-check the fused engine (lapl always uses autograd)")
     g.add_argument("--der_recompute", action="store_true",
                    help="forward mode, fused engine: recompute the tangents in the backward pass instead of "
                         "keeping them (less memory, a little more time; see bench/PERFORMANCE.md)")
-    return p
+    p.declare(ignored=["der_mode", "der_engine", "der_recompute"])
 
 
-def parse_args(parser: configargparse.ArgumentParser, argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parses, fills ``exp_name`` from the config path, and checks values argparse cannot."""
+# ------------------------------------------------------------------------------------ parsing, use
+def parse_args(parser: ArgumentParser, argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parses, fills ``exp_name`` from the config path, and runs the groups' checks (ConfigError)."""
     args = parser.parse_args(argv)
     if args.exp_name is None:
         args.exp_name = default_exp_name(args.config)
-    for key in ("num_epochs", "hidden_features", "epochs_til_summary", "epochs_til_ckpt"):
-        if getattr(args, key) < 1:
-            raise ConfigError(f"{key} must be >= 1, got {getattr(args, key)}")
-    for key in ("batch_size", "num_frequencies", "num_hidden_layers", "keep_checkpoints"):
-        if getattr(args, key) < 0:
-            raise ConfigError(f"{key} must be >= 0, got {getattr(args, key)}")
-    if args.clip_grad_norm < 0:
-        raise ConfigError(f"clip_grad_norm must be >= 0 (0 = off), got {args.clip_grad_norm}")
-    if args.lrate <= 0:
-        raise ConfigError(f"lrate must be > 0, got {args.lrate}")
-    if args.has_pos_encoding and args.has_fourier_feature:
-        raise ConfigError("has_pos_encoding and has_fourier_feature are exclusive; set one")
-    try:
-        args.activations = expand_activations(args.activations, args.num_hidden_layers)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    for check in parser.checks:
+        check(args)
     return args
 
 
@@ -139,8 +262,10 @@ def default_exp_name(config_path: Optional[str]) -> str:
     return "/".join(parts[-3:])
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str):
     """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -156,20 +281,36 @@ def encoding_name(args: argparse.Namespace) -> str:
     return "none"
 
 
-def build_model(args: argparse.Namespace, in_features: int, out_features: int, num_frequencies: int) -> MLP:
-    """The MLP described by the model options; ``num_frequencies`` is used when the config leaves it at 0."""
+def build_model(args: argparse.Namespace, in_features: int, out_features: int, num_frequencies: int):
+    """The MLP described by :func:`add_model_options`; ``num_frequencies`` is used when the config leaves it at 0."""
+    from .models import MLP
+
     model = MLP(in_features=in_features, out_features=out_features, activations=args.activations,
                 hidden_features=args.hidden_features, w0=args.w0, encoding=encoding_name(args),
                 num_frequencies=args.num_frequencies or num_frequencies,
                 fourier_num_features=args.fourier_num_features, fourier_scale=args.fourier_scale,
-                fourier_seed=args.seed)
-    if getattr(args, "compile", False):
+                fourier_seed=args.seed, init=args.init, pe_pi_factor=args.pe_pi_factor)
+    if args.compile:
+        from .models import compile_model
+
         compile_model(model)
     return model
 
 
-def resolved_config(args: argparse.Namespace) -> Dict[str, Any]:
+def run_metadata(args: argparse.Namespace) -> Dict[str, Any]:
+    """The resolved config as plain values (what config.txt, checkpoints and metrics record)."""
     return {k: v for k, v in sorted(vars(args).items()) if k not in NOT_SAVED}
+
+
+def epoch_fit_config(args: argparse.Namespace, resume: bool):
+    """The :class:`~sobolev_inr.training.FitConfig` of an epoch-based task's options."""
+    from .training import FitConfig
+
+    return FitConfig(lrate=args.lrate, num_epochs=args.num_epochs, summary_every=args.epochs_til_summary,
+                     checkpoint_every=args.epochs_til_ckpt, keep_checkpoints=args.keep_checkpoints,
+                     lrate_decay_steps=args.lrate_decay * 1000, clip_grad_norm=args.clip_grad_norm,
+                     nan_policy=args.nan_policy, max_skipped_steps=args.max_skipped_steps, seed=args.seed,
+                     resume=resume, progress=not args.no_progress)
 
 
 def run_entry_point(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> None:

@@ -31,6 +31,14 @@ def image_grid(height: int, width: int, dtype=torch.float32) -> Tensor:
     return torch.stack((x.reshape(-1), y.reshape(-1)), dim=-1)
 
 
+def heldout_mask(height: int, width: int, factor: int, device=None) -> Tensor:
+    """(H, W) bool, True on the pixels off the training grid ``[::factor, ::factor]`` (all False for
+    ``factor = 1``, where every pixel is trained on)."""
+    mask = torch.ones(height, width, dtype=torch.bool, device=device)
+    mask[::factor, ::factor] = False
+    return mask
+
+
 def image_step(height: int, width: int) -> Tuple[float, float]:
     """Coordinate distance between neighbouring pixels, (along x, along y)."""
     return 2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)

@@ -19,6 +19,8 @@ import kornia
 import torch
 from torch import Tensor
 
+from .coords import heldout_mask
+
 LUMA_WEIGHTS = (65.738 / 256.0, 129.057 / 256.0, 25.064 / 256.0)
 
 
@@ -50,13 +52,6 @@ def luma(image: Tensor) -> Tensor:
 def ssim(pred: Tensor, target: Tensor, window_size: int = 11) -> float:
     """Mean SSIM of two (C, H, W) images in [0, 1] (kornia, Gaussian window, sigma 1.5)."""
     return kornia.metrics.ssim(pred.unsqueeze(0), target.unsqueeze(0), window_size, max_val=1.0).mean().item()
-
-
-def heldout_mask(height: int, width: int, factor: int, device=None) -> Tensor:
-    """(H, W) bool, True on the pixels not on the training grid ``[::factor, ::factor]``."""
-    mask = torch.ones(height, width, dtype=torch.bool, device=device)
-    mask[::factor, ::factor] = False
-    return mask
 
 
 def image_quality(pred: Tensor, target: Tensor, factor: int, mask: Optional[Tensor] = None) -> Dict[str, float]:

@@ -1,18 +1,26 @@
-"""Figures every task writes into its run directory (matplotlib, no display needed)."""
+"""Figures every task writes into its run directory.
+
+Figures are matplotlib ``Figure`` objects drawn and saved without pyplot, so nothing here selects a
+backend or touches pyplot's global state (a user's interactive session is left as it was), and no
+display is needed.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+from .runs import read_scalars
 
-from .runs import read_scalars  # noqa: E402
+
+def figure(rows: int, cols: int, figsize: Tuple[float, float], **kwargs):
+    """A pyplot-free figure and its (rows, cols) axes array (``squeeze=False``)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=False, **kwargs)
 
 
 def _as_display(image: Tensor) -> Tuple[np.ndarray, Optional[str]]:
@@ -25,7 +33,7 @@ def _as_display(image: Tensor) -> Tuple[np.ndarray, Optional[str]]:
 
 def save_image_panels(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle: str = "") -> None:
     """Side-by-side images, each (C, H, W) in [0, 1], with titles."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
+    fig, axes = figure(1, len(panels), (4.2 * len(panels), 4.4))
     for ax, (title, image) in zip(axes[0], panels):
         array, cmap = _as_display(image)
         ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
@@ -35,7 +43,6 @@ def save_image_panels(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle
         fig.suptitle(suptitle)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def save_heatmaps(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle: str = "", shared_scale: bool = True,
@@ -43,7 +50,7 @@ def save_heatmaps(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle: st
     """Side-by-side (H, W) maps with colour bars; ``shared_scale`` uses one range for all panels."""
     arrays = [p.detach().float().cpu().numpy() for _, p in panels]
     vmax = max(float(np.percentile(a, 99.5)) for a in arrays) if shared_scale else None
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    fig, axes = figure(1, len(panels), (4.6 * len(panels), 4.2))
     for ax, (title, _), array in zip(axes[0], panels, arrays):
         im = ax.imshow(array, cmap=cmap, vmin=0, vmax=vmax if shared_scale else float(np.percentile(array, 99.5)),
                        interpolation="nearest")
@@ -54,13 +61,13 @@ def save_heatmaps(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle: st
         fig.suptitle(suptitle)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def save_training_curves(scalars_csv: Path, path: Path, title: str = "") -> None:
     """Loss terms (log scale) and PSNR (train and held-out) against the step, from scalars.csv."""
     series = read_scalars(scalars_csv)
-    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = figure(1, 2, (11, 4))
+    ax_loss, ax_psnr = axes[0]
     for name, label in (("train/value", "value"), ("train/derivative", "derivative"), ("train/total", "total")):
         if name in series:
             steps, values = series[name]
@@ -83,7 +90,6 @@ def save_training_curves(scalars_csv: Path, path: Path, title: str = "") -> None
         fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def save_waveforms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, zoom: Optional[Tuple[int, int]] = None,
@@ -95,8 +101,7 @@ def save_waveforms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, 
     n = len(arrays[0])
     t = np.arange(n) / rate
     cols = 2 if zoom else 1
-    fig, axes = plt.subplots(len(panels), cols, figsize=(7.0 * cols, 2.0 * len(panels) + 0.6), squeeze=False,
-                             sharex="col")
+    fig, axes = figure(len(panels), cols, (7.0 * cols, 2.0 * len(panels) + 0.6), sharex="col")
     lim = max(float(np.abs(a).max()) for a in arrays[:-1]) * 1.05 if len(arrays) > 1 else None
     for row, ((title, _), array) in enumerate(zip(panels, arrays)):
         last = row == len(panels) - 1 and len(panels) > 1
@@ -125,7 +130,6 @@ def save_waveforms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, 
         fig.suptitle(suptitle)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_spectrograms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, n_fft: int = 1024,
@@ -141,7 +145,7 @@ def save_spectrograms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: in
         specs.append((20.0 * torch.log10(mag + 1e-12)).numpy())
     vmax = max(float(s.max()) for s in specs)
     duration = len(panels[0][1]) / rate
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, 2.4 * len(panels) + 0.6), squeeze=False, sharex=True)
+    fig, axes = figure(len(panels), 1, (10, 2.4 * len(panels) + 0.6), sharex=True)
     for ax, (title, _), spec in zip(axes[:, 0], panels, specs):
         im = ax.imshow(spec, origin="lower", aspect="auto", cmap="magma", vmin=vmax - dynamic_range_db, vmax=vmax,
                        extent=(0.0, duration, 0.0, rate / 2000.0), interpolation="nearest")
@@ -153,4 +157,3 @@ def save_spectrograms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: in
         fig.suptitle(suptitle)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)

@@ -6,7 +6,7 @@ supervision mode needs (none for ``val``). Tasks subclass it to add evaluation a
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -90,6 +90,21 @@ class SampledSignalRegression(SobolevRegression):
         self.data = data
         self.eval_chunk_size = eval_chunk_size
         self.eval_coords = data.coords.to(device)
+        self._cache: Dict[str, Tuple[tuple, Tensor]] = {}
+
+    @property
+    def has_heldout(self) -> bool:
+        """Whether any sample is held out (``factor = 1`` trains on every one: held-out metrics are absent)."""
+        return bool(self.data.heldout.any())
+
+    def once_per_weights(self, name: str, model: nn.Module, compute: Callable[[], Tensor]) -> Tensor:
+        """``compute()``, reused while ``model`` and its weights are unchanged (the last evaluation, the
+        final metrics and the figures of a run all render the same network once)."""
+        key = (id(model), tuple(p._version for p in model.parameters()), tuple(p.data_ptr() for p in model.parameters()))
+        hit = self._cache.get(name)
+        if hit is None or hit[0] != key:
+            hit = self._cache[name] = (key, compute())
+        return hit[1]
 
 
 def predict(model: nn.Module, coords: Tensor, chunk_size: int = 65536) -> Tensor:

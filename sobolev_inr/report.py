@@ -107,9 +107,7 @@ def _activation_name(m: Dict) -> str:
 
 def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path) -> bool:
     """Table 5 as bars: PSNR and SSIM per activation, without / with PE, ours (solid) vs paper (outline)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import figure
 
     study = [m for m in runs if "activation_study/" in str(m.get("exp_name", ""))]
     if not study:
@@ -117,7 +115,8 @@ def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path:
     order = ["relu", "elu", "selu", "sigmoid", "softplus", "tanh", "sine"]
     names = [a for a in order if any(_activation_name(m) == a for m in study)]
     names += sorted({_activation_name(m) for m in study} - set(names))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    fig, axes = figure(1, 2, (13, 4.2))
+    axes = axes[0]
     width = 0.2
     for ax, metric, label in ((axes[0], "psnr_luma_heldout", "PSNR (dB)"), (axes[1], "ssim_heldout", "SSIM")):
         for j, (pe, colour) in enumerate(((False, "tab:blue"), (True, "tab:orange"))):
@@ -142,7 +141,6 @@ def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path:
                  f"paper at 10k (supplement Table 5)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
@@ -159,9 +157,7 @@ def _model_name(m: Dict) -> str:
 def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path) -> bool:
     """Value against value + derivative supervision: held-out PSNR per (signal, model), ours (solid)
     and the paper's where it has the number (outline). Drawn when some (signal, model) has both."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import figure
 
     groups: Dict[tuple, Dict[str, Dict]] = {}
     for m in runs:
@@ -171,7 +167,7 @@ def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path
     if not pairs:
         return False
     tasks = sorted({k[0] for k in pairs})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 1.1 * len(pairs) + 2), 4.4), squeeze=False)
+    fig, axes = figure(1, len(tasks), (max(6.0, 1.1 * len(pairs) + 2), 4.4))
     width = 0.2
     for ax, task in zip(axes[0], tasks):
         keys = [k for k in pairs if k[0] == task]
@@ -198,15 +194,12 @@ def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
 def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
     """Derivative loss against the step, one line per run; left without PE, right with PE."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import figure
 
     curves = []
     for m in runs:
@@ -217,9 +210,12 @@ def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
                 curves.append((m, series["train/derivative"]))
     if not curves:
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    from matplotlib import colormaps
+
+    fig, axes = figure(1, 2, (12, 4.2), sharey=True)
+    axes = axes[0]
     names = sorted({_activation_name(m) for m, _ in curves})
-    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}  # one per activation, both panels
+    colours = {name: colormaps["tab10"](i % 10) for i, name in enumerate(names)}  # one per activation, both panels
     for ax, pe in ((axes[0], False), (axes[1], True)):
         for m, (steps, values) in curves:
             if (m.get("encoding") == "positional") == pe:
@@ -234,16 +230,12 @@ def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
     axes[0].set_ylabel("derivative loss (per pixel step)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return True
 
 
 def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> bool:
     """Each image run's full rendering, titled with its held-out PSNR."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from .plots import figure
     from .metrics import to_unit_range
     from .tasks.image_regression import load_run
 
@@ -251,8 +243,7 @@ def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> 
     if not image_runs:
         return False
     rows = (len(image_runs) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, min(columns, len(image_runs)), figsize=(2.6 * min(columns, len(image_runs)), 2.9 * rows),
-                             squeeze=False)
+    fig, axes = figure(rows, min(columns, len(image_runs)), (2.6 * min(columns, len(image_runs)), 2.9 * rows))
     for ax in axes.flat:
         ax.axis("off")
     for ax, m in zip(axes.flat, image_runs):
@@ -268,7 +259,6 @@ def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> 
         ax.set_title(f"{name}\n{m.get('psnr_luma_heldout', float('nan')):.2f} dB", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return True
 
 

@@ -6,7 +6,10 @@
 * ``log.txt``: what the run printed;
 * ``scalars.csv``: every logged scalar, long format ``step,name,value``;
 * ``tensorboard/``: the same scalars as TensorBoard events;
-* ``checkpoints/epoch_XXXXXXX.pt``: self-describing checkpoints (:mod:`sobolev_inr.checkpoints`);
+* ``checkpoints/epoch_XXXXXXX.pt`` (or ``step_XXXXXXX.pt``): self-describing checkpoints
+  (:mod:`sobolev_inr.checkpoints`);
+* ``history.jsonl``: one line per start of the run (first or resumed): when, from which step,
+  the resolved config and what changed since the previous start;
 * ``metrics.json``: the final metrics, a flat object; its presence marks a finished run;
 * figures as PNG.
 """
@@ -16,22 +19,38 @@ import csv
 import json
 import math
 import shutil
+import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from tqdm.auto import tqdm
 
+from .checkpoints import latest_checkpoint
 from .errors import ConfigError
 
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.jsonl"
 
 
-IGNORED_WHEN_MATCHING = {"num_epochs", "no_progress", "device", "logging_root", "eval_chunk_size", "epochs_til_summary",
-                         "epochs_til_ckpt", "keep_checkpoints", "exp_name", "nan_policy", "der_engine",
-                         "der_recompute", "compile"}
-"""Config keys that may change between the sessions of one run without making it another run: where
-and how it runs, not what it computes (the derivative engines agree to rounding, tests/test_derivatives.py)."""
+@dataclass(frozen=True)
+class RunIdentity:
+    """Which config keys make a run the run it is, for rerun detection and ``--resume``.
+
+    ``ignored``: keys that never make another run: where and how it runs, not what it computes
+    (device, logging, progress bars, the derivative engine; the engines agree to rounding,
+    tests/test_derivatives.py). ``resumable``: keys that may change when a run is continued with
+    ``--resume`` (a longer ``num_epochs``), which otherwise tell a finished run from a longer one.
+    Every other key must match. ``defaults``: the options' defaults; a key that a saved config lacks
+    (a run made before the option existed) matches when the new value is its default. Each task's
+    parser builds one from its option groups (:mod:`sobolev_inr.cli`), so a task that brings its
+    own options declares their role too.
+    """
+
+    ignored: AbstractSet[str] = field(default_factory=frozenset)
+    resumable: AbstractSet[str] = field(default_factory=frozenset)
+    defaults: Mapping[str, object] = field(default_factory=dict)
 
 
 class RunDirectory:
@@ -44,16 +63,20 @@ class RunDirectory:
       unfinished run (checkpoints, no ``metrics.json``) whose config matches this one;
     * ``"skip"``: a finished run (``metrics.json``) with the same config and epochs: nothing to do.
 
-    Any other clash (a different config) raises :class:`ConfigError` naming the differing keys.
+    Any other clash (a different config, also with ``resume``) raises :class:`ConfigError` naming the
+    differing keys; ``identity`` says which keys may differ (:class:`RunIdentity`).
     """
 
     def __init__(self, logging_root: str, exp_name: str, resume: bool = False, overwrite: bool = False,
-                 config: Optional[Mapping[str, object]] = None):
+                 config: Optional[Mapping[str, object]] = None, identity: RunIdentity = RunIdentity()):
         if not exp_name or exp_name.strip("/.") == "":
             raise ConfigError("exp_name must name a run directory (e.g. exp_name = camera/val_der/sine)")
         self.path = Path(logging_root) / exp_name
         self.checkpoints = self.path / "checkpoints"
-        self.mode = self._decide(resume, overwrite, dict(config or {}))
+        self.identity = identity
+        self.config = dict(config or {})
+        self.previous_config: Optional[Dict[str, object]] = None
+        self.mode = self._decide(resume, overwrite, self.config)
         if overwrite and self.path.exists():
             if not self._looks_like_run():
                 raise ConfigError(f"refusing to delete {self.path} for --overwrite: it does not look like a run "
@@ -67,38 +90,54 @@ class RunDirectory:
         except OSError as e:
             raise ConfigError(f"cannot write the run directory {self.path} (logging_root = {logging_root}): "
                               f"{e.strerror or e}") from None
-        if config is not None and self.mode != "skip":
-            self.file("config.txt").write_text(format_config(config))
-            self.file("config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+        if self.mode != "skip":
+            self.file("config.txt").write_text(format_config(self.config))
+            self.file("config.json").write_text(json.dumps(self.config, indent=2, sort_keys=True, default=str) + "\n")
 
     def _decide(self, resume: bool, overwrite: bool, config: Dict[str, object]) -> str:
         if overwrite or not self.path.exists():
             return "new"
         finished = (self.path / METRICS_FILE).exists()
-        started = self.checkpoints.is_dir() and any(self.checkpoints.glob("epoch_*.pt"))
-        if resume:
-            if started:
-                return "resume"
-            if finished:
-                raise ConfigError(f"run directory {self.path} holds a finished run but no checkpoint to resume "
-                                  f"from; pass --overwrite to redo it or choose another exp_name")
-            return "new"
+        started = self.checkpoints.is_dir() and latest_checkpoint(self.checkpoints) is not None
         if not finished and not started:
             return "new"  # a directory with no checkpoint holds nothing worth keeping
         saved = self.saved_config()
-        changed = _differences(saved, config, IGNORED_WHEN_MATCHING) if saved is not None else ["(no config.json)"]
+        ignored, resumable = set(self.identity.ignored), set(self.identity.resumable)
+        if saved is not None:  # options added since the run was made count as their defaults
+            saved = {**{k: v for k, v in self.identity.defaults.items() if k in config}, **saved}
+        self.previous_config = saved
+        changed = _differences(saved, config, ignored | resumable) if saved is not None else ["(no config.json)"]
+        if resume:
+            if not started:
+                raise ConfigError(f"run directory {self.path} holds a finished run but no checkpoint to resume "
+                                  f"from; pass --overwrite to redo it or choose another exp_name")
+            if changed:
+                may = ", ".join(sorted(resumable)) or "none"
+                raise ConfigError(f"--resume: run directory {self.path} holds a run with other settings "
+                                  f"({'; '.join(changed)}); a resumed run continues with the settings it was trained "
+                                  f"with (may change on resume: {may}, and options that do not change the result); "
+                                  f"pass --overwrite to start afresh, or choose another exp_name")
+            return "resume"
         if finished:
-            if not changed and saved.get("num_epochs") == config.get("num_epochs"):
+            longer = _differences(saved, config, ignored | (set(saved) | set(config)) - resumable)
+            if not changed and not longer:
                 return "skip"
-            more = changed or [f"num_epochs: {saved.get('num_epochs')} -> {config.get('num_epochs')}"]
             raise ConfigError(f"run directory {self.path} holds a finished run with other settings "
-                              f"({'; '.join(more)}); pass --resume to extend it, --overwrite to redo it, "
+                              f"({'; '.join(changed or longer)}); pass --resume to extend it, --overwrite to redo it, "
                               f"or choose another exp_name")
         if changed:
             raise ConfigError(f"run directory {self.path} holds an unfinished run with other settings "
-                              f"({'; '.join(changed)}); pass --resume to continue it anyway, --overwrite to "
-                              f"start afresh, or choose another exp_name")
+                              f"({'; '.join(changed)}); pass --overwrite to start afresh or choose another exp_name")
         return "resume"
+
+    def record_start(self, epoch: int, step: int) -> None:
+        """Appends this start of the run (first or resumed) to ``history.jsonl``: the time, where training
+        starts, the resolved config and what changed since the config the directory held before."""
+        entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "mode": self.mode, "start_epoch": epoch,
+                 "start_step": step, "changed": _differences(self.previous_config, self.config, ())
+                 if self.previous_config is not None else [], "config": self.config}
+        with open(self.file(HISTORY_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, sort_keys=True, default=str) + "\n")
 
     def _looks_like_run(self) -> bool:
         return any((self.path / name).exists() for name in ("config.json", METRICS_FILE, "log.txt", "checkpoints"))
@@ -203,6 +242,14 @@ def _differences(old: Mapping[str, object], new: Mapping[str, object], ignored) 
     normalise = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731  (JSON has no tuples)
     keys = sorted((set(old) | set(new)) - set(ignored))
     return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if normalise(old.get(k)) != normalise(new.get(k))]
+
+
+def read_history(run_dir: Path) -> List[Dict[str, Any]]:
+    """The entries of a run directory's ``history.jsonl``, oldest first (one per start of the run)."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def read_scalars_rows(path: Path) -> List[Tuple[int, str, float]]:

@@ -235,7 +235,7 @@ def test_short_fit_on_synthetic_reaches_psnr_floor_and_derivatives_help(tmp_path
         task = AudioRegression(data, supervision)
         before = task.evaluate(model)["psnr_heldout"]
         run = RunDirectory(str(tmp_path), supervision)
-        fit(model, task, FitConfig(num_epochs=300, lrate=1e-3, epochs_til_summary=100, progress=False,
+        fit(model, task, FitConfig(num_epochs=300, lrate=1e-3, summary_every=100, progress=False,
                                    tensorboard=False), run, {})
         result[supervision] = task.final_metrics(model)
         assert result[supervision]["psnr_heldout"] > before + 15, result
@@ -253,8 +253,8 @@ def _run(args, tmp_path, **overrides):
 
 def test_every_shipped_config_runs_two_steps(tiny_wav, tmp_path, one_thread, monkeypatch):
     """Parse, build, train 2 steps, evaluate. Figures and WAVs are left out here (their own test below)."""
-    monkeypatch.setattr(MAIN.AudioRegression, "write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr("sobolev_inr.experiment.save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.tasks.audio_regression.AudioRegression.write_outputs", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED_CONFIGS) == 19
     for cfg in SHIPPED_CONFIGS:
         metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_wav, num_epochs=2, hidden_features=16)
@@ -366,3 +366,11 @@ def test_resume_matches_uninterrupted_run(tiny_wav, tmp_path, one_thread):
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert full["psnr_heldout"] == resumed["psnr_heldout"]
+
+
+def test_factor_one_reports_no_held_out_metrics(tiny_wav, tmp_path, one_thread):
+    metrics = _run(["--filename", str(tiny_wav), "--factor", "1"], tmp_path, num_epochs=2, hidden_features=8,
+                   exp_name="f1")
+    assert not [k for k in metrics if k.endswith("_heldout")] and metrics["num_heldout_samples"] == 0
+    assert np.isfinite(metrics["psnr_full"]) and np.isfinite(metrics["psnr_der_full"])
+    assert "no held-out metrics" in (tmp_path / "f1" / "log.txt").read_text()

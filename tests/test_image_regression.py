@@ -26,8 +26,8 @@ def _run(args, tmp_path, **overrides):
 
 def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch):
     """Parse, build, train 2 steps, evaluate; figures are left out here (checked by the next test)."""
-    monkeypatch.setattr(MAIN.ImageRegression, "write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr("sobolev_inr.experiment.save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.tasks.image_regression.ImageRegression.write_outputs", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED_CONFIGS) == 30 + 6 + 13
     for cfg in SHIPPED_CONFIGS:
         metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_rgb_png, num_epochs=2, hidden_features=16)
@@ -156,7 +156,7 @@ def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
     from sobolev_inr.tasks.image_regression import ImageRegression
     from sobolev_inr.training import FitConfig, fit, seed_everything
 
-    image, source = load_image("skimage:camera")
+    image, source, _ = load_image("skimage:camera")
     image = image[:, 160:288, 192:320]  # the cameraman's head and camera: edges and flat regions
     data = prepare_image(image, factor=2, source=source)
     seed_everything(0)
@@ -164,7 +164,7 @@ def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
     task = ImageRegression(data, supervision="val_der")
     before = task.evaluate(model)["psnr_heldout"]
     run = RunDirectory(str(tmp_path), "camera")
-    fit(model, task, FitConfig(num_epochs=150, lrate=1e-3, epochs_til_summary=50, progress=False,
+    fit(model, task, FitConfig(num_epochs=150, lrate=1e-3, summary_every=50, progress=False,
                                tensorboard=False), run, {})
     after = task.final_metrics(model)
     assert after["psnr_heldout"] > 25.0, after
@@ -197,3 +197,36 @@ def test_option_combinations_train(tiny_rgb_png, tmp_path, options):
     metrics = _run(["--filename", str(tiny_rgb_png), *options], tmp_path, num_epochs=2, hidden_features=16)
     assert metrics["steps"] >= 2
     assert np.isfinite(metrics["final_total"])
+
+
+def test_resume_refuses_a_changed_config_and_records_every_start(tiny_rgb_png, tmp_path):
+    """--resume compares configs as a rerun does: the run's length and options that do not change the
+    result may differ, anything else is refused naming the keys; history.jsonl records every start."""
+    from sobolev_inr.runs import read_history
+
+    common = ["--filename", str(tiny_rgb_png), "--hidden_features", "8", "--exp_name", "r", "--epochs_til_ckpt", "2"]
+    _run(common, tmp_path, num_epochs=2)
+    before = (tmp_path / "r" / "config.json").read_text()
+    with pytest.raises(Exception, match=r"--resume: .*lrate: 0.0001 -> 0.01"):
+        _run(common + ["--resume"], tmp_path, num_epochs=4, lrate=1e-2)
+    with pytest.raises(Exception, match=r"seed: 0 -> 1.*supervision: val_der -> val"):
+        _run(common + ["--resume", "--seed", "1", "--supervision", "val"], tmp_path, num_epochs=4)
+    assert (tmp_path / "r" / "config.json").read_text() == before  # the refused runs changed nothing
+    resumed = _run(common + ["--resume", "--der_engine", "autograd", "--device", "cpu"], tmp_path, num_epochs=4)
+    assert resumed["steps"] == 4
+    history = read_history(tmp_path / "r")
+    assert [(h["mode"], h["start_epoch"]) for h in history] == [("new", 0), ("resume", 2)]
+    assert set(history[1]["changed"]) == {"num_epochs: 2 -> 4", "der_engine: auto -> autograd", "device: auto -> cpu"}
+    assert history[1]["config"]["num_epochs"] == 4 and history[0]["config"]["num_epochs"] == 2
+
+
+def test_factor_one_trains_on_every_pixel_and_reports_no_held_out_metrics(tiny_rgb_png, tmp_path):
+    metrics = _run(["--filename", str(tiny_rgb_png), "--factor", "1"], tmp_path, num_epochs=2, hidden_features=8,
+                   exp_name="f1", epochs_til_summary=1)
+    assert not [k for k in metrics if k.endswith("_heldout")], metrics
+    assert metrics["num_heldout_samples"] == 0
+    for key in ("psnr_full", "psnr_luma_full", "ssim_full", "psnr_der_full"):
+        assert np.isfinite(metrics[key]), key
+    saved = (tmp_path / "f1" / "metrics.json").read_text()
+    assert "NaN" not in saved and "null" not in saved.replace('"time_per_1k_steps_s": null', "")
+    assert "no held-out metrics" in (tmp_path / "f1" / "log.txt").read_text()

@@ -29,21 +29,21 @@ def rgb_array():
 
 class TestLoadSkimage:
     def test_camera(self):
-        image, source = load_image("skimage:camera")
+        image, source, _ = load_image("skimage:camera")
         assert image.shape == (1, 512, 512) and image.dtype == torch.float32
         assert image.min() >= -1.0 and image.max() <= 1.0
         assert image.min() < -0.9 and image.max() > 0.9  # the full range is used
         assert "camera" in source
 
     def test_astronaut(self):
-        image, _ = load_image("skimage:astronaut")
+        image, *_ = load_image("skimage:astronaut")
         assert image.shape == (3, 512, 512)
         assert image.min() >= -1.0 and image.max() <= 1.0
         assert not torch.equal(image[0], image[1])
 
     def test_is_gray(self):
-        rgb, _ = load_image("skimage:astronaut")
-        gray, _ = load_image("skimage:astronaut", is_gray=True)
+        rgb, *_ = load_image("skimage:astronaut")
+        gray, *_ = load_image("skimage:astronaut", is_gray=True)
         assert gray.shape == (1, 512, 512)
         # PIL's 'L' conversion: Y = (299 R + 587 G + 114 B) / 1000, rounded to 8 bits
         expected = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
@@ -61,7 +61,7 @@ class TestLoadSkimage:
 class TestLoadFile:
     def test_absolute_path(self, tmp_path, rgb_array):
         path = write_png(tmp_path / "img.png", rgb_array)
-        image, source = load_image(str(path))
+        image, source, _ = load_image(str(path))
         assert image.shape == (3, 12, 16)
         expected = torch.from_numpy(rgb_array).permute(2, 0, 1).float() / 255 * 2 - 1
         torch.testing.assert_close(image, expected, rtol=0, atol=1e-6)
@@ -69,13 +69,13 @@ class TestLoadFile:
 
     def test_gray_png_stays_one_channel(self, tmp_path):
         array = np.arange(12 * 16, dtype=np.uint8).reshape(12, 16)
-        image, _ = load_image(str(write_png(tmp_path / "g.png", array)))
+        image, *_ = load_image(str(write_png(tmp_path / "g.png", array)))
         assert image.shape == (1, 12, 16)
         torch.testing.assert_close(image[0], torch.from_numpy(array).float() / 255 * 2 - 1, rtol=0, atol=1e-6)
 
     def test_sixteen_bit_gray_is_rescaled_not_clipped(self, tmp_path):
         array = (np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 341)  # 0 .. 65131
-        image, _ = load_image(str(write_png(tmp_path / "g16.png", array)))
+        image, *_ = load_image(str(write_png(tmp_path / "g16.png", array)))
         assert image.shape == (1, 12, 16)
         expected = torch.from_numpy(array.astype(np.float32)) / 65535 * 2 - 1
         torch.testing.assert_close(image[0], expected, rtol=0, atol=1e-6)
@@ -84,19 +84,25 @@ class TestLoadFile:
         array = np.random.default_rng(2).integers(0, 256, size=(6, 8, 2), dtype=np.uint8)
         path = tmp_path / "la.png"
         Image.fromarray(array, mode="LA").save(path)
-        image, _ = load_image(str(path))
+        image, *_ = load_image(str(path))
         assert image.shape == (1, 6, 8)
         torch.testing.assert_close(image[0], torch.from_numpy(array[..., 0]).float() / 255 * 2 - 1,
                                    rtol=0, atol=1e-6)
 
-    def test_alpha_is_dropped(self, tmp_path):
+    def test_alpha_is_dropped_and_the_notes_say_so(self, tmp_path):
         array = np.random.default_rng(1).integers(0, 256, size=(6, 8, 4), dtype=np.uint8)
-        image, _ = load_image(str(write_png(tmp_path / "a.png", array)))
+        image, source, notes = load_image(str(write_png(tmp_path / "a.png", array)))
         assert image.shape == (3, 6, 8)
+        torch.testing.assert_close(image, torch.from_numpy(array[..., :3]).permute(2, 0, 1).float() / 255 * 2 - 1,
+                                   rtol=0, atol=1e-6)
+        assert len(notes) == 1 and "alpha channel" in notes[0] and "dropped" in notes[0] and source in notes[0]
+
+    def test_no_notes_for_a_plain_rgb_image(self, tmp_path, rgb_array):
+        assert load_image(str(write_png(tmp_path / "p.png", rgb_array))).notes == []
 
     def test_original_layout(self, tmp_path, rgb_array):
         path = write_png(tmp_path / "root" / "MySet" / "HR" / "pic.png", rgb_array)
-        image, source = load_image("pic", data_root=str(tmp_path / "root"), dataset="MySet")
+        image, source, _ = load_image("pic", data_root=str(tmp_path / "root"), dataset="MySet")
         assert image.shape == (3, 12, 16)
         assert Path(source) == path
         assert resolve_image_path("pic", str(tmp_path / "root"), "MySet") == path
@@ -215,7 +221,7 @@ class TestRealData:
     def test_set5_baby(self):
         if not (REAL_DATA / "Set5" / "HR" / "baby.png").is_file():
             pytest.skip(f"real data not found at {REAL_DATA / 'Set5' / 'HR' / 'baby.png'}")
-        image, source = load_image("baby", data_root=str(REAL_DATA), dataset="Set5")
+        image, source, _ = load_image("baby", data_root=str(REAL_DATA), dataset="Set5")
         assert image.shape == (3, 512, 512) and image.dtype == torch.float32
         assert image.min() >= -1.0 and image.max() <= 1.0
         assert Path(source).name == "baby.png"

@@ -15,16 +15,16 @@ derivative-precision protocol), and are then per *training-grid* step (``factor`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Tuple
+from typing import List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from ..coords import image_grid, image_step
+from ..coords import heldout_mask, image_grid, image_step
 from ..errors import ConfigError, DataError
 from ..targets import image_gradient, image_second_differences
 
@@ -59,12 +59,22 @@ def resolve_image_path(filename: str, data_root: str, dataset: str) -> Path:
         f"(see data/README.md, e.g. `ln -s /path/to/Set5 data/`), set data_root, or use filename = skimage:camera")
 
 
+class LoadedImage(NamedTuple):
+    """An image as loaded: ``image`` (C, H, W) float32 in [-1, 1] (C = 1 or 3), a description of its
+    ``source``, and ``notes`` on what loading did to it that a user should know (an alpha channel
+    dropped), for the run's log."""
+
+    image: Tensor
+    source: str
+    notes: List[str]
+
+
 def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set5", is_gray: bool = False
-               ) -> Tuple[Tensor, str]:
-    """Returns the image as (C, H, W) float32 in [-1, 1] (C = 1 or 3) and a description of its source.
+               ) -> LoadedImage:
+    """Loads ``filename`` (see the module docstring for the sources) as a :class:`LoadedImage`.
 
     ``is_gray`` converts to luma (PIL's 'L', as the original code). A grayscale source stays one
-    channel; an alpha channel is dropped.
+    channel; an alpha channel is dropped, and the notes say so.
     """
     if not filename:
         raise ConfigError("filename is required (a Set5 name such as baby, a path, or skimage:camera)")
@@ -80,6 +90,10 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise DataError(f"cannot read image {path}: {e}") from None
         source = str(path)
+    notes = []
+    if "A" in img.getbands():
+        notes.append(f"{source} has an alpha channel (PIL mode {img.mode}); it is dropped, the colour channels are "
+                     f"fitted as they are (not composited over a background)")
     if img.mode in HIGH_DEPTH_GRAY_MODES:
         # 16-bit grayscale (PNG, TIFF): PIL's convert("L") clips to 255 instead of rescaling.
         array = np.asarray(img, dtype=np.float32) / 65535.0
@@ -94,7 +108,7 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
         array = np.asarray(img, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array)
     tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
-    return tensor.contiguous() * 2.0 - 1.0, source
+    return LoadedImage(tensor.contiguous() * 2.0 - 1.0, source, notes)
 
 
 @dataclass
@@ -122,6 +136,8 @@ class ImageData:
     train_shape: Tuple[int, int]
     factor: int
     source: str = ""
+    notes: List[str] = field(default_factory=list)
+    """What loading did to the image (an alpha channel dropped, ...), for the run's log."""
 
     @property
     def channels(self) -> int:
@@ -147,7 +163,7 @@ def _flatten_targets(per_axis: Tensor) -> Tensor:
 
 
 def prepare_image(image: Tensor, factor: int = 4, der_operator: str = "sobel", der_on_downsampled: bool = False,
-                  crop: bool = False, source: str = "") -> ImageData:
+                  crop: bool = False, source: str = "", notes: Sequence[str] = ()) -> ImageData:
     """Splits ``image (C, H, W)`` into training and held-out pixels and computes the targets.
 
     An image whose size is not a multiple of ``factor`` is an error (as in the original code)
@@ -178,12 +194,11 @@ def prepare_image(image: Tensor, factor: int = 4, der_operator: str = "sobel", d
         train_grad = gradient[:, :, ::factor, ::factor]
         train_second = image_second_differences(image)[:, :, ::factor, ::factor]
         step = image_step(h, w)
-    heldout = torch.ones(h, w, dtype=torch.bool)
-    heldout[::factor, ::factor] = False
+    heldout = heldout_mask(h, w, factor)
     flat = image.reshape(c, -1).T
     return ImageData(
         image=image, coords=image_grid(h, w), train_index=train_index, train_values=flat[train_index].contiguous(),
         train_jacobian=_flatten_targets(train_grad).contiguous(),
         train_second_differences=_flatten_targets(train_second).contiguous(),
         derivative_step=step, gradient=gradient, heldout=heldout, train_shape=(len(rows), len(cols)),
-        factor=factor, source=source)
+        factor=factor, source=source, notes=list(notes))

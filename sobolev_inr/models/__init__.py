@@ -1,7 +1,9 @@
-"""Coordinate networks: activations (with their inits), encodings, and the MLP built from both."""
+"""Coordinate networks: activations (with their inits), encodings, the MLP built from both, and
+``compile_model`` (torch.compile in place)."""
 from .activations import ACTIVATIONS, Activation, build_activation
+from .compile import compile_model
 from .encodings import ENCODINGS, build_encoding, nyquist_num_frequencies
-from .mlp import MLP, expand_activations
+from .mlp import INITS, MLP
 
 __all__ = ["ACTIVATIONS", "Activation", "build_activation", "ENCODINGS", "build_encoding",
-           "nyquist_num_frequencies", "MLP", "expand_activations"]
+           "nyquist_num_frequencies", "INITS", "MLP", "compile_model"]

@@ -90,7 +90,8 @@ def _siren_hidden_init(layer: nn.Linear, w0: float) -> None:
         layer.weight.uniform_(-bound, bound)
 
 
-def _kaiming_normal(layer: nn.Linear) -> None:
+def he_init(layer: nn.Linear) -> None:
+    """Kaiming (He) normal weights for a ReLU layer, std sqrt(2 / fan_in); the bias is left as drawn."""
     nn.init.kaiming_normal_(layer.weight, a=0.0, nonlinearity="relu", mode="fan_in")
 
 
@@ -131,7 +132,7 @@ class ReLU(Activation):
         return f, df, torch.zeros_like(z) if order >= 2 else None
 
     def init_hidden(self, layer):
-        _kaiming_normal(layer)
+        he_init(layer)
 
 
 class ELU(Activation):
@@ -188,7 +189,7 @@ class Softplus(Activation):
         return f, s, s * (1.0 - s) if order >= 2 else None
 
     def init_hidden(self, layer):
-        _kaiming_normal(layer)
+        he_init(layer)
 
 
 class Tanh(Activation):

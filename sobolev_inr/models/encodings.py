@@ -85,11 +85,17 @@ class SinusoidalEncoding(Encoding):
         return value, tangent, second
 
 
-def positional_encoding(in_features: int, num_frequencies: int) -> SinusoidalEncoding:
-    """NeRF's gamma(p) = (p, sin(2^k pi p_j), cos(2^k pi p_j)) for k < L, ordered (k, j) as SIREN's."""
+def positional_encoding(in_features: int, num_frequencies: int, pi_factor: bool = True) -> SinusoidalEncoding:
+    """NeRF's gamma(p) = (p, sin(2^k pi p_j), cos(2^k pi p_j)) for k < L, ordered (k, j) as SIREN's.
+
+    ``pi_factor = False`` drops the pi: sin(2^k p_j), as nerf-pytorch's ``get_embedder`` (the original
+    inverse-rendering code), whose frequencies are thus 1/pi of SIREN's for the same L. (nerf-pytorch
+    orders the features (k, sin/cos, j); the order does not change what the network can represent.)
+    """
     if num_frequencies < 1:
         raise ValueError(f"num_frequencies must be >= 1, got {num_frequencies}")
-    rows = [(2.0 ** k) * math.pi * torch.eye(in_features)[j] for k in range(num_frequencies) for j in range(in_features)]
+    scale = math.pi if pi_factor else 1.0
+    rows = [(2.0 ** k) * scale * torch.eye(in_features)[j] for k in range(num_frequencies) for j in range(in_features)]
     return SinusoidalEncoding(torch.stack(rows), include_input=True)
 
 
@@ -108,11 +114,11 @@ ENCODINGS = ("none", "positional", "fourier")
 
 
 def build_encoding(name: str, in_features: int, num_frequencies: int = 4, fourier_num_features: int = 256,
-                   fourier_scale: float = 10.0, fourier_seed: int = 0) -> Encoding:
+                   fourier_scale: float = 10.0, fourier_seed: int = 0, pe_pi_factor: bool = True) -> Encoding:
     """Builds an encoding by config name (one of ``ENCODINGS``)."""
     builders: Dict[str, callable] = {
         "none": lambda: IdentityEncoding(in_features),
-        "positional": lambda: positional_encoding(in_features, num_frequencies),
+        "positional": lambda: positional_encoding(in_features, num_frequencies, pe_pi_factor),
         "fourier": lambda: fourier_features(in_features, fourier_num_features, fourier_scale, fourier_seed),
     }
     if name not in builders:

@@ -1,13 +1,19 @@
 """The coordinate MLP: an encoding, activated linear layers, a linear output layer."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from .activations import build_activation
+from .activations import build_activation, he_init
 from .encodings import build_encoding
+
+INITS = ("activation", "torch_default", "he")
+"""Weight inits of an :class:`MLP`: ``activation``, the init that belongs to each activation (SIREN's for
+sine, Table 4 of the Sobolev supplement for the others); ``torch_default``, what ``nn.Linear`` draws
+itself (the original inverse-rendering code's TinyNeRF); ``he``, Kaiming normal for every layer (what
+the supplement says it used for inverse rendering)."""
 
 
 class MLP(nn.Module):
@@ -17,31 +23,41 @@ class MLP(nn.Module):
     original code's 4 activated layers of ``hidden_features``, then a linear output layer). Each
     linear layer is initialised by the activation that follows it; the first layer by that
     activation's first-layer init, and the output layer like the last hidden layer, as the
-    original code does. Constructor arguments are kept in ``self.config`` so a checkpoint can
-    rebuild the model with ``MLP(**config)``.
+    original code does (``init = "activation"``; see :data:`INITS` for the others). Constructor
+    arguments are kept in ``self.config`` so a checkpoint can rebuild the model with ``MLP(**config)``.
+    ``pe_pi_factor``: the positional encoding's frequencies are 2^k pi (SIREN's, default) or 2^k
+    (nerf-pytorch's) per unit of the input.
     """
 
     def __init__(self, in_features: int, out_features: int, activations: Sequence[str],
                  hidden_features: int = 256, w0: float = 30.0, encoding: str = "none",
                  num_frequencies: int = 4, fourier_num_features: int = 256,
-                 fourier_scale: float = 10.0, fourier_seed: int = 0):
+                 fourier_scale: float = 10.0, fourier_seed: int = 0, init: str = "activation",
+                 pe_pi_factor: bool = True):
         super().__init__()
         if len(activations) < 1:
             raise ValueError("activations must name at least one activated layer")
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}; choose from {list(INITS)}")
         self.config = dict(in_features=in_features, out_features=out_features, activations=list(activations),
                            hidden_features=hidden_features, w0=w0, encoding=encoding,
                            num_frequencies=num_frequencies, fourier_num_features=fourier_num_features,
-                           fourier_scale=fourier_scale, fourier_seed=fourier_seed)
+                           fourier_scale=fourier_scale, fourier_seed=fourier_seed, init=init,
+                           pe_pi_factor=pe_pi_factor)
         self.in_features, self.out_features = in_features, out_features
         self.encoding = build_encoding(encoding, in_features, num_frequencies, fourier_num_features,
-                                       fourier_scale, fourier_seed)
+                                       fourier_scale, fourier_seed, pe_pi_factor)
         self.activations = [build_activation(name, w0) for name in activations]
         widths = [self.encoding.out_dim] + [hidden_features] * len(activations)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.output = nn.Linear(hidden_features, out_features)
-        for i, (layer, act) in enumerate(zip(self.hidden, self.activations)):
-            (act.init_first if i == 0 else act.init_hidden)(layer)
-        self.activations[-1].init_hidden(self.output)
+        if init == "activation":
+            for i, (layer, act) in enumerate(zip(self.hidden, self.activations)):
+                (act.init_first if i == 0 else act.init_hidden)(layer)
+            self.activations[-1].init_hidden(self.output)
+        elif init == "he":
+            for layer in [*self.hidden, self.output]:
+                he_init(layer)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (N, in_features) coordinates in the task's range (images: [-1, 1]); returns (N, C)."""
@@ -76,21 +92,3 @@ class MLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"activations={[repr(a) for a in self.activations]}"
-
-
-def expand_activations(activations: Sequence[str], num_hidden_layers: Optional[int]) -> List[str]:
-    """Resolves the per-layer activation list against ``num_hidden_layers`` (original vocabulary).
-
-    The original code requires ``len(activations) == num_hidden_layers + 1``. A single name is
-    repeated to that length; a list whose length disagrees is an error naming both keys.
-    """
-    activations = list(activations)
-    if num_hidden_layers is None:
-        return activations
-    wanted = num_hidden_layers + 1
-    if len(activations) == 1:
-        return activations * wanted
-    if len(activations) != wanted:
-        raise ValueError(f"activations lists {len(activations)} layers but num_hidden_layers = {num_hidden_layers} "
-                         f"needs {wanted} (num_hidden_layers + 1); give one name per activated layer or a single name")
-    return activations

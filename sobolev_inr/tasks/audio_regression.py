@@ -15,7 +15,6 @@ from torch import Tensor, nn
 from ..coords import derivative_scale
 from ..data.audio import AudioData, write_wav
 from ..metrics import derivative_psnr, psnr
-from ..plots import save_spectrograms, save_waveforms
 from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 ZOOM_SAMPLES = 600
@@ -23,38 +22,48 @@ ZOOM_SAMPLES = 600
 
 
 class AudioRegression(SampledSignalRegression):
-    """Training on ``data``'s training samples; evaluation, WAV and figures on the whole clip."""
+    """Training on ``data``'s training samples; evaluation, WAV and figures on the whole clip.
+
+    With ``factor = 1`` every sample is trained on: the held-out metrics are then absent (not NaN).
+    """
 
     psnr_peak = 1.0  # the original audio code's PSNR: 10 log10(1 / MSE) on a signal in [-1, 1]
     data: AudioData
 
     def render(self, model: nn.Module) -> Tensor:
         """The network's signal at every sample: (N,), on CPU."""
-        return predict(model, self.eval_coords, self.eval_chunk_size).cpu()[:, 0]
+        return self.once_per_weights("signal", model, lambda: predict(
+            model, self.eval_coords, self.eval_chunk_size).cpu()[:, 0])
 
     def render_derivative(self, model: nn.Module) -> Tensor:
         """The network's derivative per sample step at every sample: (N,), on CPU."""
         scale = derivative_scale(self.data.sample_step, "pixel").to(self.eval_coords)
-        jac = predict_jacobian(model, self.eval_coords, scale, self.eval_chunk_size, self.der_mode)
-        return jac.cpu()[:, 0, 0]
+        return self.once_per_weights("derivative", model, lambda: predict_jacobian(
+            model, self.eval_coords, scale, self.eval_chunk_size, self.der_mode).cpu()[:, 0, 0])
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
-        """Held-out PSNR (peak 1), as the original code reports it."""
-        mask = self.data.heldout
-        return {"psnr_heldout": psnr(self.render(model)[mask], self.data.samples[mask])}
+        """Held-out PSNR (peak 1), as the original code reports it; all samples when nothing is held out."""
+        pred, target, mask = self.render(model), self.data.samples, self.data.heldout
+        if not self.has_heldout:
+            return {"psnr_full": psnr(pred, target)}
+        return {"psnr_heldout": psnr(pred[mask], target[mask])}
 
     def final_metrics(self, model: nn.Module) -> Dict[str, float]:
-        """What ``metrics.json`` reports for a clip: held-out, training and all samples, values and derivatives."""
+        """What ``metrics.json`` reports for a clip: held-out (when any sample is held out), training and all
+        samples, values and derivatives."""
         model.eval()
         pred, target, mask = self.render(model), self.data.samples, self.data.heldout
         der, der_target = self.render_derivative(model), self.data.derivative
-        return {
-            "psnr_heldout": psnr(pred[mask], target[mask]),
+        metrics = {
             "psnr_full": psnr(pred, target),
             "psnr_train": psnr(pred[~mask], target[~mask]),
-            "psnr_der_heldout": derivative_psnr(der[mask], der_target[mask]),
             "psnr_der_full": derivative_psnr(der, der_target),
+            "num_heldout_samples": int(mask.sum()),
         }
+        if self.has_heldout:
+            metrics.update(psnr_heldout=psnr(pred[mask], target[mask]),
+                           psnr_der_heldout=derivative_psnr(der[mask], der_target[mask]))
+        return metrics
 
     def zoom_window(self) -> Tuple[int, int]:
         """``ZOOM_SAMPLES`` samples centred on the loudest sample of the clip (start, stop)."""
@@ -66,14 +75,17 @@ class AudioRegression(SampledSignalRegression):
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
         """reconstruction.wav and ground_truth.wav (16-bit, the clip's rate), waveform.png, spectrogram.png."""
+        from ..plots import save_spectrograms, save_waveforms
+
         run_dir = Path(run_dir)
         model.eval()
         pred, target = self.render(model), self.data.samples
         write_wav(run_dir / "reconstruction.wav", pred, self.data.rate)
         write_wav(run_dir / "ground_truth.wav", target, self.data.rate)
         error = pred - target
-        title = (f"{metrics['psnr_heldout']:.2f} dB held-out, {metrics['psnr_full']:.2f} dB all samples "
-                 f"(peak 1); trained on 1 in {self.data.factor} samples")
+        heldout = f"{metrics['psnr_heldout']:.2f} dB held-out, " if self.has_heldout else ""
+        title = (f"{heldout}{metrics['psnr_full']:.2f} dB all samples (peak 1); "
+                 f"trained on 1 in {self.data.factor} samples")
         save_waveforms(run_dir / "waveform.png",
                        [("ground truth", target), ("reconstruction", pred), ("error (rec. - g.t.)", error)],
                        self.data.rate, zoom=self.zoom_window(), marks=self.data.train_index, suptitle=title)

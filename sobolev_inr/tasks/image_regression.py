@@ -7,7 +7,7 @@ targets, per pixel step.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Mapping
 
 import torch
 from torch import nn
@@ -15,12 +15,15 @@ from torch import nn
 from ..coords import derivative_scale
 from ..data.images import ImageData
 from ..metrics import derivative_psnr, image_quality, psnr, to_unit_range
-from ..plots import save_heatmaps, save_image_panels
 from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 
 class ImageRegression(SampledSignalRegression):
-    """Training on ``data``'s training pixels; evaluation and figures on the full image."""
+    """Training on ``data``'s training pixels; evaluation and figures on the full image.
+
+    With ``factor = 1`` every pixel is trained on and nothing is held out: the held-out metrics are
+    then absent (not NaN), and the full-image ones stand alone.
+    """
 
     psnr_peak = 2.0  # values in [-1, 1]
     data: ImageData
@@ -28,54 +31,90 @@ class ImageRegression(SampledSignalRegression):
     def render(self, model: nn.Module) -> torch.Tensor:
         """The network's image on the full grid: (C, H, W) in the value range, on CPU."""
         h, w = self.data.shape
-        out = predict(model, self.eval_coords, self.eval_chunk_size).cpu()
-        return out.T.reshape(-1, h, w)
+        return self.once_per_weights("image", model, lambda: predict(
+            model, self.eval_coords, self.eval_chunk_size).cpu().T.reshape(-1, h, w))
 
     def render_gradient(self, model: nn.Module) -> torch.Tensor:
         """The network's derivatives per pixel step on the full grid: (C, 2, H, W), on CPU."""
         h, w = self.data.shape
         scale = derivative_scale(self.data.pixel_step, "pixel").to(self.eval_coords)
-        jac = predict_jacobian(model, self.eval_coords, scale, self.eval_chunk_size, self.der_mode).cpu()
-        return jac.permute(1, 2, 0).reshape(jac.shape[1], 2, h, w)
+
+        def compute():
+            jac = predict_jacobian(model, self.eval_coords, scale, self.eval_chunk_size, self.der_mode).cpu()
+            return jac.permute(1, 2, 0).reshape(jac.shape[1], 2, h, w)
+
+        return self.once_per_weights("gradient", model, compute)
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
-        """Held-out PSNR (RGB and luma) and SSIM, as in the paper."""
-        q = image_quality(self.render(model), self.data.image, self.data.factor, self.data.heldout)
+        """Held-out PSNR (RGB and luma) and SSIM, as in the paper; full-image ones when nothing is held out."""
+        pred, target = self.render(model), self.data.image
+        if not self.has_heldout:
+            q = image_quality(pred, target, self.data.factor, torch.ones_like(self.data.heldout))
+            return {"psnr_full": q["psnr"], "psnr_luma_full": q["psnr_luma"], "ssim_full": q["ssim"]}
+        q = image_quality(pred, target, self.data.factor, self.data.heldout)
         return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"]}
 
     def final_metrics(self, model: nn.Module) -> Dict[str, float]:
-        """Everything ``metrics.json`` reports for an image: held-out and full-grid, values and derivatives."""
+        """Everything ``metrics.json`` reports for an image: held-out (when any pixel is held out) and
+        full-grid, values and derivatives."""
         model.eval()
-        pred = self.render(model)
-        target = self.data.image
-        q = image_quality(pred, target, self.data.factor, self.data.heldout)
-        full = torch.ones_like(self.data.heldout)
-        q_full = image_quality(pred, target, self.data.factor, full)
+        pred, target, mask = self.render(model), self.data.image, self.data.heldout
+        q_full = image_quality(pred, target, self.data.factor, torch.ones_like(mask))
         grad = self.render_gradient(model)
-        mask = self.data.heldout
-        return {
-            "psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"],
+        metrics = {
             "psnr_full": q_full["psnr"], "psnr_luma_full": q_full["psnr_luma"],
             "psnr_train": psnr(to_unit_range(pred[:, ~mask]), to_unit_range(target[:, ~mask])),
-            "psnr_der_heldout": derivative_psnr(grad[..., mask], self.data.gradient[..., mask]),
-            "psnr_der_full": derivative_psnr(grad, self.data.gradient),
+            "psnr_der_full": derivative_psnr(grad, self.data.gradient), "num_heldout_samples": int(mask.sum()),
         }
+        if not self.has_heldout:
+            return {**metrics, "ssim_full": q_full["ssim"]}
+        q = image_quality(pred, target, self.data.factor, mask)
+        return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"],
+                "psnr_der_heldout": derivative_psnr(grad[..., mask], self.data.gradient[..., mask]), **metrics}
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
         """reconstruction.png, error_map.png and gradient_magnitude.png in ``run_dir``."""
+        from ..plots import save_heatmaps, save_image_panels
+
         pred = to_unit_range(self.render(model))
         target = to_unit_range(self.data.image)
+        where = "held-out" if self.has_heldout else "all pixels, all trained on"
+        shown = metrics["psnr_heldout" if self.has_heldout else "psnr_full"]
         save_image_panels(run_dir / "reconstruction.png",
-                          [("ground truth", target), (f"reconstruction ({metrics['psnr_heldout']:.2f} dB held-out)", pred)])
+                          [("ground truth", target), (f"reconstruction ({shown:.2f} dB {where})", pred)])
         error = (pred - target).abs().mean(dim=0)
         save_heatmaps(run_dir / "error_map.png", [("|reconstruction - ground truth|", error)],
                       suptitle="mean abs error per pixel, values in [0, 1]", label="abs error")
         grad = self.render_gradient(model)
-        magnitude = lambda g: g.pow(2).sum(dim=(0, 1)).sqrt()  # noqa: E731  (C, 2, H, W) -> (H, W)
+        shown = metrics["psnr_der_heldout" if self.has_heldout else "psnr_der_full"]
         save_heatmaps(run_dir / "gradient_magnitude.png",
-                      [("target |grad|", magnitude(self.data.gradient)),
-                       (f"network |grad| ({metrics['psnr_der_heldout']:.2f} dB held-out)", magnitude(grad))],
+                      [("target |grad|", gradient_magnitude(self.data.gradient)),
+                       (f"network |grad| ({shown:.2f} dB {where})", gradient_magnitude(grad))],
                       suptitle="gradient magnitude per pixel step (values in [-1, 1] units)", label="|grad|")
+
+
+def gradient_magnitude(gradient: torch.Tensor) -> torch.Tensor:
+    """(C, 2, H, W) derivatives -> (H, W): the root of their squares summed over channels and axes."""
+    return gradient.pow(2).sum(dim=(0, 1)).sqrt()
+
+
+def image_task_from_config(config: Mapping[str, Any], device: torch.device = torch.device("cpu"),
+                           base_dir: Path = Path(".")) -> ImageRegression:
+    """The :class:`ImageRegression` a run's resolved config describes (what main.py builds, and what
+    :func:`load_run` rebuilds). Relative paths in the config are relative to ``base_dir``."""
+    from ..data.images import load_image, prepare_image
+
+    base = Path(base_dir)
+    filename = config["filename"]
+    if not filename.startswith("skimage:") and not Path(filename).is_absolute() and (base / filename).is_file():
+        filename = str(base / filename)
+    data_root = config["data_root"] if Path(config["data_root"]).is_absolute() else str(base / config["data_root"])
+    image, source, notes = load_image(filename, data_root, config["dataset"], config["is_gray"])
+    data = prepare_image(image, config["factor"], config["der_operator"], config["der_on_downsampled"],
+                         config["crop"], source, notes)
+    return ImageRegression(data, config["supervision"], config["lambda_der"], config["der_units"], config["der_mode"],
+                           config.get("batch_size", 0), config.get("eval_chunk_size", 65536), device,
+                           der_engine=config.get("der_engine", "auto"), der_recompute=config.get("der_recompute", False))
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
@@ -84,7 +123,6 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     import json
 
     from ..checkpoints import latest_checkpoint, load_checkpoint
-    from ..data.images import load_image, prepare_image
     from ..models import MLP
 
     run_dir = Path(run_dir)
@@ -92,17 +130,9 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
     state = load_checkpoint(ckpt)
-    cfg = state["config"]
     model = MLP(**state["model_config"])
     model.load_state_dict(state["model"])
-    base = Path(state.get("working_dir", "."))  # the run's relative paths were relative to its working directory
-    filename = cfg["filename"]
-    if not filename.startswith("skimage:") and (base / filename).is_file():
-        filename = str(base / filename)
-    image, source = load_image(filename, str(base / cfg["data_root"]), cfg["dataset"], cfg["is_gray"])
-    data = prepare_image(image, cfg["factor"], cfg["der_operator"], cfg["der_on_downsampled"], cfg["crop"], source)
-    task = ImageRegression(data, cfg["supervision"], cfg["lambda_der"], cfg["der_units"], cfg["der_mode"],
-                           device=device)
+    task = image_task_from_config(state["config"], device, Path(state.get("working_dir", ".")))
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else task.final_metrics(model.to(device))
     return model.to(device).eval(), task, metrics
@@ -111,21 +141,21 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
 def compare_runs(run_dirs, out: Path, labels=None, crop=None) -> None:
     """One figure comparing finished runs on the same image: reconstructions (top) and gradient
     magnitudes (bottom), the ground truth and its Sobel target first. ``crop``: (row0, row1, col0, col1)."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     loaded = [load_run(d) for d in run_dirs]
     labels = labels or [Path(d).name for d in run_dirs]
     task0 = loaded[0][1]
     rows, cols = (slice(crop[0], crop[1]), slice(crop[2], crop[3])) if crop else (slice(None), slice(None))
-    magnitude = lambda g: g.pow(2).sum(dim=(0, 1)).sqrt()  # noqa: E731
     images = [("ground truth", to_unit_range(task0.data.image))]
-    grads = [("target (Sobel)", magnitude(task0.data.gradient))]
+    grads = [("target (Sobel)", gradient_magnitude(task0.data.gradient))]
     for (model, task, metrics), label in zip(loaded, labels):
         images.append((f"{label}\n{metrics['psnr_luma_heldout']:.2f} dB, SSIM {metrics['ssim_heldout']:.3f}",
                        to_unit_range(task.render(model))))
-        grads.append((f"{label}\nderivative {metrics['psnr_der_heldout']:.2f} dB", magnitude(task.render_gradient(model))))
+        grads.append((f"{label}\nderivative {metrics['psnr_der_heldout']:.2f} dB", gradient_magnitude(task.render_gradient(model))))
     vmax = float(grads[0][1].quantile(0.995))
-    fig, axes = plt.subplots(2, len(images), figsize=(3.6 * len(images), 7.4), squeeze=False)
+    fig = Figure(figsize=(3.6 * len(images), 7.4))
+    axes = fig.subplots(2, len(images), squeeze=False)
     for ax, (title, img) in zip(axes[0], images):
         arr = img[:, rows, cols].clamp(0, 1).permute(1, 2, 0).numpy()
         ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -138,4 +168,3 @@ def compare_runs(run_dirs, out: Path, labels=None, crop=None) -> None:
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
-    plt.close(fig)
