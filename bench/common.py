@@ -1,11 +1,11 @@
-"""What the benchmark scripts share: the record of the machine a result came from, and one training step."""
+"""What the benchmark scripts share: the record of the machine a result came from and its printed line."""
 from __future__ import annotations
 
 import os
 import platform
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 
@@ -25,15 +25,3 @@ def machine_record(device: torch.device, argv: Optional[List[str]] = None) -> Di
 def machine_line(device: torch.device) -> str:
     """The one line each benchmark prints first: device, torch, threads and CPUs."""
     return f"device {device}; torch {torch.__version__}; {torch.get_num_threads()} threads on {os.cpu_count()} CPUs"
-
-
-def training_step(optimizer: torch.optim.Optimizer, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """One step as the training loop takes it: zero_grad, loss, backward, optimizer step; returns the loss."""
-    def step() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn()
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return step

@@ -62,7 +62,9 @@ from sobolev_inr.data.images import load_image, prepare_image  # noqa: E402
 from sobolev_inr.derivatives import choose_mode, reference_jacobian, value_and_derivatives  # noqa: E402
 from sobolev_inr.losses import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP, nyquist_num_frequencies  # noqa: E402
-from common import machine_line, machine_record, training_step  # noqa: E402  (bench/common.py)
+from sobolev_inr.regression import SobolevRegression  # noqa: E402
+from sobolev_inr.training import take_step  # noqa: E402
+from common import machine_line, machine_record  # noqa: E402  (bench/common.py)
 
 TOLERANCE = 1e-5  # float32 relative error of the Jacobian against the reference loop
 BASE_METHODS = ("val", "reference", "forward", "forward-recompute", "reverse", "forward-autograd", "reverse-autograd")
@@ -169,21 +171,40 @@ def derivative_fn(method: str, model: MLP, scale: torch.Tensor):
 
 
 def make_step(method: str, model: MLP, x, y, target, scale, lambda_der: float = 1.0):
-    """One training step (zero_grad, loss, backward, Adam) for ``method``; returns a callable."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    if method.startswith("val"):
-        def loss_fn():
-            return sobolev_loss("val", model(x), y)["total"]
+    """One training step for ``method``, through the code ``fit()`` runs (``training.take_step``: loss,
+    backward, gradient-norm check, Adam); returns a callable.
+
+    ``val`` and this package's methods compute their loss with the regression task that main.py uses
+    (:class:`~sobolev_inr.regression.SobolevRegression`, full batch); ``reference`` and ``forward-func``
+    put their own derivatives into the same loss (:func:`~sobolev_inr.losses.sobolev_loss`).
+    """
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    base = method.replace("-compiled", "")
+    if base == "val" or base in ("forward", "reverse", "forward-recompute", "forward-autograd", "reverse-autograd"):
+        mode, _, variant = base.partition("-")
+        task = SobolevRegression(x, y, target, None, scale.tolist(), "val" if base == "val" else "val_der",
+                                 lambda_der, "pixel", "auto" if base == "val" else mode, device=x.device,
+                                 der_engine="autograd" if variant == "autograd" else "auto",
+                                 der_recompute=variant == "recompute")
+
+        def loss_terms():
+            return task.loss(model, None)
     else:
         derivs = derivative_fn(method, model, scale)
 
-        def loss_fn():
+        def loss_terms():
             value, jac = derivs(x)
-            return sobolev_loss("val_der", value, y, jac, target, lambda_der)["total"]
+            return sobolev_loss("val_der", value, y, jac, target, lambda_der)
     if method.endswith("-compiled"):
-        loss_fn = torch.compile(loss_fn)
+        loss_terms = torch.compile(loss_terms)
 
-    return training_step(optimizer, loss_fn)
+    def step():
+        terms, _, applied = take_step(optimizer, params, loss_terms)
+        assert applied, f"{method}: non-finite loss"
+        return terms["total"]
+
+    return step
 
 
 def methods_for(args) -> List[str]:
@@ -236,7 +257,7 @@ def _sync(device: torch.device):
 
 
 def _worker(conn, case_name: str, method: str, device: str, threads: Optional[int], warmup: int) -> None:
-    """One method in its own process: set up, warm up, then time one step per request."""
+    """One method in its own process: set up, warm up, then time a block of consecutive steps per request."""
     try:
         if threads:
             torch.set_num_threads(threads)
@@ -247,12 +268,18 @@ def _worker(conn, case_name: str, method: str, device: str, threads: Optional[in
             step()
         _sync(dev)
         conn.send("ready")
-        while conn.recv():
-            _sync(dev)
-            t0 = time.perf_counter()
-            step()
-            _sync(dev)
-            conn.send(time.perf_counter() - t0)
+        while True:
+            count = conn.recv()
+            if not count:
+                break
+            seconds = []
+            for _ in range(count):
+                _sync(dev)
+                t0 = time.perf_counter()
+                step()
+                _sync(dev)
+                seconds.append(time.perf_counter() - t0)
+            conn.send(seconds)
     except Exception as e:  # reported by the parent
         conn.send(f"error: {type(e).__name__}: {e}")
     finally:
@@ -260,10 +287,12 @@ def _worker(conn, case_name: str, method: str, device: str, threads: Optional[in
 
 
 def time_methods(case: Case, methods: List[str], device: torch.device, repeats: int, warmup: int,
-                 threads: Optional[int]) -> Dict[str, List[float]]:
+                 threads: Optional[int], block: int = 3) -> Dict[str, List[float]]:
     """Seconds per step of each method: one process per method (each allocator in its own steady
-    state, as in a training run), one step of every method per round (so that load from other jobs
-    hits all methods alike)."""
+    state, as in a training run); in each of ``repeats`` rounds every method takes ``block``
+    consecutive steps while the others wait, so that drifting load falls on all methods alike and no
+    method is timed right after another one's step (a process that has just stepped slows the next
+    for a while: single steps interleaved across processes inflated the value step by up to 1.6x)."""
     ctx = mp.get_context("spawn")
     workers = {}
     for m in methods:
@@ -279,15 +308,15 @@ def time_methods(case: Case, methods: List[str], device: torch.device, repeats: 
                 raise SystemExit(f"{case.name}/{m}: {msg}")
         for _ in range(repeats):
             for m, (conn, _) in workers.items():
-                conn.send(True)
+                conn.send(block)
                 msg = conn.recv()
                 if isinstance(msg, str):
                     raise SystemExit(f"{case.name}/{m}: {msg}")
-                times[m].append(msg)
+                times[m].extend(msg)
     finally:
         for conn, proc in workers.values():
             try:
-                conn.send(False)
+                conn.send(0)
             except (BrokenPipeError, OSError):
                 pass
             proc.join(timeout=30)
@@ -373,7 +402,7 @@ def run_device(args, device: torch.device) -> List[dict]:
         errors = check_jacobians(case, methods, device)
         print("  Jacobians match the reference loop: " + ", ".join(f"{m} {e:.1e}" for m, e in errors.items()),
               flush=True)
-        times = time_methods(case, methods, device, args.repeats, args.warmup, args.threads)
+        times = time_methods(case, methods, device, args.repeats, args.warmup, args.threads, args.block)
         memory = measure_memory(case, methods, device, args.threads) if not args.no_memory else {m: None for m in methods}
         med = {m: statistics.median(t) for m, t in times.items()}
         rows = {}
@@ -409,7 +438,8 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=None,
                    help=f"subset of {BASE_METHODS + EXTRA_METHODS} ('all' adds {EXTRA_METHODS}); val is always run")
     p.add_argument("--compile", action="store_true", help=f"also time {COMPILED_METHODS} (slow to compile on CPU)")
-    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds (median reported)")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (median of all steps reported)")
+    p.add_argument("--block", type=int, default=3, help="consecutive timed steps per method in each round")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per method first")
     p.add_argument("--device", default="auto", help="auto (CPU, and CUDA when present), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -427,8 +457,8 @@ def main(argv=None):
     else:
         devices = [torch.device(args.device)]
     for device in devices:
-        info = {**machine_record(device, argv), "repeats": args.repeats, "tolerance": TOLERANCE}
-        print(f"{machine_line(device)}; {args.repeats} interleaved rounds, medians", flush=True)
+        info = {**machine_record(device, argv), "repeats": args.repeats, "block": args.block, "tolerance": TOLERANCE}
+        print(f"{machine_line(device)}; {args.repeats} rounds of {args.block} steps per method, medians", flush=True)
         results = run_device(args, device)
         tag = "" if args.cases == list(CASES) else "_" + "_".join(args.cases)
         out = args.out or REPO / "bench" / "results" / f"derivatives_{device.type}_{torch.get_num_threads()}threads{tag}.json"

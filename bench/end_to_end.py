@@ -5,7 +5,10 @@
    because the cost per epoch is the difference between a run of K1 and one of K2 epochs) against a
    bare PyTorch step (forward, MSE, backward, Adam) of the same model on the same pixels.
 
-2. Time to PSNR. The image task with ``val_der`` supervision, trained twice from the same seed
+2. val_der against val through main.py: the per-epoch training time of each supervision, from the
+   difference of a long and a short run (the issue's way of measuring what users run).
+
+3. Time to PSNR. The image task with ``val_der`` supervision, trained twice from the same seed
    with the same steps: once with the published per-channel ``autograd.grad`` loop, once with this
    package's engine (``der_mode`` auto). Steps of the two runs alternate, so that load from other
    jobs on the machine falls on both alike; only the training steps are timed, evaluation of the
@@ -42,7 +45,8 @@ from sobolev_inr.derivatives import choose_mode, reference_jacobian  # noqa: E40
 from sobolev_inr.losses import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP  # noqa: E402
 from sobolev_inr.tasks.image_regression import ImageRegression  # noqa: E402
-from common import machine_line, machine_record, training_step  # noqa: E402  (bench/common.py)
+from sobolev_inr.training import take_step  # noqa: E402
+from common import machine_line, machine_record  # noqa: E402  (bench/common.py)
 
 
 def _image(filename: str, size: int):
@@ -109,6 +113,39 @@ def overhead(args, device: torch.device) -> Dict[str, object]:
             "bare_step_all": per_step, "epochs": [k1, k2], "size": args.overhead_size, "pixels": x.shape[0]}
 
 
+# ------------------------------------------------------------------ val_der against val, through main.py
+SHARED_SET5 = REPO.parent / "shared" / "data"
+
+
+def epoch_ratio(args, device: torch.device) -> Dict[str, object]:
+    """Per-epoch training time of main.py with val and with val_der supervision, as a user runs it: the
+    difference of a K2- and a K1-epoch run (no summary or checkpoint in between), from each run's
+    device-synchronised ``train_time_s``. Cases: Bird gray (72x72 training px) and Baby RGB (128x128),
+    SIREN 4x256; from ``--data_root`` (Set5), else skimage camera / astronaut at those sizes."""
+    main = _load_main()
+    k1, k2 = args.ratio_epochs
+    have_set5 = (Path(args.data_root) / "Set5" / "HR" / "baby.png").is_file()
+    cases = {"gray": ["--filename", "bird", "--is_gray"] if have_set5 else ["--filename", "skimage:camera", "--is_gray"],
+             "rgb": ["--filename", "baby"] if have_set5 else ["--filename", "skimage:astronaut"]}
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data_args in cases.items():
+            def train_time(sup: str, epochs: int) -> float:
+                argv = [*data_args, "--data_root", str(args.data_root), "--supervision", sup, "--num_epochs", str(epochs),
+                        "--epochs_til_summary", str(10 * k2), "--epochs_til_ckpt", str(10 * k2), "--no_progress",
+                        "--logging_root", tmp, "--exp_name", f"{name}_{sup}_{epochs}", "--overwrite",
+                        "--device", device.type]
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    return main.main(argv)["train_time_s"]
+
+            per = {sup: statistics.median((train_time(sup, k2) - train_time(sup, k1)) / (k2 - k1)
+                                          for _ in range(args.ratio_repeats)) for sup in ("val", "val_der")}
+            out[name] = {**{f"{sup}_epoch_s": v for sup, v in per.items()}, "ratio": per["val_der"] / per["val"]}
+            print(f"main.py {name}: val epoch {per['val']:.4f} s, val_der epoch {per['val_der']:.4f} s, "
+                  f"ratio {per['val_der'] / per['val']:.2f} (runs of {k2} minus {k1} epochs)", flush=True)
+    return {"epochs": [k1, k2], "set5": have_set5, "cases": out}
+
+
 # ---------------------------------------------------------------------------------- time to PSNR
 def time_to_psnr(args, device: torch.device) -> Dict[str, object]:
     image, source = _image(args.filename, args.size)
@@ -120,16 +157,17 @@ def time_to_psnr(args, device: torch.device) -> Dict[str, object]:
     def make(kind: str):
         torch.manual_seed(args.seed)
         model = MLP(2, data.channels, ["sine"] * 4, 256, w0=30.0).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=args.lrate)
+        params = list(model.parameters())
+        opt = torch.optim.Adam(params, lr=args.lrate)
         if kind == "reference":
-            def loss_fn():
+            def loss_terms():
                 ref = reference_jacobian(model, x, create_graph=True)
-                return sobolev_loss("val_der", ref.value, y, ref.jacobian * scale, target, 1.0)["total"]
+                return sobolev_loss("val_der", ref.value, y, ref.jacobian * scale, target, 1.0)
         else:
-            def loss_fn():
-                return task.loss(model, None)["total"]
+            def loss_terms():
+                return task.loss(model, None)
 
-        return model, training_step(opt, loss_fn)
+        return model, lambda: take_step(opt, params, loss_terms)[0]["total"]  # the step fit() takes
 
     runs = {kind: make(kind) for kind in ("reference", "ours")}
     elapsed = {kind: 0.0 for kind in runs}
@@ -182,7 +220,10 @@ def main(argv=None):
     p.add_argument("--overhead_size", type=int, default=512, help="image side for the overhead run (Baby's 512)")
     p.add_argument("--overhead_epochs", type=int, nargs=2, default=(2, 22), metavar=("K1", "K2"))
     p.add_argument("--overhead_repeats", type=int, default=1)
-    p.add_argument("--skip", nargs="*", default=[], choices=["overhead", "psnr"])
+    p.add_argument("--ratio_epochs", type=int, nargs=2, default=(20, 80), metavar=("K1", "K2"))
+    p.add_argument("--ratio_repeats", type=int, default=1)
+    p.add_argument("--data_root", default=str(SHARED_SET5), help="where Set5 is (for the epoch-ratio cases)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["overhead", "ratio", "psnr"])
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--out", type=Path, default=None)
@@ -194,6 +235,8 @@ def main(argv=None):
     print(machine_line(device))
     if "overhead" not in args.skip:
         result["overhead"] = overhead(args, device)
+    if "ratio" not in args.skip:
+        result["epoch_ratio"] = epoch_ratio(args, device)
     if "psnr" not in args.skip:
         result["time_to_psnr"] = time_to_psnr(args, device)
     out = args.out or REPO / "bench" / "results" / f"end_to_end_{device.type}.json"

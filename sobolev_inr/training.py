@@ -173,6 +173,31 @@ def _gradient_norm(params: Sequence[nn.Parameter]) -> Tensor:
     return torch.nn.utils.get_total_norm(grads, norm_type=2.0)
 
 
+def take_step(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter],
+              loss_terms: Callable[[], Dict[str, Tensor]], clip_grad_norm: float = 0.0,
+              lrate: Optional[float] = None) -> Tuple[Dict[str, Tensor], Tensor, bool]:
+    """One optimisation step as :func:`fit` takes it: the loss terms, backward, the gradient norm, and the
+    update only if the loss and the norm are finite (clipped to ``clip_grad_norm`` if > 0, at learning
+    rate ``lrate`` if given). Returns (terms, gradient norm, whether the update was applied).
+
+    The check costs one device synchronisation per step. Benchmarks time this same function, so that
+    they measure the step users run (bench/derivatives.py).
+    """
+    terms = loss_terms()
+    optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    norm = _gradient_norm(params)
+    if not bool(torch.isfinite(terms["total"].detach() + norm.to(terms["total"].device))):
+        return terms, norm, False
+    if clip_grad_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(params, clip_grad_norm, norm)
+    if lrate is not None:
+        for group in optimizer.param_groups:
+            group["lr"] = lrate
+    optimizer.step()
+    return terms, norm, True
+
+
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process so far, MB (ru_maxrss is KB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -325,11 +350,9 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
                 continue
             advanced = True
         else:
-            terms = task.loss(model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            norm = _gradient_norm(params)
-            if not bool(torch.isfinite(terms["total"].detach() + norm.to(terms["total"].device))):
+            terms, norm, applied = take_step(optimizer, params, lambda: task.loss(model, batch), cfg.clip_grad_norm,
+                                             cfg.lrate_at(step) if cfg.lrate_decay_steps else None)
+            if not applied:
                 what = (f"step {step + 1}" + (f" (epoch {epoch + 1})" if unit == "epoch" else "")
                         + f": loss {float(terms['total'].detach()):.4g}, gradient norm {float(norm):.4g}")
                 if cfg.nan_policy == "stop":
@@ -342,12 +365,6 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
                          f"max_skipped_steps = {cfg.max_skipped_steps}); the run cannot go on")
                 continue
             consecutive_bad = 0
-            if cfg.clip_grad_norm > 0:
-                torch.nn.utils.clip_grads_with_norm_(params, cfg.clip_grad_norm, norm)
-            if cfg.lrate_decay_steps:
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lrate_at(step)
-            optimizer.step()
             step += 1
             pending.append((step, {k: v.detach() for k, v in terms.items()}))
             advanced = unit == "step"
