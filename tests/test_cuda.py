@@ -1,0 +1,82 @@
+"""CUDA: the engines against the reference loop, a short fit, and a CUDA run's checkpoint on the CPU.
+
+Marked ``cuda``: they skip with a reason where torch sees no GPU (CI); run them on a GPU machine with
+``python -m pytest -m cuda``.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from sobolev_inr.checkpoints import latest_checkpoint, load_checkpoint, load_model
+from sobolev_inr.derivatives import (reference_jacobian, reference_tangents, value_and_derivatives,
+                                     value_and_tangents)
+from sobolev_inr.models import MLP
+from task_entry import load_task_main
+
+pytestmark = pytest.mark.cuda
+CUDA = torch.device("cuda")
+
+
+def _relative(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("activation, encoding", [("sine", "none"), ("relu", "positional"), ("tanh", "fourier")])
+@pytest.mark.parametrize("engine", ["fused", "autograd"])
+@pytest.mark.parametrize("mode", ["forward", "reverse"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_engines_equal_the_reference_on_cuda(activation, encoding, engine, mode, channels):
+    torch.manual_seed(0)
+    model = MLP(2, channels, [activation] * 3, hidden_features=64, encoding=encoding, num_frequencies=4,
+                fourier_num_features=16, fourier_scale=2.0).to(CUDA)
+    x = torch.rand(4096, 2, device=CUDA) * 2 - 1
+    scale = torch.tensor([2 / 511, 2 / 511], device=CUDA)
+    ref = reference_jacobian(model, x)
+    out = value_and_derivatives(model, x, scale=scale, mode=mode, engine=engine)
+    assert _relative(out.value, ref.value) < 1e-5
+    assert _relative(out.jacobian, ref.jacobian * scale) < 1e-5
+    # weight gradients of a loss on the Jacobian, against the reference's
+    target = torch.randn_like(out.jacobian)
+    grads = torch.autograd.grad(((out.jacobian - target) ** 2).sum(), list(model.parameters()))
+    ref = reference_jacobian(model, x, create_graph=True)
+    ref_grads = torch.autograd.grad(((ref.jacobian * scale - target) ** 2).sum(), list(model.parameters()))
+    for g, r in zip(grads, ref_grads):
+        assert _relative(g, r) < 1e-4
+
+
+def test_tangents_of_nerf_points_on_cuda():
+    torch.manual_seed(0)
+    model = MLP(3, 4, ["relu"] * 4, hidden_features=64, encoding="positional", num_frequencies=10,
+                pe_pi_factor=False).to(CUDA)
+    x = torch.rand(512, 32, 3, device=CUDA) * 2 - 1
+    tangents = torch.randn(2, 512, 32, 3, device=CUDA) * 1e-3
+    value, out = value_and_tangents(model, x, tangents)
+    ref_value, ref_out = reference_tangents(model, x, tangents)
+    assert _relative(value, ref_value) < 1e-5 and _relative(out, ref_out) < 1e-5
+
+
+def test_short_fit_on_cuda_and_its_checkpoint_on_the_cpu(tiny_rgb_png, tmp_path):
+    main = load_task_main("image_regression")
+    common = ["--filename", str(tiny_rgb_png), "--hidden_features", "32", "--logging_root", str(tmp_path),
+              "--no_progress", "--epochs_til_ckpt", "50"]
+    metrics = main.main(common + ["--exp_name", "gpu", "--device", "cuda", "--num_epochs", "100", "--lrate", "1e-3"])
+    assert metrics["device"].startswith("cuda") and metrics["peak_memory_kind"] == "cuda_max_allocated"
+    assert metrics["peak_memory_mb"] > 0 and metrics["time_per_1k_steps_s"] > 0
+    assert metrics["psnr_full"] > 20, metrics
+    ckpt = latest_checkpoint(tmp_path / "gpu" / "checkpoints")
+    state = load_checkpoint(ckpt)  # map_location cpu by default
+    assert all(t.device.type == "cpu" for t in state["model"].values())
+    cpu_model = load_model(ckpt)
+    gpu_model = load_model(ckpt, map_location="cuda")
+    x = torch.rand(1000, 2) * 2 - 1
+    with torch.no_grad():
+        assert _relative(cpu_model(x), gpu_model(x.to(CUDA)).cpu()) < 1e-5
+    # The run continues on the CPU (the device does not make another run).
+    resumed = main.main(common + ["--exp_name", "gpu", "--device", "cpu", "--num_epochs", "120", "--lrate", "1e-3",
+                                  "--resume"])
+    assert resumed["device"] == "cpu" and resumed["steps"] == 120
+    saved = json.loads((tmp_path / "gpu" / "metrics.json").read_text())
+    assert saved["steps"] == 120
