@@ -1,8 +1,9 @@
 """Cost of derivative supervision: one training step per method, against the value-only step.
 
 For each case (an RGB image at the Baby protocol size, a gray image at the Bird gray protocol size,
-audio at Bach's training size; a NeRF case is a placeholder), times one full training step (loss,
-backward, Adam) of:
+audio at Bach's training size; NeRF steps at the original's shape and at fern_small's, ``nerf-*``, where ``reference`` is the
+original's three ``autograd.grad`` calls through the renderer and the modes are forward only),
+times one full training step as ``fit()`` takes it (loss, backward, gradient check, Adam) of:
 
 * ``val``: value supervision only (the baseline every ratio refers to);
 * ``reference``: the published code's per-channel loop of ``torch.autograd.grad(create_graph=True)``;
@@ -18,15 +19,16 @@ backward, Adam) of:
 
 Before timing anything it checks every method's Jacobian against the reference loop (float32,
 relative error = max |ours - ref| / max |ref| <= 1e-5) and stops if one differs. Each method steps in
-its own worker process (its memory allocator then settles as in a training run), the rounds are
-interleaved (one step of every method per round, so that load from other jobs on the machine falls
-on all of them alike), and the median over rounds is reported. Peak memory of a step: on CPU, each (case, method) runs in its own subprocess
+its own worker process (its memory allocator then settles as in a training run); in each round every
+method takes a block of consecutive steps while the others wait (so that drifting load falls on all
+of them alike), and the median over all timed steps is reported. Peak memory of a step: on CPU, each (case, method) runs in its own subprocess
 (setup, one warm-up step, then peak RSS during one step minus the RSS before it; glibc is told to
 return freed blocks to the system, ``MALLOC_MMAP_THRESHOLD_``, so that RSS follows the live tensors);
 on CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the step.
 
     python bench/derivatives.py --cases rgb-siren rgb-relu-pe gray-siren gray-relu-pe   # images
-    python bench/derivatives.py --cases audio-siren nerf                              # audio
+    python bench/derivatives.py --cases audio-siren                                   # audio
+    python bench/derivatives.py --cases nerf-relu-cpu nerf-sine-cpu nerf-relu nerf-sine   # inverse rendering
     python bench/derivatives.py --cases rgb-siren --threads 1 --methods all --compile
 
 Prints a table and writes JSON to ``bench/results/derivatives_<device>_<threads>threads[_<cases>].json``
@@ -51,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -129,9 +132,100 @@ CASES: Dict[str, Case] = {
                          _gray, num_frequencies=nyquist_num_frequencies(72)),
     "audio-siren": Case("audio-siren", "audio, 61642 training samples (Bach / 5), SIREN 4x256", "sine", "none",
                         _audio),
-    "nerf": Case("nerf", "NeRF rays (placeholder: arrives with the inverse-rendering task)", "relu", "positional",
-                 None),
 }
+
+
+@dataclass
+class NerfCase:
+    """One training step of the inverse-rendering task: ``rays`` rays x ``samples`` samples through a
+    TinyNeRF of ``depth`` x ``width`` (nerf-pytorch's encoding, L = 10), NDC, views of ``size``."""
+
+    name: str
+    description: str
+    activation: str
+    depth: int
+    width: int
+    rays: int
+    samples: int
+    size: Tuple[int, int]
+
+
+NERF_CASES: Dict[str, NerfCase] = {
+    "nerf-relu": NerfCase("nerf-relu", "NeRF step at the original's shape: ReLU+PE 8x256, 1024 rays x 128 samples",
+                          "relu", 8, 256, 1024, 128, (756, 1008)),
+    "nerf-sine": NerfCase("nerf-sine", "NeRF step at the original's shape: SIREN+PE 8x256, 1024 rays x 128 samples",
+                          "sine", 8, 256, 1024, 128, (756, 1008)),
+    "nerf-relu-cpu": NerfCase("nerf-relu-cpu", "NeRF step at fern_small's shape: ReLU+PE 4x128, 1024 rays x 48 samples",
+                              "relu", 4, 128, 1024, 48, (378, 504)),
+    "nerf-sine-cpu": NerfCase("nerf-sine-cpu", "NeRF step at fern_small's shape: SIREN+PE 4x128, 1024 rays x 48 samples",
+                              "sine", 4, 128, 1024, 48, (378, 504)),
+}
+NERF_METHODS = ("val", "reference", "forward", "forward-recompute", "forward-autograd")
+
+
+def build_nerf(case: NerfCase, device: torch.device, method: str = "forward", seed: int = 0):
+    """(model, task, batch) for one NeRF step: two random views (one trained on) of a forward-facing camera
+    pair, the task's own rays (stride 4) and its loss; the batch is the first ``case.rays`` of a fixed order."""
+    from sobolev_inr.data.scenes import LLFFScene
+    from sobolev_inr.models.nerf import tiny_nerf
+    from sobolev_inr.tasks.inverse_rendering import InverseRendering, RenderOptions
+
+    h, w = case.size
+    gen = torch.Generator().manual_seed(seed)
+    images = F.avg_pool2d(torch.rand(2, 3, h + 6, w + 6, generator=gen), 7, stride=1).permute(0, 2, 3, 1).numpy()
+    poses = np.tile(np.eye(3, 4, dtype=np.float32), (2, 1, 1))
+    poses[1, 0, 3] = 0.1
+    scene = LLFFScene(images=images, poses=poses, bounds=np.array([[1.33, 20.0]] * 2, np.float32), height=h, width=w,
+                      focal=0.8 * w, render_poses=poses, image_paths=[], factor=1, scale=1.0, center_view=0,
+                      source_hwf=(h, w, 0.8 * w), datadir=Path("(random views)"))
+    mode, _, variant = method.partition("-")
+    task = InverseRendering(scene, [0], [1], stride=4, batch_size=case.rays, render=RenderOptions(num_samples=case.samples),
+                            supervision="val" if method == "val" else "val_der", device=device,
+                            der_engine="autograd" if variant == "autograd" else "auto",
+                            der_recompute=variant == "recompute", eval_rays=0)
+    torch.manual_seed(seed)
+    model = tiny_nerf([case.activation] * case.depth, case.width).to(device)
+    index = torch.randperm(len(task.rays), generator=gen)[:case.rays].to(device)
+    return model, task, (index, seed)
+
+
+def make_nerf_step(method: str, model, task, batch):
+    """One training step through ``training.take_step``: the task's loss (``reference``: the original's
+    three autograd.grad calls, :meth:`~sobolev_inr.tasks.inverse_rendering.InverseRendering.loss_by_autograd`)."""
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=5e-4)
+    loss = task.loss_by_autograd if method == "reference" else task.loss
+
+    def step():
+        terms, _, applied = take_step(optimizer, params, lambda: loss(model, batch))
+        assert applied, f"{method}: non-finite loss"
+        return terms["total"]
+
+    return step
+
+
+def check_nerf(case: NerfCase, methods: List[str], device: torch.device) -> Dict[str, float]:
+    """Relative error of each method's d rgb / d pixel against the original's autograd way; exits if > tolerance."""
+    errors = {}
+    for method in methods:
+        if method in ("val", "reference"):
+            continue
+        model, task, batch = build_nerf(case, device, method)
+        _, ref = task.jacobian_by_autograd(model, batch)
+        ours = task.render_batch(model, batch[0], batch[1], with_tangents=True).rgb_tangents.permute(1, 2, 0)
+        errors[method] = ((ours - ref).abs().max() / ref.abs().max()).item()
+        if not errors[method] <= TOLERANCE:
+            raise SystemExit(f"{case.name}/{method}: d rgb / d pixel relative error {errors[method]:.2e} exceeds "
+                             f"{TOLERANCE:.0e} against the original's autograd way; not timing anything")
+    return errors
+
+
+def setup_step(case_name: str, method: str, device: torch.device):
+    """The timed step of (case, method) on ``device``."""
+    if case_name in NERF_CASES:
+        return make_nerf_step(method, *build_nerf(NERF_CASES[case_name], device, method))
+    model, x, y, target, scale = build(CASES[case_name], device)
+    return make_step(method, model, x, y, target, scale)
 
 
 # ---------------------------------------------------------------------------------------- methods
@@ -262,8 +356,7 @@ def _worker(conn, case_name: str, method: str, device: str, threads: Optional[in
         if threads:
             torch.set_num_threads(threads)
         dev = torch.device(device)
-        model, x, y, target, scale = build(CASES[case_name], dev)
-        step = make_step(method, model, x, y, target, scale)
+        step = setup_step(case_name, method, dev)
         for _ in range(warmup + (2 if method.endswith("-compiled") else 0)):
             step()
         _sync(dev)
@@ -333,9 +426,7 @@ def _rss_mb() -> Tuple[float, float]:
 
 def memory_probe(case_name: str, method: str, device: torch.device) -> Dict[str, float]:
     """Peak memory of one step above the memory held before it (after setup and one warm-up step)."""
-    case = CASES[case_name]
-    model, x, y, target, scale = build(case, device)
-    step = make_step(method, model, x, y, target, scale)
+    step = setup_step(case_name, method, device)
     step()
     gc.collect()
     if device.type == "cuda":
@@ -389,11 +480,10 @@ def run_device(args, device: torch.device) -> List[dict]:
     methods = methods_for(args)
     results = []
     for name in args.cases:
-        case = CASES[name]
-        if case.build is None:
-            print(f"\n{name}: {case.description}: not measured yet", flush=True)
-            results.append({"case": name, "description": case.description, "placeholder": True})
+        if name in NERF_CASES:
+            results.append(run_nerf_case(args, NERF_CASES[name], device))
             continue
+        case = CASES[name]
         model, x, y, _, _ = build(case, torch.device("cpu"))
         d, c, n = x.shape[1], y.shape[1], x.shape[0]
         auto = choose_mode(d, c)
@@ -404,20 +494,35 @@ def run_device(args, device: torch.device) -> List[dict]:
               flush=True)
         times = time_methods(case, methods, device, args.repeats, args.warmup, args.threads, args.block)
         memory = measure_memory(case, methods, device, args.threads) if not args.no_memory else {m: None for m in methods}
-        med = {m: statistics.median(t) for m, t in times.items()}
-        rows = {}
-        for m in methods:
-            rows[m] = {
-                "seconds": med[m], "seconds_all": times[m], "ratio_to_val": med[m] / med["val"],
-                "speedup_vs_reference": (med["reference"] / med[m]) if "reference" in med else None,
-                "peak_mb": memory.get(m),
-                "memory_ratio_to_val": (memory[m] / memory["val"]) if memory.get(m) and memory.get("val") else None,
-                "jacobian_rel_err": errors.get(m), "auto": m.split("-")[0] == auto,
-            }
+        rows = summarise(methods, times, memory, errors, auto)
         print_table(rows)
         results.append({"case": name, "description": case.description, "N": n, "D": d, "C": c, "auto_mode": auto,
                         "activation": case.activation, "encoding": case.encoding, "methods": rows})
     return results
+
+
+def run_nerf_case(args, case: NerfCase, device: torch.device) -> dict:
+    methods = [m for m in methods_for(args) if m in NERF_METHODS]
+    print(f"\n{case.name}: {case.description}; D = 2 pixel coordinates, C = 3 colours; device {device}", flush=True)
+    errors = check_nerf(case, methods, device)
+    print("  d rgb / d pixel match the original's autograd way: " + ", ".join(f"{m} {e:.1e}" for m, e in errors.items()),
+          flush=True)
+    times = time_methods(case, methods, device, args.repeats, args.warmup, args.threads, args.block)
+    memory = measure_memory(case, methods, device, args.threads) if not args.no_memory else {m: None for m in methods}
+    rows = summarise(methods, times, memory, errors, auto="forward")
+    print_table(rows)
+    return {"case": case.name, "description": case.description, "rays": case.rays, "samples": case.samples,
+            "depth": case.depth, "width": case.width, "activation": case.activation, "methods": rows}
+
+
+def summarise(methods, times, memory, errors, auto: str) -> Dict[str, dict]:
+    """One row per method: median seconds per step and its ratios to val and to the reference, peak memory."""
+    med = {m: statistics.median(t) for m, t in times.items()}
+    return {m: {"seconds": med[m], "seconds_all": times[m], "ratio_to_val": med[m] / med["val"],
+                "speedup_vs_reference": (med["reference"] / med[m]) if "reference" in med else None,
+                "peak_mb": memory.get(m),
+                "memory_ratio_to_val": (memory[m] / memory["val"]) if memory.get(m) and memory.get("val") else None,
+                "jacobian_rel_err": errors.get(m), "auto": m.split("-")[0] == auto} for m in methods}
 
 
 def print_table(rows: Dict[str, dict]) -> None:
@@ -434,7 +539,8 @@ def print_table(rows: Dict[str, dict]) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES) + list(NERF_CASES),
+                   help=f"default: the image and audio cases; NeRF cases: {', '.join(NERF_CASES)}")
     p.add_argument("--methods", nargs="+", default=None,
                    help=f"subset of {BASE_METHODS + EXTRA_METHODS} ('all' adds {EXTRA_METHODS}); val is always run")
     p.add_argument("--compile", action="store_true", help=f"also time {COMPILED_METHODS} (slow to compile on CPU)")

@@ -227,11 +227,13 @@ def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUP
                        help="pixel: derivatives per sample step (the paper's lambda_der); coord: per network-input unit")
 
 
-def add_engine_options(p: ArgumentParser) -> None:
-    """How exact input-derivatives are computed; none of these changes what a run computes."""
+def add_engine_options(p: ArgumentParser, modes: bool = True) -> None:
+    """How exact input-derivatives are computed; none of these changes what a run computes. ``modes``:
+    offer ``der_mode`` (a task whose derivatives are forward-mode tangents by nature has no choice)."""
     g = p.add_argument_group("derivative engine")
-    g.add_argument("--der_mode", type=str, default="auto", choices=DER_MODE_NAMES,
-                   help="forward or reverse mode; auto = forward when inputs <= outputs")
+    if modes:
+        g.add_argument("--der_mode", type=str, default="auto", choices=DER_MODE_NAMES,
+                       help="forward or reverse mode; auto = forward when inputs <= outputs")
     g.add_argument("--der_engine", type=str, default="auto", choices=ENGINE_NAMES,
                    help="fused: hand-written passes for an MLP (auto's choice without Laplacian); autograd: "
                         "plain autograd, e.g. to cross-check the fused engine (lapl always uses autograd)")

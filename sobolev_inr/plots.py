@@ -63,6 +63,36 @@ def save_heatmaps(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle: st
     fig.savefig(path, dpi=110)
 
 
+def save_view_grid(path: Path, rows: Sequence[Sequence[Tuple[str, Tensor]]], suptitle: str = "",
+                   shared_scale: bool = False, cmap: str = "magma") -> None:
+    """A grid of panels, one row per view: images (H, W, 3) in [0, 1] as they are, maps (H, W) with a
+    colour map (one colour scale for all maps when ``shared_scale``, else each its own, 0 to the
+    99.5th percentile)."""
+    maps = [p.detach().float().cpu().numpy() for row in rows for _, p in row if p.dim() == 2]
+    vmax = max(float(np.percentile(m, 99.5)) for m in maps) if shared_scale and maps else None
+    first = rows[0][0][1]
+    aspect = first.shape[1] / first.shape[0]
+    cols = max(len(row) for row in rows)
+    fig, axes = figure(len(rows), cols, (3.2 * aspect * cols + 0.4, 3.2 * len(rows) + 0.6))
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, row in enumerate(rows):
+        for c, (title, panel) in enumerate(row):
+            array = panel.detach().float().cpu().numpy()
+            ax = axes[r, c]
+            if array.ndim == 3:
+                ax.imshow(np.clip(array, 0, 1), interpolation="nearest")
+            else:
+                top = vmax if vmax is not None else float(np.percentile(array, 99.5))
+                im = ax.imshow(array, cmap=cmap, vmin=0, vmax=top or None, interpolation="nearest")
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            ax.set_title(title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
 def save_training_curves(scalars_csv: Path, path: Path, title: str = "") -> None:
     """Loss terms (log scale) and PSNR (train and held-out) against the step, from scalars.csv."""
     series = read_scalars(scalars_csv)

@@ -1,13 +1,18 @@
-"""Imports an Experiments/<task>/main.py as a module, so tests can call its main(argv) in-process."""
+"""Imports an Experiments/<task>/<script>.py entry point as a module, so tests can call its main(argv) in-process."""
 import importlib.util
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def load_task_main(task: str):
-    path = REPO / "Experiments" / task / "main.py"
-    spec = importlib.util.spec_from_file_location(f"{task}_main", path)
+def load_task_main(task: str, script: str = "main"):
+    path = REPO / "Experiments" / task / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(f"{task}_{script}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved  # the entry scripts put their folders on sys.path for their own imports
     return module

@@ -1,0 +1,565 @@
+"""Inverse rendering (Sobolev-INR paper, supplement 1.2 and 4.2): NeRF on a forward-facing scene with
+derivative supervision, as the original ``Experiments/inverse_rendering`` trained it.
+
+Protocol (the original's, see ../shared/PROTOCOLS.md): every ``llffhold``-th view held out; training
+rays at every ``factor``-th pixel (stride, from 0) of each training view, shuffled, ``N_rand`` per step,
+reshuffled each epoch; derivative targets kornia's normalised Sobel (or ``diff``) of each training view
+at the loaded resolution, before the stride, per pixel step, x to the right and y down; the network's
+derivative is that of each rendered pixel colour with respect to its own pixel coordinates, carried in
+forward mode through rays, NDC, samples, network and compositing (:mod:`sobolev_inr.rendering`);
+``val_der`` loss = MSE + lambda_der x mean over rays of the squared error summed over (r_x, r_y, g_x,
+g_y, b_x, b_y). Test views are rendered whole and scored as the original ``eval.py`` scores them: the
+render saved as an 8-bit PNG, read back, PSNR (peak 1) and kornia SSIM (window 11) per view against
+the ground-truth image, paired by view index, then averaged.
+
+Randomness: each step's stratified offsets and density noise come from a device generator seeded by a
+number drawn from the training generator, so a resumed run draws the same numbers.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..data.scenes import LLFFScene
+from ..derivatives import value_and_tangents
+from ..errors import DataError
+from ..losses import sobolev_loss
+from ..metrics import derivative_psnr, psnr, ssim
+from ..rendering import NDCSpace, RenderedImage, image_rays, pixel_rays, render_image, render_rays
+from ..targets import image_gradient
+
+RENDER_NAME = re.compile(r"^(\d{3,})\.png$")
+"""Test renders are ``<testset dir>/NNN.png``, NNN the view index (``000.png``, ``008.png``, ...)."""
+
+
+@dataclass
+class RenderOptions:
+    """How rays are rendered: samples per ray, stratification and density noise in training, NDC or
+    world depths ``near``..``far``, sampling linear in disparity, white background."""
+
+    num_samples: int = 128
+    perturb: bool = True
+    raw_noise_std: float = 1.0
+    ndc: bool = True
+    near: float = 0.0
+    far: float = 1.0
+    lindisp: bool = False
+    white_background: bool = False
+    chunk: int = 32768
+    """Rays per chunk when rendering whole views (memory, not results)."""
+    netchunk: int = 65536
+    """Points per network call when rendering without a graph (memory, not results)."""
+
+
+@dataclass
+class TrainingRays:
+    """The training rays of a scene: pixels (N, 2) = (x, y) in pixel units; views (N,) the view of
+    each; rgb (N, 3) in [0, 1]; gradient (N, 3, 2) the Sobel targets per pixel step, (d/dx, d/dy) per
+    channel, i.e. (r_x, r_y, g_x, g_y, b_x, b_y) when flattened."""
+
+    pixels: Tensor
+    views: Tensor
+    rgb: Tensor
+    gradient: Tensor
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+    def to(self, device: torch.device) -> "TrainingRays":
+        return TrainingRays(*(t.to(device) for t in (self.pixels, self.views, self.rgb, self.gradient)))
+
+
+def view_gradient(image: np.ndarray, operator: str) -> Tensor:
+    """Sobel (or diff) derivatives of a view ``(H, W, 3)`` in [0, 1]: (H, W, 3, 2) per pixel step."""
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    return image_gradient(chw, operator).permute(2, 3, 0, 1)  # (C, 2, H, W) -> (H, W, C, 2)
+
+
+def training_rays(scene: LLFFScene, views: Sequence[int], stride: int, der_operator: str) -> TrainingRays:
+    """Every ``stride``-th pixel (from 0, in both directions) of each view in ``views``, with its colour
+    and the derivative targets computed on the whole view at the loaded resolution (so that they carry
+    information from the pixels the value loss never sees)."""
+    h, w = scene.height, scene.width
+    rows, cols = np.arange(0, h, stride), np.arange(0, w, stride)
+    grid_y, grid_x = np.meshgrid(rows, cols, indexing="ij")
+    pixels = torch.from_numpy(np.stack((grid_x.ravel(), grid_y.ravel()), -1).astype(np.float32))
+    parts = {"pixels": [], "views": [], "rgb": [], "gradient": []}
+    for view in views:
+        image = scene.images[view]
+        parts["pixels"].append(pixels)
+        parts["views"].append(torch.full((len(pixels),), int(view), dtype=torch.long))
+        parts["rgb"].append(torch.from_numpy(image[::stride, ::stride].reshape(-1, 3).copy()).float())
+        parts["gradient"].append(view_gradient(image, der_operator)[::stride, ::stride].reshape(-1, 3, 2))
+    return TrainingRays(**{k: torch.cat(v) for k, v in parts.items()})
+
+
+def network_field(model: nn.Module, engine: str = "auto", recompute_tangents: bool = False, netchunk: int = 65536):
+    """The renderer's field: points (P, 3) and tangents (T, P, 3) or None -> raw (P, 4) and raw tangents.
+
+    Tangents through :func:`~sobolev_inr.derivatives.value_and_tangents` (the fused engine for an MLP).
+    Without a graph (rendering test views) the points go through the network ``netchunk`` at a time.
+    """
+    def field(points: Tensor, tangents: Optional[Tensor]):
+        pieces = [slice(None)] if torch.is_grad_enabled() else [
+            slice(s, s + netchunk) for s in range(0, points.shape[0], netchunk)]
+        if tangents is None:
+            return torch.cat([model(points[p]) for p in pieces]), None
+        parts = [value_and_tangents(model, points[p], tangents[:, p], engine=engine,
+                                    recompute_tangents=recompute_tangents) for p in pieces]
+        return torch.cat([v for v, _ in parts]), torch.cat([t for _, t in parts], dim=1)
+
+    return field
+
+
+@dataclass
+class ViewScores:
+    """Scores of rendered test views against their ground truth, paired by view index."""
+
+    views: List[int]
+    psnr: List[float]
+    ssim: List[float]
+    height: int
+    width: int
+
+    @property
+    def mean_psnr(self) -> float:
+        return float(np.mean(self.psnr))
+
+    @property
+    def mean_ssim(self) -> float:
+        return float(np.mean(self.ssim))
+
+    def score_txt(self) -> str:
+        """The original eval.py's ``score.txt``: ``NNN.png PSNR: x, SSIM: y`` per view, then the means
+        (4 decimals, rounded half up); NNN is the view index."""
+        four = lambda x: Decimal(str(x)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)  # noqa: E731
+        lines = [f"{v:03d}.png PSNR: {four(p)}, SSIM: {four(s)}" for v, p, s in zip(self.views, self.psnr, self.ssim)]
+        lines.append(f"Mean PSNR: {four(self.mean_psnr)}, Mean SSIM: {four(self.mean_ssim)}")
+        return "\n".join(lines) + "\n"
+
+    def metrics(self, suffix: str = "") -> Dict[str, Any]:
+        """``psnr_heldout``, ``ssim_heldout`` (means) and the per-view lists, the key names every task uses."""
+        return {f"psnr_heldout{suffix}": self.mean_psnr, f"ssim_heldout{suffix}": self.mean_ssim,
+                f"psnr_heldout_per_view{suffix}": self.psnr, f"ssim_heldout_per_view{suffix}": self.ssim,
+                f"heldout_views{suffix}": self.views, f"heldout_size{suffix}": [self.height, self.width]}
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """(H, W, 3) in [0, 1] -> uint8, as the original saved renders (``255 * clip(x, 0, 1)``, truncated)."""
+    return (255.0 * image.detach().clamp(0, 1).cpu().numpy()).astype(np.uint8)
+
+
+def find_renders(testset_dir: Path) -> Dict[int, Path]:
+    """``{view index: NNN.png}`` in a testset folder (other files, e.g. depth maps, are ignored)."""
+    found = {}
+    for path in Path(testset_dir).iterdir():
+        match = RENDER_NAME.match(path.name)
+        if match:
+            found[int(match.group(1))] = path
+    return found
+
+
+def score_renders(testset_dir: Path, truth: Mapping[int, np.ndarray]) -> ViewScores:
+    """Scores the renders ``NNN.png`` in ``testset_dir`` against ``truth`` ({view index: (H, W, 3) in
+    [0, 1]}), paired by view index. DataError when the views or the sizes do not match."""
+    from PIL import Image
+
+    renders = find_renders(testset_dir)
+    if sorted(renders) != sorted(truth):
+        raise DataError(f"{testset_dir} holds renders of views {sorted(renders)}, the test views are "
+                        f"{sorted(truth)}; render them again (eval.py --rerender) or check llffhold")
+    views, psnrs, ssims = [], [], []
+    for view in sorted(truth):
+        with Image.open(renders[view]) as f:
+            pred = np.asarray(f.convert("RGB"), dtype=np.float32) / 255.0
+        target = np.asarray(truth[view], dtype=np.float32)
+        if pred.shape != target.shape:
+            raise DataError(f"{renders[view]} is {pred.shape[1]}x{pred.shape[0]}, its ground truth "
+                            f"{target.shape[1]}x{target.shape[0]}: renders and images of another resolution")
+        p, t = torch.from_numpy(pred).permute(2, 0, 1), torch.from_numpy(target).permute(2, 0, 1)
+        views.append(view)
+        psnrs.append(psnr(p, t))
+        ssims.append(ssim(p, t))
+    h, w = next(iter(truth.values())).shape[:2]
+    return ViewScores(views, psnrs, ssims, h, w)
+
+
+def testset_dirs(run_dir: Path) -> Dict[int, Path]:
+    """``{step: testset_<step>/}`` of a run (renders at the training resolution), by step."""
+    found = {}
+    for path in Path(run_dir).glob("testset_*"):
+        match = re.fullmatch(r"testset_(\d+)", path.name)
+        if match and path.is_dir():
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+class InverseRendering:
+    """Training rays and their loss, held-out evaluation, test renders and figures of one scene.
+
+    ``scene``: the loaded views (:func:`~sobolev_inr.data.scenes.load_llff`); ``train_ids``/``test_ids``
+    the split; ``stride`` the training pixel stride (the original train.py's ``factor``); ``batch_size``
+    rays per step (``N_rand``); ``render``: :class:`RenderOptions`. Derivative supervision needs only
+    forward-mode tangents (D = 2 pixel coordinates), whatever ``supervision``.
+    """
+
+    psnr_peak = 1.0  # colours in [0, 1]
+
+    def __init__(self, scene: LLFFScene, train_ids: Sequence[int], test_ids: Sequence[int], stride: int = 4,
+                 batch_size: int = 1024, render: RenderOptions = RenderOptions(), supervision: str = "val_der",
+                 lambda_der: float = 1.0, der_operator: str = "sobel", device: torch.device = torch.device("cpu"),
+                 der_engine: str = "auto", der_recompute: bool = False, show_der_loss: bool = False,
+                 eval_rays: int = 4096):
+        self.scene, self.device, self.render_options = scene, device, render
+        self.train_ids, self.test_ids = [int(v) for v in train_ids], [int(v) for v in test_ids]
+        self.stride, self.batch_size = stride, batch_size
+        self.supervision, self.lambda_der, self.der_operator = supervision, lambda_der, der_operator
+        self.der_engine, self.der_recompute, self.show_der_loss = der_engine, der_recompute, show_der_loss
+        self.rays = training_rays(scene, self.train_ids, stride, der_operator).to(device)
+        self.poses = torch.from_numpy(scene.poses).float().to(device)
+        self.height, self.width, self.focal = scene.height, scene.width, float(scene.focal)
+        self.ndc = NDCSpace(self.height, self.width, self.focal, 1.0) if render.ndc else None
+        self.eval_set = self._eval_rays(eval_rays)
+        self._render_cache: Tuple[tuple, Dict[int, RenderedImage]] = ((), {})
+        self._gradient_cache: Tuple[tuple, Dict[int, Tensor]] = ((), {})
+
+    # ------------------------------------------------------------------------------------ training
+    @property
+    def needs_tangents(self) -> bool:
+        return self.supervision != "val" or self.show_der_loss
+
+    def train_batches(self, generator: torch.Generator) -> Iterator[Tuple[Tensor, int]]:
+        """One epoch: the training rays shuffled, ``batch_size`` at a time (the last batch may be short),
+        each with the seed of its stratified offsets and density noise."""
+        order = torch.randperm(len(self.rays), generator=generator)
+        for index in order.split(self.batch_size):
+            seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+            yield index.to(self.device), seed
+
+    def render_batch(self, model: nn.Module, index: Tensor, seed: Optional[int], with_tangents: bool,
+                     training: bool = True):
+        """Renders training rays ``index``; with tangents, rgb_tangents (2, R, 3) per pixel step."""
+        r = self.render_options
+        rays = pixel_rays(self.rays.pixels[index], self.poses[self.rays.views[index]], self.focal, self.height,
+                          self.width, with_tangents=with_tangents)
+        generator = None
+        if training and (r.perturb or r.raw_noise_std > 0):
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+        return render_rays(network_field(model, self.der_engine, self.der_recompute, r.netchunk), rays, r.num_samples,
+                           r.near, r.far, ndc=self.ndc, perturb=training and r.perturb,
+                           raw_noise_std=r.raw_noise_std if training else 0.0, lindisp=r.lindisp,
+                           white_background=r.white_background, with_tangents=with_tangents, generator=generator)
+
+    def loss(self, model: nn.Module, batch: Tuple[Tensor, int]) -> Dict[str, Tensor]:
+        index, seed = batch
+        out = self.render_batch(model, index, seed, with_tangents=self.needs_tangents)
+        target = self.rays.rgb[index]
+        if self.supervision == "val":
+            terms = sobolev_loss("val", out.rgb, target)
+            if self.show_der_loss:  # logged, not optimised
+                err = (out.rgb_tangents.permute(1, 2, 0) - self.rays.gradient[index]) ** 2
+                terms["derivative"] = err.reshape(err.shape[0], -1).sum(1).mean().detach()
+            return terms
+        jacobian = out.rgb_tangents.permute(1, 2, 0)  # (2, R, 3) -> (R, 3, 2): (r_x, r_y, g_x, ...)
+        return sobolev_loss(self.supervision, out.rgb, target, jacobian, self.rays.gradient[index], self.lambda_der)
+
+    def loss_by_autograd(self, model: nn.Module, batch: Tuple[Tensor, int]) -> Dict[str, Tensor]:
+        """The published code's way to the same loss (:meth:`jacobian_by_autograd`), kept as the
+        independent reference that tests and ``bench/derivatives.py`` compare :meth:`loss` with."""
+        index, _ = batch
+        rgb, jacobian = self.jacobian_by_autograd(model, batch)
+        return sobolev_loss(self.supervision, rgb, self.rays.rgb[index], jacobian, self.rays.gradient[index],
+                            self.lambda_der)
+
+    def jacobian_by_autograd(self, model: nn.Module, batch: Tuple[Tensor, int]) -> Tuple[Tensor, Tensor]:
+        """(rgb (R, 3), d rgb / d pixel (R, 3, 2)) of training rays the published code's way: the pixel
+        coordinates as an autograd leaf, the colour rendered through plain autograd, and one
+        ``autograd.grad(create_graph=True)`` per colour channel (same rays, same random draws as :meth:`loss`)."""
+        index, seed = batch
+        r = self.render_options
+        pixels = self.rays.pixels[index].clone().requires_grad_(True)
+        rays = pixel_rays(pixels, self.poses[self.rays.views[index]], self.focal, self.height, self.width,
+                          with_tangents=False)
+        generator = torch.Generator(device=self.device).manual_seed(seed) if r.perturb or r.raw_noise_std > 0 else None
+        out = render_rays(lambda p, t: (model(p), None), rays, r.num_samples, r.near, r.far, ndc=self.ndc,
+                          perturb=r.perturb, raw_noise_std=r.raw_noise_std, lindisp=r.lindisp,
+                          white_background=r.white_background, generator=generator)
+        columns = [torch.autograd.grad(out.rgb[:, c].sum(), pixels, create_graph=True)[0] for c in range(3)]
+        return out.rgb, torch.stack(columns, dim=1)  # (R, 3, 2): (r_x, r_y), (g_x, g_y), (b_x, b_y)
+
+    # ---------------------------------------------------------------------------------- evaluation
+    def _eval_rays(self, count: int) -> Optional[TrainingRays]:
+        """A fixed random set of held-out pixels (of the test views), for the held-out PSNR curve."""
+        if count <= 0 or not self.test_ids:
+            return None
+        gen = torch.Generator().manual_seed(0)
+        h, w = self.height, self.width
+        views = torch.tensor(self.test_ids)[torch.randint(len(self.test_ids), (count,), generator=gen)]
+        flat = torch.randint(h * w, (count,), generator=gen)
+        pixels = torch.stack(((flat % w).float(), (flat // w).float()), -1)
+        images = torch.from_numpy(self.scene.images)
+        rgb = images[views, flat // w, flat % w].float()
+        return TrainingRays(pixels, views, rgb, torch.zeros(count, 3, 2)).to(self.device)
+
+    def evaluate(self, model: nn.Module) -> Dict[str, float]:
+        """PSNR on a fixed random set of held-out pixels (test rendering: no stratification, no noise)."""
+        if self.eval_set is None:
+            return {}
+        r = self.render_options
+        pred = []
+        for index in torch.arange(len(self.eval_set), device=self.device).split(r.chunk):
+            rays = pixel_rays(self.eval_set.pixels[index], self.poses[self.eval_set.views[index]], self.focal,
+                              self.height, self.width, with_tangents=False)
+            pred.append(render_rays(network_field(model, netchunk=r.netchunk), rays, r.num_samples, r.near, r.far,
+                                    ndc=self.ndc, perturb=False, raw_noise_std=0.0, lindisp=r.lindisp,
+                                    white_background=r.white_background).rgb)
+        return {"psnr_heldout_rays": psnr(torch.cat(pred), self.eval_set.rgb)}
+
+    def render_view(self, model: nn.Module, c2w: Tensor, render_factor: float = 1.0,
+                    align_pixels: bool = False) -> RenderedImage:
+        """A whole view from pose ``c2w (3, 4)`` at ``1 / render_factor`` the training resolution."""
+        r = self.render_options
+        return render_image(network_field(model, netchunk=r.netchunk), c2w.to(self.device), self.height, self.width,
+                            self.focal, r.num_samples, r.near, r.far, ndc=self.ndc, lindisp=r.lindisp,
+                            white_background=r.white_background, render_factor=render_factor,
+                            align_pixels=align_pixels, chunk=r.chunk)
+
+    def render_view_gradient(self, model: nn.Module, view: int) -> Tensor:
+        """The network's derivatives of a test view at the training resolution: (H, W, 3, 2) per pixel step;
+        once per state of the weights."""
+        key = (id(model), tuple(p._version for p in model.parameters()))
+        if self._gradient_cache[0] != key:
+            self._gradient_cache = (key, {})
+        if view not in self._gradient_cache[1]:
+            self._gradient_cache[1][view] = self._render_view_gradient(model, view)
+        return self._gradient_cache[1][view]
+
+    def _render_view_gradient(self, model: nn.Module, view: int) -> Tensor:
+        r = self.render_options
+        rays = image_rays(self.poses[view], self.focal, self.height, self.width, with_tangents=True)
+        with torch.no_grad():
+            out = render_rays(network_field(model, self.der_engine, netchunk=r.netchunk), rays, r.num_samples,
+                              r.near, r.far, ndc=self.ndc, perturb=False, raw_noise_std=0.0, lindisp=r.lindisp,
+                              white_background=r.white_background, with_tangents=True, chunk=max(r.chunk // 4, 1))
+        return out.rgb_tangents.permute(1, 2, 0).reshape(self.height, self.width, 3, 2).cpu()
+
+    def test_renders(self, model: nn.Module, render_factor: float = 1.0,
+                     align_pixels: bool = False) -> Dict[int, RenderedImage]:
+        """Every test view rendered (at the training resolution by default); once per state of the weights."""
+        key = (id(model), tuple(p._version for p in model.parameters()), render_factor, align_pixels)
+        if self._render_cache[0] != key:
+            was = model.training
+            model.eval()
+            renders = {v: self.render_view(model, self.poses[v], render_factor, align_pixels) for v in self.test_ids}
+            model.train(was)
+            self._render_cache = (key, renders)
+        return self._render_cache[1]
+
+    def write_testset(self, model: nn.Module, out_dir: Path, render_factor: float = 1.0,
+                      align_pixels: bool = False) -> Path:
+        """Renders the test views into ``out_dir``: ``NNN.png`` (the render, NNN the view index, what
+        eval.py scores) and ``NNN_disp.png`` (disparity, normalised per view); at ``1 / render_factor``
+        the training resolution (:meth:`render_view`)."""
+        from PIL import Image
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for view, rendered in self.test_renders(model, render_factor, align_pixels).items():
+            Image.fromarray(to_uint8(rendered.rgb)).save(out_dir / f"{view:03d}.png")
+            disp = rendered.disparity
+            disp = disp / disp.max().clamp(min=1e-12)
+            Image.fromarray((255 * disp.clamp(0, 1).cpu().numpy()).astype(np.uint8)).save(out_dir / f"{view:03d}_disp.png")
+        return out_dir
+
+    def write_video(self, model: nn.Module, out_dir: Path, name: str, render_factor: float = 1.0) -> List[Path]:
+        """The spiral path (``scene.render_poses``) as animated GIFs, ``<name>rgb.gif`` and ``<name>disp.gif``
+        (nerf-pytorch writes MP4; GIF needs no video encoder), at ``1 / render_factor`` the resolution."""
+        from PIL import Image
+
+        rgb, disp = [], []
+        for pose in self.scene.render_poses:
+            rendered = self.render_view(model, torch.from_numpy(np.asarray(pose, dtype=np.float32)), render_factor)
+            rgb.append(Image.fromarray(to_uint8(rendered.rgb)))
+            disp.append(rendered.disparity.cpu())
+        top = max(float(d.max()) for d in disp) or 1.0
+        disp = [Image.fromarray((255 * (d / top).clamp(0, 1).numpy()).astype(np.uint8)) for d in disp]
+        paths = [Path(out_dir) / f"{name}rgb.gif", Path(out_dir) / f"{name}disp.gif"]
+        for path, frames in zip(paths, (rgb, disp)):
+            frames[0].save(path, save_all=True, append_images=frames[1:], duration=33, loop=0)
+        return paths
+
+    def write_progress(self, model: nn.Module, path: Path, step: int, render_factor: float = 4.0) -> float:
+        """A quick look at a running job: one test view (a different one each time) rendered at
+        ``1 / render_factor`` the resolution beside its ground truth, into ``path``; returns its PSNR."""
+        from PIL import Image
+
+        if not self.test_ids:
+            return float("nan")
+        view = self.test_ids[step % len(self.test_ids)]
+        rendered = self.render_view(model, self.poses[view], render_factor).rgb.cpu().clamp(0, 1)
+        h, w = rendered.shape[:2]
+        gt = Image.fromarray((255 * self.scene.images[view]).astype(np.uint8)).resize((w, h), Image.BOX)
+        gt = torch.from_numpy(np.asarray(gt, dtype=np.float32) / 255.0)
+        value = psnr(rendered, gt)
+        side = torch.cat((gt, rendered), dim=1)
+        Image.fromarray(to_uint8(side)).save(path)
+        return value
+
+    def truth(self) -> Dict[int, np.ndarray]:
+        return {v: self.scene.images[v] for v in self.test_ids}
+
+    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
+        """Held-out views as eval.py scores them (8-bit renders, PSNR and SSIM per view, their means), and the
+        derivative PSNR of the test views (network against Sobel of the ground truth, per pixel step)."""
+        if not self.test_ids:
+            return {}
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            scores = score_renders(self.write_testset(model, Path(tmp)), self.truth())
+        model.eval()
+        grads = torch.stack([self.render_view_gradient(model, v) for v in self.test_ids])
+        targets = torch.stack([view_gradient(self.scene.images[v], self.der_operator) for v in self.test_ids])
+        return {**scores.metrics(), "psnr_der_heldout": derivative_psnr(grads, targets),
+                "num_heldout_views": len(self.test_ids)}
+
+    def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
+        """``testset_<steps>/`` (the final test renders, for eval.py, unless a periodic render wrote them),
+        ``heldout_views.png`` (ground truth, render, error, disparity per test view) and ``derivatives.png``
+        (Sobel of the ground truth against the network's derivative, magnitudes)."""
+        from ..plots import save_view_grid
+
+        if not self.test_ids:
+            return
+        final = Path(run_dir) / f"testset_{metrics['steps']:06d}"
+        if not (final.is_dir() and find_renders(final)):
+            self.write_testset(model, final)
+        renders = self.test_renders(model)
+        rows = []
+        for view in self.test_ids:
+            gt = torch.from_numpy(self.scene.images[view])
+            pred = renders[view].rgb.cpu().clamp(0, 1)
+            rows.append([(f"view {view}: ground truth", gt),
+                         (f"render", pred),
+                         ("|error| (mean over RGB)", (pred - gt).abs().mean(-1)),
+                         ("disparity", renders[view].disparity.cpu())])
+        save_view_grid(Path(run_dir) / "heldout_views.png", rows,
+                       suptitle=f"held-out views: {metrics.get('psnr_heldout', float('nan')):.2f} dB, "
+                                f"SSIM {metrics.get('ssim_heldout', float('nan')):.3f}")
+        rows = []
+        for view in self.test_ids:
+            target = view_gradient(self.scene.images[view], self.der_operator)
+            network = self.render_view_gradient(model, view)
+            magnitude = lambda g: g.pow(2).sum((-2, -1)).sqrt()  # noqa: E731  (H, W, 3, 2) -> (H, W)
+            rows.append([(f"view {view}: |Sobel| of ground truth", magnitude(target)),
+                         ("|d render / d pixel|", magnitude(network))])
+        save_view_grid(Path(run_dir) / "derivatives.png", rows, shared_scale=True,
+                       suptitle=f"derivatives per pixel step: {metrics.get('psnr_der_heldout', float('nan')):.2f} dB")
+
+
+    def describe(self) -> List[str]:
+        """Log lines: the scene, the split, the rays, the rendering."""
+        s, r = self.scene, self.render_options
+        lines = [f"scene: {s.datadir}, {s.num_views} views of {s.height}x{s.width} (LLFF factor {s.factor}), focal "
+                 f"{self.focal:.2f} px; training views {self.train_ids}, test views {self.test_ids}",
+                 f"training rays: 1 pixel in {self.stride}x{self.stride} of each training view (stride {self.stride}), "
+                 f"{len(self.rays)} in all, "
+                 f"{self.batch_size} per step; {r.num_samples} samples per ray in "
+                 + ("NDC t in [0, 1]" if r.ndc else f"depth [{r.near:.3g}, {r.far:.3g}]")
+                 + f"; derivative targets {self.der_operator} at {s.height}x{s.width}"]
+        return lines + [f"note: {note}" for note in s.notes]
+
+    def record(self) -> Dict[str, Any]:
+        """What metrics.json records about the data, beside the metrics."""
+        return {"scene": str(self.scene.datadir), "image_shape": [self.height, self.width, 3],
+                "llff_factor": self.scene.factor, "stride": self.stride, "train_views": self.train_ids,
+                "num_train_rays": len(self.rays)}
+
+
+def render_options(config: Mapping[str, Any], scene: LLFFScene) -> RenderOptions:
+    """The :class:`RenderOptions` of a config (nerf-pytorch's keys); world depths from the scene's bounds
+    without NDC (0.9 x the nearest bound to the farthest, as nerf-pytorch)."""
+    ndc = not config["no_ndc"]
+    near, far = (0.0, 1.0) if ndc else (float(scene.bounds.min()) * 0.9, float(scene.bounds.max()))
+    return RenderOptions(num_samples=config["N_samples"], perturb=config["perturb"] > 0,
+                         raw_noise_std=config["raw_noise_std"], ndc=ndc, near=near, far=far, lindisp=config["lindisp"],
+                         white_background=config["white_bkgd"], chunk=config["chunk"], netchunk=config["netchunk"])
+
+
+def load_scene_of(config: Mapping[str, Any], run_dir: Path, llff_factor: Optional[int] = None) -> LLFFScene:
+    """The scene a config names, at ``llff_factor`` (default the config's); relative paths from here, the
+    synthetic scene made once in ``<run_dir>/data/``."""
+    from ..data.scenes import load_scene
+
+    return load_scene(config["datadir"], llff_factor or config["llff_factor"], synthetic_base_dir=Path(run_dir) / "data",
+                      recenter=True, bd_factor=0.75, spherify=config["spherify"],
+                      make_missing=config.get("llff_make_images", False))
+
+
+def load_task(config: Mapping[str, Any], device: torch.device, run_dir: Path) -> InverseRendering:
+    """The :class:`InverseRendering` task a resolved config describes (what train.py and eval.py build)."""
+    scene = load_scene_of(config, run_dir)
+    train_ids, test_ids = scene.split(config["llffhold"])
+    return InverseRendering(scene, train_ids, test_ids, stride=config["factor"], batch_size=config["N_rand"],
+                            render=render_options(config, scene), supervision=config["supervision"],
+                            lambda_der=config["lambda_der"], der_operator=config["der_operator"], device=device,
+                            der_engine=config.get("der_engine", "auto"), der_recompute=config.get("der_recompute", False),
+                            show_der_loss=config.get("show_der_loss", False), eval_rays=config.get("eval_rays", 4096))
+
+
+def build_model(config: Mapping[str, Any]) -> nn.Module:
+    """TinyNeRF from a config's model keys (:func:`~sobolev_inr.models.nerf.tiny_nerf`)."""
+    from ..models.nerf import tiny_nerf
+
+    model = tiny_nerf(config["activations"], config["netwidth"], config["multires"], config["i_embed"], config["w0"],
+                      config["init"], config["pe_pi_factor"])
+    if config.get("compile"):
+        from ..models import compile_model
+
+        compile_model(model)
+    return model
+
+
+def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, Dict[str, Any], int]:
+    """(model, resolved config, step) of a run's latest checkpoint; DataError if it has none."""
+    from ..checkpoints import latest_checkpoint, load_checkpoint
+    from ..models import MLP
+
+    ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
+    if ckpt is None:
+        raise DataError(f"no checkpoint in {Path(run_dir) / 'checkpoints'}: train the run first (python train.py with "
+                        f"the same config), or check basedir and expname")
+    state = load_checkpoint(ckpt)
+    model = MLP(**state["model_config"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state["config"], state["step"]
+
+
+def render_only(run_dir: Path, device: torch.device, test_views: bool = False, render_factor: float = 1.0) -> Path:
+    """nerf-pytorch's ``render_only``: the spiral path (or the test views) of a trained run, into
+    ``renderonly_<path|test>_<step>/``."""
+    model, config, step = load_trained(run_dir, device)
+    task = load_task(config, device, run_dir)
+    out = Path(run_dir) / f"renderonly_{'test' if test_views else 'path'}_{step:06d}"
+    out.mkdir(parents=True, exist_ok=True)
+    if test_views:
+        task.write_testset(model, out)
+    else:
+        task.write_video(model, out, "", render_factor)
+    print(f"rendered {'the test views' if test_views else 'the spiral path'} of {run_dir} at step {step}: {out}")
+    return out
+
+
+def write_scores(testset_dir: Path, scores: ViewScores, step: Optional[int] = None) -> None:
+    """``score.txt`` (the original's format) and ``metrics.json`` (same key names as the other tasks)."""
+    testset_dir = Path(testset_dir)
+    (testset_dir / "score.txt").write_text(scores.score_txt())
+    (testset_dir / "metrics.json").write_text(json.dumps({**scores.metrics(), "step": step}, indent=2) + "\n")
