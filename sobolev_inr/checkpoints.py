@@ -76,10 +76,11 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
 
 
 def load_model(path: Path, map_location="cpu"):
-    """Rebuilds the :class:`~sobolev_inr.models.MLP` stored in a checkpoint, weights loaded."""
+    """Rebuilds the :class:`~sobolev_inr.models.MLP` stored in a checkpoint, weights loaded, on the device
+    ``map_location`` names (CPU by default, whatever device the run trained on)."""
     from .models import MLP
 
     state = load_checkpoint(path, map_location)
     model = MLP(**state["model_config"])
     model.load_state_dict(state["model"])
-    return model
+    return model.to(map_location) if isinstance(map_location, (str, torch.device)) else model
