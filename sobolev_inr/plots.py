@@ -89,7 +89,7 @@ def save_view_grid(path: Path, rows: Sequence[Sequence[Tuple[str, Tensor]]], sup
             ax.set_title(title, fontsize=9)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96) if suptitle else None)
     fig.savefig(path, dpi=100)
 
 

@@ -13,7 +13,9 @@ Writes into ``<runs dir>/report/`` (or ``--out``):
   clip and model, ours against the paper's where it has the number (Set5, the audio pair);
 * ``derivative_loss.png``: derivative loss against the step per run, without and with positional
   encoding (the supplement's Figures 5 and 6);
-* ``reconstructions.png``: what each image run renders, side by side.
+* ``reconstructions.png``: what each image run renders, side by side;
+* ``heldout_views.png``: inverse rendering, a held-out view of each scene rendered by every run beside its
+  ground truth.
 """
 from __future__ import annotations
 
@@ -145,8 +147,9 @@ def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path:
 
 
 def _signal_name(m: Dict) -> str:
-    """The image or clip a run fitted, by file stem ("baby", "gt_bach", "skimage:camera" -> "camera")."""
-    source = str(m.get("image") or m.get("audio") or "?")
+    """The image, clip or scene a run fitted, by file stem ("baby", "gt_bach", "skimage:camera" -> "camera",
+    ".../nerf_llff_data/fern" -> "fern")."""
+    source = str(m.get("image") or m.get("audio") or m.get("scene") or "?")
     return Path(source.split(":")[-1]).stem
 
 
@@ -262,6 +265,47 @@ def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> 
     return True
 
 
+def draw_heldout_views(runs: Sequence[Dict], path: Path) -> bool:
+    """Inverse rendering: the first held-out view of each scene, ground truth beside every run's render of it
+    (its latest testset), titled with the run's held-out PSNR and SSIM (all test views)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from .plots import save_view_grid
+    from .tasks.inverse_rendering import run_views
+
+    scene_runs: Dict[str, List[Dict]] = {}
+    for m in runs:
+        if m.get("task") == "inverse_rendering":
+            scene_runs.setdefault(_signal_name(m), []).append(m)
+    rows = []
+    for scene, members in sorted(scene_runs.items()):
+        row = []
+        for m in sorted(members, key=lambda m: str(m.get("exp_name"))):
+            try:
+                truth, renders = run_views(Path(m["run_dir"]))
+            except (UserError, OSError, KeyError) as e:
+                print(f"heldout views: skipping {m['run_dir']}: {e}", file=sys.stderr)
+                continue
+            view = min(truth)
+            if view not in renders:
+                continue
+            with Image.open(renders[view]) as f:
+                render = torch.from_numpy(np.asarray(f.convert("RGB"), dtype=np.float32) / 255.0)
+            if not row:
+                row.append((f"{scene}, view {view}: ground truth", torch.from_numpy(truth[view])))
+            row.append((f"{'/'.join(str(m.get('exp_name')).split('/')[-2:])}, {m.get('steps')} it.\n"
+                        f"{m.get('psnr_heldout', float('nan')):.2f} dB, SSIM {m.get('ssim_heldout', float('nan')):.3f}",
+                        render))
+        if row:
+            rows.append(row)
+    if not rows:
+        return False
+    save_view_grid(path, rows, suptitle="held-out views (PSNR, SSIM: mean over the test views)")
+    return True
+
+
 def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = None, figures: bool = True) -> Path:
     root = Path(root)
     runs = collect_runs(root)
@@ -276,7 +320,8 @@ def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = N
         for name, draw in (("activation_bars.png", lambda p: draw_activation_bars(runs, references, p)),
                            ("supervision_bars.png", lambda p: draw_supervision_bars(runs, references, p)),
                            ("derivative_loss.png", lambda p: draw_derivative_loss(runs, p)),
-                           ("reconstructions.png", lambda p: draw_reconstructions(runs, p))):
+                           ("reconstructions.png", lambda p: draw_reconstructions(runs, p)),
+                           ("heldout_views.png", lambda p: draw_heldout_views(runs, p))):
             if draw(out / name):
                 made.append(name)
     if imgs:

@@ -102,6 +102,23 @@ def test_run_directory_outputs_and_eval_scores(tiny_scene, tmp_path):
     assert sorted(p.name for p in (run / "testset_000004_24x32").glob("???.png")) == ["000.png", "008.png"]
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["psnr_heldout_24x32"] == scores["psnr_heldout_24x32"]
+    assert json.loads((run / "testset_000004" / "scores.json").read_text())["psnr_heldout"] == saved["psnr_heldout"]
+    # the report tool collects the run (not the testset scores) and draws its held-out view
+    from sobolev_inr.report import make_report
+
+    out = make_report(tmp_path, out=tmp_path / "report")
+    assert (out / "report.md").read_text().count("| r |") == 1
+    assert (out / "heldout_views.png").stat().st_size > 5000
+
+
+def test_table_7_numbers_match_the_original_run_names():
+    from sobolev_inr.report import load_references, match_reference
+
+    refs = load_references()
+    assert match_reference("fern/val/relu", refs)["psnr_heldout"] == 24.26
+    assert match_reference("logs/fern/val_der/sine", refs)["ssim_heldout"] == 0.755
+    assert match_reference("trex/val_der/sine", refs)["psnr_heldout_3024x4032"] == 22.88
+    assert match_reference("fern_small/val/relu", refs) is None  # another protocol: no paper number
 
 
 def _write(path, array):

@@ -6,7 +6,7 @@
 
 For every ``<basedir>/<expname>/testset_<iter>/`` without a score it pairs each render ``NNN.png``
 with the ground truth of view NNN (by index, not by listing order), checks counts and sizes, and
-writes ``score.txt`` (``NNN.png PSNR: x, SSIM: y``, then the means) and ``metrics.json``; the test
+writes ``score.txt`` (``NNN.png PSNR: x, SSIM: y``, then the means) and ``scores.json``; the test
 views of the latest checkpoint are rendered first when no testset folder holds them. With
 ``eval_llff_factor`` the views are also rendered and scored at another LLFF downsample (e.g. 1, the
 full images) in ``testset_<iter>_<H>x<W>/``. The run's metrics.json gains the scores.

@@ -543,6 +543,25 @@ def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, Dict[s
     return model.to(device).eval(), state["config"], state["step"]
 
 
+def run_views(run_dir: Path) -> Tuple[Dict[int, np.ndarray], Dict[int, Path]]:
+    """(ground truth, renders) of a finished run's test views at the training resolution: {view: (H, W, 3)
+    in [0, 1]} and {view: the latest ``testset_<iter>/NNN.png``}. Relative data paths are resolved from the
+    working directory the run was trained in (recorded in its checkpoints)."""
+    from ..checkpoints import latest_checkpoint, load_checkpoint
+
+    run_dir = Path(run_dir)
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    config = json.loads((run_dir / "config.json").read_text())
+    base = Path(load_checkpoint(ckpt).get("working_dir", ".")) if ckpt else Path(".")
+    if config["datadir"] != "synthetic" and not Path(config["datadir"]).is_absolute():
+        config = {**config, "datadir": str(base / config["datadir"])}
+    scene = load_scene_of(config, run_dir)
+    _, test_ids = scene.split(config["llffhold"])
+    sets = testset_dirs(run_dir)
+    renders = find_renders(sets[max(sets)]) if sets else {}
+    return {int(v): scene.images[v] for v in test_ids}, renders
+
+
 def render_only(run_dir: Path, device: torch.device, test_views: bool = False, render_factor: float = 1.0) -> Path:
     """nerf-pytorch's ``render_only``: the spiral path (or the test views) of a trained run, into
     ``renderonly_<path|test>_<step>/``."""
@@ -559,7 +578,8 @@ def render_only(run_dir: Path, device: torch.device, test_views: bool = False, r
 
 
 def write_scores(testset_dir: Path, scores: ViewScores, step: Optional[int] = None) -> None:
-    """``score.txt`` (the original's format) and ``metrics.json`` (same key names as the other tasks)."""
+    """``score.txt`` (the original's format) and ``scores.json`` (the same numbers with the key names of
+    every task's metrics.json, which eval.py also updates) in a testset folder."""
     testset_dir = Path(testset_dir)
     (testset_dir / "score.txt").write_text(scores.score_txt())
-    (testset_dir / "metrics.json").write_text(json.dumps({**scores.metrics(), "step": step}, indent=2) + "\n")
+    (testset_dir / "scores.json").write_text(json.dumps({**scores.metrics(), "step": step}, indent=2) + "\n")
