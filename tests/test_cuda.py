@@ -85,3 +85,23 @@ def test_short_fit_on_cuda_and_its_checkpoint_on_the_cpu(tiny_gray_png, tmp_path
     assert resumed["device"] == "cpu" and resumed["steps"] == 120
     saved = json.loads((tmp_path / "gpu" / "metrics.json").read_text())
     assert saved["steps"] == 120
+
+
+def test_recomputed_tangents_in_blocks_on_cuda():
+    """--der_recompute on a GPU: the batch runs in blocks (cpu_blocks.RECOMPUTE_BLOCK_ELEMENTS), same numbers."""
+    from sobolev_inr.derivatives.cpu_blocks import row_blocks
+
+    torch.manual_seed(0)
+    model = MLP(3, 4, ["relu"] * 3, hidden_features=256, encoding="positional", num_frequencies=10,
+                pe_pi_factor=False).to(CUDA)
+    x = torch.rand(40000, 3, device=CUDA) * 2 - 1
+    tangents = torch.randn(2, 40000, 3, device=CUDA) * 1e-3
+    assert len(row_blocks(40000, 256, CUDA, recompute=True)) > 1
+    value, out = value_and_tangents(model, x, tangents, recompute_tangents=True)
+    ref_value, ref_out = value_and_tangents(model, x, tangents)
+    assert torch.equal(value, ref_value) and _relative(out, ref_out) < 1e-6
+    params = list(model.parameters())
+    grads = torch.autograd.grad(out.square().sum() + value.square().sum(), params)
+    ref_grads = torch.autograd.grad(ref_out.square().sum() + ref_value.square().sum(), params)
+    for g, r in zip(grads, ref_grads):
+        assert _relative(g, r) < 1e-5

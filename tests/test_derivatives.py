@@ -791,3 +791,17 @@ class TestValueAndTangents:
         with pytest.raises(ValueError, match="engine"):
             value_and_tangents(model, x, make_tangents((2, 2, 4, 3)), engine="jax")
 
+
+
+def test_gpu_batches_are_one_block_unless_tangents_are_recomputed():
+    """On a GPU the fused engine runs the batch as one block; recomputing tangents cuts it into blocks of
+    at most RECOMPUTE_BLOCK_ELEMENTS (so that the backward pass holds one block's tangents at a time)."""
+    from sobolev_inr.derivatives.cpu_blocks import RECOMPUTE_BLOCK_ELEMENTS, row_blocks
+
+    gpu = torch.device("cuda")
+    n, width = 131072, 256  # a NeRF step: 1024 rays x 128 samples, 256 wide
+    assert row_blocks(n, width, gpu) == [(0, n)]
+    blocks = row_blocks(n, width, gpu, recompute=True)
+    assert blocks[0][0] == 0 and blocks[-1][1] == n and all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    assert len(blocks) == 4 and max((b - a) * width for a, b in blocks) <= RECOMPUTE_BLOCK_ELEMENTS
+    assert row_blocks(100, width, gpu, recompute=True) == [(0, 100)]

@@ -22,6 +22,12 @@ cache, the allocator recycles block-sized buffers instead of mapping fresh pages
 and the threads never wait for each other inside an operation (which matters on a machine shared
 with other jobs). On other devices the whole batch is one block."""
 
+RECOMPUTE_BLOCK_ELEMENTS = 1 << 23
+"""On a GPU the whole batch is one block, but with ``recompute_tangents`` the rows are cut into blocks whose
+(rows, width) tensors hold at most this many elements (32 MB in float32), processed one after another:
+the backward pass then recomputes and holds one block's tangents at a time, which is what makes
+recomputing save memory (on the CPU the cache-sized blocks already do)."""
+
 WORKER_START_TIMEOUT_S = 60.0
 """How long :func:`worker_pool` waits for its workers to start before it gives up with an error."""
 
@@ -91,10 +97,15 @@ def worker_pool(count: int) -> ThreadPoolExecutor:
         return executor
 
 
-def row_blocks(n: int, width: int, device: torch.device) -> List[Tuple[int, int]]:
-    """Row ranges (start, stop) of the blocks; a multiple of the thread count where that is worth it."""
-    if device.type != "cpu" or n == 0:
+def row_blocks(n: int, width: int, device: torch.device, recompute: bool = False) -> List[Tuple[int, int]]:
+    """Row ranges (start, stop) of the blocks: on the CPU cache-sized, a multiple of the thread count where
+    that is worth it; elsewhere one block, or blocks of :data:`RECOMPUTE_BLOCK_ELEMENTS` with ``recompute``."""
+    if n == 0:
         return [(0, n)]
+    if device.type != "cpu":
+        count = max(1, -(-n * width // RECOMPUTE_BLOCK_ELEMENTS)) if recompute else 1
+        size = -(-n // count)
+        return [(s, min(s + size, n)) for s in range(0, n, size)]
     count = max(1, -(-n * width // BLOCK_ELEMENTS))
     threads = torch.get_num_threads()
     if threads > 1 and n >= 512 * threads:
@@ -103,13 +114,15 @@ def row_blocks(n: int, width: int, device: torch.device) -> List[Tuple[int, int]
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def run_blocks(work: Callable[[List[int]], object], num_blocks: int) -> List[object]:
+def run_blocks(work: Callable[[List[int]], object], num_blocks: int, device: torch.device = torch.device("cpu")
+               ) -> List[object]:
     """Runs ``work(block_ids)`` for the blocks split over torch's threads; returns the results per worker.
 
     Worker k takes blocks k, k + T, ... (T = torch.get_num_threads()), with single-threaded
-    operations and gradients off; one worker, or one block, runs in the calling thread as is.
+    operations and gradients off; one worker, or one block, runs in the calling thread as is, and so do
+    the blocks of a GPU batch (one after another: the device runs each block's kernels in parallel).
     """
-    threads = min(torch.get_num_threads(), num_blocks)
+    threads = 1 if device.type != "cpu" else min(torch.get_num_threads(), num_blocks)
     if threads <= 1:
         return [work(list(range(num_blocks)))]
 

@@ -132,11 +132,11 @@ def fused_value_and_tangents(model: MLP, coords: Tensor, tangents: Tensor,
     T directions s. ``recompute_tangents``: the backward pass recomputes the layers' tangents instead
     of keeping them (see :func:`sobolev_inr.derivatives.value_and_derivatives`).
     """
-    h0, t0, params, spec = _prepare(model, coords, tangents)
+    h0, t0, params, spec = _prepare(model, coords, tangents, recompute_tangents)
     return _ForwardJacobian.apply((*spec, recompute_tangents), h0, t0, *params)
 
 
-def _prepare(model: MLP, coords: Tensor, tangents: Tensor):
+def _prepare(model: MLP, coords: Tensor, tangents: Tensor, recompute: bool = False):
     """What the autograd functions take: the encoding's features h0 (N, K0) and feature tangents
     t0 (T, 1 or N, K0), computed in ordinary autograd; the layers' parameters; and ``spec``, the
     layers' activations and folds, whether to keep anything for a backward pass, and the row blocks."""
@@ -147,7 +147,7 @@ def _prepare(model: MLP, coords: Tensor, tangents: Tensor):
     # Custom functions run their forward without grad mode: decide here whether to keep anything.
     save = torch.is_grad_enabled() and any(t.requires_grad for t in [h0, t0, *params])
     width = max([model.output.in_features] + [layer.out_features for layer in model.hidden])
-    spec = (tuple(model.activations), tuple(folds), save, row_blocks(coords.shape[0], width, coords.device))
+    spec = (tuple(model.activations), tuple(folds), save, row_blocks(coords.shape[0], width, coords.device, recompute))
     return h0, t0, params, spec
 
 
@@ -259,7 +259,7 @@ class _ForwardJacobian(torch.autograd.Function):
                     torch.mm(t[j], w_out.T, out=tangents[j, s0:s1])
                 saved[b_id] = keep
 
-        run_blocks(work, len(blocks))
+        run_blocks(work, len(blocks), h0.device)
         _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)
         ctx.recompute = recompute
         return value, tangents
@@ -359,7 +359,7 @@ class _ForwardJacobian(torch.autograd.Function):
                 del gh, gt, layers
             return gw, gb, g_t0_shared
 
-        parts = run_blocks(work, len(blocks))
+        parts = run_blocks(work, len(blocks), h0.device)
         gw = _sum_parts([p[0] for p in parts])
         gb = _sum_parts([p[1] for p in parts])
         if ctx.needs_input_grad[2] and shared:
@@ -412,7 +412,7 @@ class _ReverseJacobian(torch.autograd.Function):
                     a_kept = [a if k == 0 or jets[k - 1].d2f is not None else None for k, a in enumerate(a_list)]
                     saved[b_id] = [x for jet in jets for x in jet.tensors()] + deltas + a_kept
 
-        run_blocks(work, len(blocks))
+        run_blocks(work, len(blocks), h0.device)
         _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved)
         return value, jac
 
@@ -500,7 +500,7 @@ class _ReverseJacobian(torch.autograd.Function):
                 del jets, deltas, a_list
             return gw, gb, g_t0_shared
 
-        parts = run_blocks(work, len(blocks))
+        parts = run_blocks(work, len(blocks), h0.device)
         gw = _sum_parts([p[0] for p in parts])
         gb = _sum_parts([p[1] for p in parts])
         if ctx.needs_input_grad[2] and shared:
