@@ -69,6 +69,16 @@ class LoadedImage(NamedTuple):
     notes: List[str]
 
 
+def open_image(path: Path) -> Image.Image:
+    """The image file at ``path``, fully read (the file closed); DataError naming the file if it cannot be."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+
+
 def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set5", is_gray: bool = False
                ) -> LoadedImage:
     """Loads ``filename`` (see the module docstring for the sources) as a :class:`LoadedImage`.
@@ -83,12 +93,7 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
         source = f"scikit-image {filename[len(SKIMAGE_PREFIX):]}"
     else:
         path = resolve_image_path(filename, data_root, dataset)
-        try:
-            with Image.open(path) as f:
-                f.load()
-                img = f.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise DataError(f"cannot read image {path}: {e}") from None
+        img = open_image(path)
         source = str(path)
     notes = []
     if "A" in img.getbands():

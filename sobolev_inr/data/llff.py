@@ -46,9 +46,10 @@ from pathlib import Path
 from typing import List, Optional, Tuple, Union
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import ConfigError, DataError
+from .images import open_image
 
 POSES_BOUNDS_FILE = "poses_bounds.npy"
 IMAGE_SUFFIXES = ("JPG", "jpg", "png")
@@ -265,12 +266,7 @@ def _image_folders(datadir: Path) -> List[str]:
 
 def read_rgb(path: Path) -> Image.Image:
     """An 8-bit RGB PIL image (grey replicated, alpha dropped); DataError naming the file otherwise."""
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = opened.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"cannot read image {path}: {e}; replace or delete the file") from None
+    image = open_image(path)
     if image.mode not in ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK", "YCbCr"):
         raise DataError(f"image {path} has PIL mode {image.mode} (not 8 bits per channel); save it as an 8-bit PNG/JPEG")
     return image.convert("RGB")
