@@ -242,7 +242,8 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
 
     ``metadata`` (the resolved run config, plain values) is stored in every checkpoint. Seed the global
     RNGs before building the model (:func:`seed_everything`); fit itself draws only from its own
-    generator and leaves torch's global state as it found it (its grad mode included).
+    generator and leaves torch's global state as it found it (its grad mode included), but for the
+    CUDA device's peak-memory statistics, which it resets to measure the training steps alone.
     """
     cfg.check()
     unit, length = cfg.unit, cfg.length
