@@ -396,14 +396,14 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
                 f"{k} {v:.6g}" for k, v in {**final_terms, **evaluation}.items()))
             if skipped:
                 run.print(f"{unit} {index}: {skipped} steps with a non-finite loss or gradient skipped so far")
+        if checkpoint:  # before the periodic outputs: a long render that is interrupted loses no training
+            final_terms = flush() or final_terms
+            save()
         for p in due:
             model.eval()
             with torch.no_grad():
                 p.action(model, index)
         model.train()
-        if checkpoint:
-            final_terms = flush() or final_terms
-            save()
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)  # evaluation and outputs do not count as training memory
         segment_start = time.perf_counter()

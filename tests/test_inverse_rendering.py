@@ -168,6 +168,41 @@ def test_resume_matches_the_uninterrupted_run(tiny_scene, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
+@pytest.mark.slow
+def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(tiny_scene, tmp_path):
+    """train.py kills itself (SIGKILL) right after its 2nd checkpoint, at step 6, where a test render is also
+    due: the checkpoint is written before the render, so the rerun of the same command loses no training."""
+    import os
+    import signal
+
+    from sobolev_inr.training import KILL_AFTER_CHECKPOINT_ENV
+
+    common = ["--config", str(TASK_DIR / "configs/synthetic/val_der/sine.txt"), *TINY, "--datadir", str(tiny_scene),
+              "--llff_factor", "2", "--factor", "2", "--i_weights", "3", "--i_testset", "6", "--N_iters", "8",
+              "--basedir", str(tmp_path)]
+
+    def run(name, **env):
+        return subprocess.run([sys.executable, "train.py", *common, "--expname", name], cwd=TASK_DIR,
+                              capture_output=True, text=True, env={**os.environ, **env})
+
+    assert run("whole").returncode == 0
+    killed = run("killed", **{KILL_AFTER_CHECKPOINT_ENV: "2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tmp_path / "killed" / "checkpoints" / "step_0000006.pt").exists()
+    assert not (tmp_path / "killed" / "testset_000006").exists()  # killed before the render
+    rerun = run("killed")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resume: continuing from step_0000006.pt" in rerun.stdout
+    a = load_checkpoint(latest_checkpoint(tmp_path / "whole" / "checkpoints"))
+    b = load_checkpoint(latest_checkpoint(tmp_path / "killed" / "checkpoints"))
+    assert a["step"] == b["step"] == 8
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert whole["psnr_heldout"] == again["psnr_heldout"]
+
+
 def test_task_loss_matches_the_original_three_autograd_calls(tiny_scene):
     """The task's val_der loss and its weight gradients equal the original's: pixel coordinates as the
     leaf, rgb rendered through the same rays, three autograd.grad calls, der_mse."""

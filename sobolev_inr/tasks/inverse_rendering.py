@@ -464,7 +464,6 @@ class InverseRendering:
         save_view_grid(Path(run_dir) / "derivatives.png", rows, shared_scale=True,
                        suptitle=f"derivatives per pixel step: {metrics.get('psnr_der_heldout', float('nan')):.2f} dB")
 
-
     def describe(self) -> List[str]:
         """Log lines: the scene, the split, the rays, the rendering."""
         s, r = self.scene, self.render_options
