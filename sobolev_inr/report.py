@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -34,6 +35,15 @@ REFERENCE_FILE = Path(__file__).with_name("reference_numbers.json")
 COLUMNS = ["exp_name", "task", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "ssim_heldout",
            "psnr_heldout", "psnr_der_heldout", "psnr_full", "wall_time_s", "device"]
 PAPER_COLUMNS = ["paper_psnr_luma_heldout", "paper_ssim_heldout", "paper_psnr_heldout", "paper_source"]
+AT_RESOLUTION = re.compile(r"^(psnr|ssim)_heldout_\d+x\d+$")
+"""Scores at another resolution than the training one (inverse rendering's ``eval.py --eval_llff_factor``,
+e.g. ``psnr_heldout_756x1008``): a column each, beside the paper's number at that resolution."""
+
+
+def resolution_columns(runs: Sequence[Dict]) -> List[str]:
+    """``psnr_heldout_<H>x<W>`` / ``ssim_heldout_<H>x<W>`` keys present in any run, by resolution."""
+    keys = {k for m in runs for k in m if AT_RESOLUTION.match(k)}
+    return sorted(keys, key=lambda k: (k.split("_")[-1], k))
 
 
 def load_references() -> List[Dict]:
@@ -63,12 +73,12 @@ def _short_activations(acts) -> str:
 
 
 def table_rows(runs: Sequence[Dict], references: Sequence[Dict]) -> List[Dict]:
-    rows = []
+    rows, extra = [], resolution_columns(runs)
     for m in runs:
-        row = {c: m.get(c) for c in COLUMNS}
+        row = {c: m.get(c) for c in COLUMNS + extra}
         row["activations"] = _short_activations(m.get("activations"))
         ref = match_reference(str(m.get("exp_name", "")), references)
-        for c in PAPER_COLUMNS[:-1]:
+        for c in PAPER_COLUMNS[:-1] + ["paper_" + c for c in extra]:
             row[c] = ref.get(c[len("paper_"):]) if ref else None
         row["paper_source"] = ref["source"] if ref else None
         rows.append(row)
@@ -84,13 +94,15 @@ def _fmt(value) -> str:
 
 
 def write_tables(rows: Sequence[Dict], out: Path) -> None:
-    columns = COLUMNS + PAPER_COLUMNS
+    extra = resolution_columns(rows)
+    columns = COLUMNS + extra + PAPER_COLUMNS + ["paper_" + c for c in extra]
     with open(out / "report.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
     shown = ["exp_name", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "paper_psnr_luma_heldout",
-             "ssim_heldout", "paper_ssim_heldout", "psnr_heldout", "paper_psnr_heldout", "psnr_der_heldout", "wall_time_s"]
+             "ssim_heldout", "paper_ssim_heldout", "psnr_heldout", "paper_psnr_heldout",
+             *[c for k in extra for c in (k, "paper_" + k)], "psnr_der_heldout", "wall_time_s"]
     shown = [c for c in shown if any(r.get(c) is not None for r in rows)]
     lines = ["| " + " | ".join(c.replace("paper_", "paper ") for c in shown) + " |",
              "|" + "---|" * len(shown)]

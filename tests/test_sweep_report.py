@@ -316,6 +316,24 @@ def test_reference_matching_prefers_the_longest_suffix():
         assert ref["source"] and ref["match_exp_name"]
 
 
+def test_scores_at_another_resolution_get_columns_beside_the_paper_at_that_resolution(tmp_path):
+    """fern_small trains at 378x504; eval.py --eval_llff_factor 4 scores it at 756x1008, where Table 7 scores."""
+    for name, psnr in (("fern_small/val/relu", 19.42), ("fern_small/val/sine", 18.41)):
+        run = tmp_path / name
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({
+            "exp_name": name, "task": "inverse_rendering", "psnr_heldout": psnr + 1, "ssim_heldout": 0.5,
+            "psnr_heldout_756x1008": psnr, "ssim_heldout_756x1008": 0.51}))
+    out = make_report(tmp_path, out=tmp_path / "report", figures=False)
+    rows = {r["exp_name"]: r for r in csv.DictReader(open(out / "report.csv"))}
+    relu, sine = rows["fern_small/val/relu"], rows["fern_small/val/sine"]
+    assert (relu["psnr_heldout_756x1008"], relu["paper_psnr_heldout_756x1008"]) == ("19.42", "24.26")
+    assert relu["paper_psnr_heldout"] == ""  # Table 7 has no number at fern_small's own resolution
+    assert sine["paper_psnr_heldout_756x1008"] == ""  # nor for value-only sine
+    header = (out / "report.md").read_text().splitlines()[0]
+    assert "| psnr_heldout_756x1008 | paper psnr_heldout_756x1008 |" in header
+
+
 def test_supervision_bars_pair_val_with_val_der_per_signal_and_model(tmp_path):
     def run(task, signal, sup, psnr, encoding="none"):
         key = "image" if task == "image_regression" else "audio"
