@@ -218,6 +218,27 @@ class TestInit:
         build_activation("relu").init_first(layer)
         assert layer.weight.std().item() == pytest.approx(math.sqrt(2.0 / 256), rel=0.03)
 
+    def test_mlp_torch_default_init_is_what_nn_linear_draws(self):
+        """The original TinyNeRF's init: the same seed gives nn.Linear's own weights, layer by layer."""
+        from sobolev_inr.models import MLP
+
+        torch.manual_seed(3)
+        model = MLP(3, 4, ["sine"] * 2, hidden_features=32, w0=1.0, init="torch_default")
+        torch.manual_seed(3)
+        plain = [torch.nn.Linear(3, 32), torch.nn.Linear(32, 32), torch.nn.Linear(32, 4)]
+        for ours, theirs in zip([*model.hidden, model.output], plain):
+            assert torch.equal(ours.weight, theirs.weight) and torch.equal(ours.bias, theirs.bias)
+
+    def test_mlp_he_init_is_kaiming_normal_everywhere(self):
+        from sobolev_inr.models import MLP
+
+        model = MLP(64, 256, ["sine"] * 2, hidden_features=256, init="he")
+        for layer in [*model.hidden, model.output]:
+            fan_in = layer.weight.shape[1]
+            assert layer.weight.std().item() == pytest.approx(math.sqrt(2.0 / fan_in), rel=0.05)
+        with pytest.raises(ValueError, match="unknown init"):
+            MLP(2, 3, ["sine"], init="xavier")
+
     def test_mlp_uses_the_inits(self):
         from sobolev_inr.models import MLP
 

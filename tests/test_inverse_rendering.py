@@ -76,6 +76,18 @@ def test_every_shipped_config_trains_a_few_steps(tiny_scene, tmp_path, monkeypat
         assert metrics["supervision"] in cfg.read_text(), cfg
 
 
+def test_no_ndc_and_lindisp_reach_the_renderer(tiny_scene, tmp_path):
+    """The original parsed them and never passed them on: here each changes the rays and the result."""
+    common = ["--config", str(TASK_DIR / "configs/synthetic/val/relu.txt"), *TINY, "--N_iters", "2"]
+    scene = dict(datadir=tiny_scene, llff_factor=2, factor=2)
+    results = {name: _train(common + ["--expname", name, *flags], tmp_path, **scene)["psnr_heldout"]
+               for name, flags in {"ndc": [], "world": ["--no_ndc"], "disp": ["--no_ndc", "--lindisp"]}.items()}
+    assert "samples per ray in NDC t in [0, 1]" in (tmp_path / "ndc" / "log.txt").read_text()
+    for name in ("world", "disp"):
+        assert "samples per ray in depth [" in (tmp_path / name / "log.txt").read_text()
+    assert len(set(results.values())) == 3, results
+
+
 def test_run_directory_outputs_and_eval_scores(tiny_scene, tmp_path):
     argv = ["--config", str(TASK_DIR / "configs/synthetic/val_der/relu.txt"), *TINY, "--expname", "r",
             "--datadir", str(tiny_scene), "--llff_factor", "2", "--factor", "2", "--N_iters", "4",
