@@ -65,7 +65,9 @@ class Task(Protocol):
 class Periodic:
     """An action run every ``every`` epochs or steps (the run's unit) after the step that reaches it,
     e.g. rendering the test views every 50,000 steps. ``action(model, index)``; the model is in eval
-    mode and gradients are off."""
+    mode and gradients are off. A checkpoint due at the same step is written first, so a run killed
+    during a long action loses no training; resumed, it goes on from that step without repeating the
+    action (what a run must have at its end belongs in the task's ``write_outputs``)."""
 
     every: int
     action: Callable[[nn.Module, int], None]
