@@ -280,12 +280,10 @@ def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> 
 def draw_heldout_views(runs: Sequence[Dict], path: Path) -> bool:
     """Inverse rendering: the first held-out view of each scene, ground truth beside every run's render of it
     (its latest testset), titled with the run's held-out PSNR and SSIM (all test views)."""
-    import numpy as np
     import torch
-    from PIL import Image
 
     from .plots import save_view_grid
-    from .tasks.inverse_rendering import run_views
+    from .tasks.inverse_rendering import read_render, run_views
 
     scene_runs: Dict[str, List[Dict]] = {}
     for m in runs:
@@ -303,8 +301,7 @@ def draw_heldout_views(runs: Sequence[Dict], path: Path) -> bool:
             view = min(truth)
             if view not in renders:
                 continue
-            with Image.open(renders[view]) as f:
-                render = torch.from_numpy(np.asarray(f.convert("RGB"), dtype=np.float32) / 255.0)
+            render = torch.from_numpy(read_render(renders[view]))
             if not row:
                 row.append((f"{scene}, view {view}: ground truth", torch.from_numpy(truth[view])))
             row.append((f"{'/'.join(str(m.get('exp_name')).split('/')[-2:])}, {m.get('steps')} it.\n"

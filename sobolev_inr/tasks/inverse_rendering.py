@@ -157,6 +157,18 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return (255.0 * image.detach().clamp(0, 1).cpu().numpy()).astype(np.uint8)
 
 
+def disparity_uint8(disparity: Tensor, top: float) -> np.ndarray:
+    """A disparity map (H, W) as uint8, ``top`` mapped to 255 (the map's own maximum, or a whole video's)."""
+    return (255 * (disparity.cpu() / top).clamp(0, 1).numpy()).astype(np.uint8)
+
+
+def read_render(path: Path) -> np.ndarray:
+    """A saved render ``NNN.png`` as eval.py reads it back: (H, W, 3) float32 in [0, 1] (8-bit / 255)."""
+    from ..data.llff import read_rgb
+
+    return np.asarray(read_rgb(path), dtype=np.float32) / 255.0
+
+
 def find_renders(testset_dir: Path) -> Dict[int, Path]:
     """``{view index: NNN.png}`` in a testset folder (other files, e.g. depth maps, are ignored)."""
     found = {}
@@ -170,16 +182,13 @@ def find_renders(testset_dir: Path) -> Dict[int, Path]:
 def score_renders(testset_dir: Path, truth: Mapping[int, np.ndarray]) -> ViewScores:
     """Scores the renders ``NNN.png`` in ``testset_dir`` against ``truth`` ({view index: (H, W, 3) in
     [0, 1]}), paired by view index. DataError when the views or the sizes do not match."""
-    from PIL import Image
-
     renders = find_renders(testset_dir)
     if sorted(renders) != sorted(truth):
         raise DataError(f"{testset_dir} holds renders of views {sorted(renders)}, the test views are "
                         f"{sorted(truth)}; render them again (eval.py --rerender) or check llffhold")
     views, psnrs, ssims = [], [], []
     for view in sorted(truth):
-        with Image.open(renders[view]) as f:
-            pred = np.asarray(f.convert("RGB"), dtype=np.float32) / 255.0
+        pred = read_render(renders[view])
         target = np.asarray(truth[view], dtype=np.float32)
         if pred.shape != target.shape:
             raise DataError(f"{renders[view]} is {pred.shape[1]}x{pred.shape[0]}, its ground truth "
@@ -200,6 +209,12 @@ def testset_dirs(run_dir: Path) -> Dict[int, Path]:
         if match and path.is_dir():
             found[int(match.group(1))] = path
     return dict(sorted(found.items()))
+
+
+def _weights_key(model: nn.Module) -> tuple:
+    """Changes whenever the model's weights do (another model, or an optimiser step): what caches of its
+    renders are keyed by."""
+    return id(model), tuple(p._version for p in model.parameters())
 
 
 class InverseRendering:
@@ -244,19 +259,28 @@ class InverseRendering:
             seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
             yield index.to(self.device), seed
 
-    def render_batch(self, model: nn.Module, index: Tensor, seed: Optional[int], with_tangents: bool,
-                     training: bool = True):
-        """Renders training rays ``index``; with tangents, rgb_tangents (2, R, 3) per pixel step."""
+    def _render_rays(self, field, rays, seed: Optional[int] = None, with_tangents: bool = False,
+                     chunk: Optional[int] = None):
+        """``rays`` through ``field`` with this task's render options. With ``seed`` (training) the stratified
+        offsets and density noise are drawn from a generator it seeds; without (test renders) there are none."""
         r = self.render_options
-        rays = pixel_rays(self.rays.pixels[index], self.poses[self.rays.views[index]], self.focal, self.height,
-                          self.width, with_tangents=with_tangents)
+        training = seed is not None
         generator = None
         if training and (r.perturb or r.raw_noise_std > 0):
             generator = torch.Generator(device=self.device).manual_seed(seed)
-        return render_rays(network_field(model, self.der_engine, self.der_recompute, r.netchunk), rays, r.num_samples,
-                           r.near, r.far, ndc=self.ndc, perturb=training and r.perturb,
+        return render_rays(field, rays, r.num_samples, r.near, r.far, ndc=self.ndc, perturb=training and r.perturb,
                            raw_noise_std=r.raw_noise_std if training else 0.0, lindisp=r.lindisp,
-                           white_background=r.white_background, with_tangents=with_tangents, generator=generator)
+                           white_background=r.white_background, with_tangents=with_tangents, generator=generator,
+                           chunk=chunk)
+
+    def render_batch(self, model: nn.Module, index: Tensor, seed: int, with_tangents: bool):
+        """Renders training rays ``index`` as a training step does; with tangents, rgb_tangents (2, R, 3) per
+        pixel step."""
+        r = self.render_options
+        rays = pixel_rays(self.rays.pixels[index], self.poses[self.rays.views[index]], self.focal, self.height,
+                          self.width, with_tangents=with_tangents)
+        return self._render_rays(network_field(model, self.der_engine, self.der_recompute, r.netchunk), rays, seed,
+                                 with_tangents)
 
     def loss(self, model: nn.Module, batch: Tuple[Tensor, int]) -> Dict[str, Tensor]:
         index, seed = batch
@@ -284,14 +308,10 @@ class InverseRendering:
         coordinates as an autograd leaf, the colour rendered through plain autograd, and one
         ``autograd.grad(create_graph=True)`` per colour channel (same rays, same random draws as :meth:`loss`)."""
         index, seed = batch
-        r = self.render_options
         pixels = self.rays.pixels[index].clone().requires_grad_(True)
         rays = pixel_rays(pixels, self.poses[self.rays.views[index]], self.focal, self.height, self.width,
                           with_tangents=False)
-        generator = torch.Generator(device=self.device).manual_seed(seed) if r.perturb or r.raw_noise_std > 0 else None
-        out = render_rays(lambda p, t: (model(p), None), rays, r.num_samples, r.near, r.far, ndc=self.ndc,
-                          perturb=r.perturb, raw_noise_std=r.raw_noise_std, lindisp=r.lindisp,
-                          white_background=r.white_background, generator=generator)
+        out = self._render_rays(lambda p, t: (model(p), None), rays, seed)
         columns = [torch.autograd.grad(out.rgb[:, c].sum(), pixels, create_graph=True)[0] for c in range(3)]
         return out.rgb, torch.stack(columns, dim=1)  # (R, 3, 2): (r_x, r_y), (g_x, g_y), (b_x, b_y)
 
@@ -314,14 +334,10 @@ class InverseRendering:
         if self.eval_set is None:
             return {}
         r = self.render_options
-        pred = []
-        for index in torch.arange(len(self.eval_set), device=self.device).split(r.chunk):
-            rays = pixel_rays(self.eval_set.pixels[index], self.poses[self.eval_set.views[index]], self.focal,
-                              self.height, self.width, with_tangents=False)
-            pred.append(render_rays(network_field(model, netchunk=r.netchunk), rays, r.num_samples, r.near, r.far,
-                                    ndc=self.ndc, perturb=False, raw_noise_std=0.0, lindisp=r.lindisp,
-                                    white_background=r.white_background).rgb)
-        return {"psnr_heldout_rays": psnr(torch.cat(pred), self.eval_set.rgb)}
+        rays = pixel_rays(self.eval_set.pixels, self.poses[self.eval_set.views], self.focal, self.height, self.width,
+                          with_tangents=False)
+        pred = self._render_rays(network_field(model, netchunk=r.netchunk), rays, chunk=r.chunk).rgb
+        return {"psnr_heldout_rays": psnr(pred, self.eval_set.rgb)}
 
     def render_view(self, model: nn.Module, c2w: Tensor, render_factor: float = 1.0,
                     align_pixels: bool = False) -> RenderedImage:
@@ -335,7 +351,7 @@ class InverseRendering:
     def render_view_gradient(self, model: nn.Module, view: int) -> Tensor:
         """The network's derivatives of a test view at the training resolution: (H, W, 3, 2) per pixel step;
         once per state of the weights."""
-        key = (id(model), tuple(p._version for p in model.parameters()))
+        key = _weights_key(model)
         if self._gradient_cache[0] != key:
             self._gradient_cache = (key, {})
         if view not in self._gradient_cache[1]:
@@ -346,15 +362,14 @@ class InverseRendering:
         r = self.render_options
         rays = image_rays(self.poses[view], self.focal, self.height, self.width, with_tangents=True)
         with torch.no_grad():
-            out = render_rays(network_field(model, self.der_engine, netchunk=r.netchunk), rays, r.num_samples,
-                              r.near, r.far, ndc=self.ndc, perturb=False, raw_noise_std=0.0, lindisp=r.lindisp,
-                              white_background=r.white_background, with_tangents=True, chunk=max(r.chunk // 4, 1))
+            out = self._render_rays(network_field(model, self.der_engine, netchunk=r.netchunk), rays,
+                                    with_tangents=True, chunk=max(r.chunk // 4, 1))
         return out.rgb_tangents.permute(1, 2, 0).reshape(self.height, self.width, 3, 2).cpu()
 
     def test_renders(self, model: nn.Module, render_factor: float = 1.0,
                      align_pixels: bool = False) -> Dict[int, RenderedImage]:
         """Every test view rendered (at the training resolution by default); once per state of the weights."""
-        key = (id(model), tuple(p._version for p in model.parameters()), render_factor, align_pixels)
+        key = (*_weights_key(model), render_factor, align_pixels)
         if self._render_cache[0] != key:
             was = model.training
             model.eval()
@@ -375,8 +390,7 @@ class InverseRendering:
         for view, rendered in self.test_renders(model, render_factor, align_pixels).items():
             Image.fromarray(to_uint8(rendered.rgb)).save(out_dir / f"{view:03d}.png")
             disp = rendered.disparity
-            disp = disp / disp.max().clamp(min=1e-12)
-            Image.fromarray((255 * disp.clamp(0, 1).cpu().numpy()).astype(np.uint8)).save(out_dir / f"{view:03d}_disp.png")
+            Image.fromarray(disparity_uint8(disp, max(float(disp.max()), 1e-12))).save(out_dir / f"{view:03d}_disp.png")
         return out_dir
 
     def write_video(self, model: nn.Module, out_dir: Path, name: str, render_factor: float = 1.0) -> List[Path]:
@@ -390,7 +404,7 @@ class InverseRendering:
             rgb.append(Image.fromarray(to_uint8(rendered.rgb)))
             disp.append(rendered.disparity.cpu())
         top = max(float(d.max()) for d in disp) or 1.0
-        disp = [Image.fromarray((255 * (d / top).clamp(0, 1).numpy()).astype(np.uint8)) for d in disp]
+        disp = [Image.fromarray(disparity_uint8(d, top)) for d in disp]
         paths = [Path(out_dir) / f"{name}rgb.gif", Path(out_dir) / f"{name}disp.gif"]
         for path, frames in zip(paths, (rgb, disp)):
             frames[0].save(path, save_all=True, append_images=frames[1:], duration=33, loop=0)
