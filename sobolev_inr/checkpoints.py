@@ -75,12 +75,17 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
+def model_from_state(state: Dict[str, Any]):
+    """The :class:`~sobolev_inr.models.MLP` a loaded checkpoint describes, its weights loaded."""
+    from .models import MLP
+
+    model = MLP(**state["model_config"])
+    model.load_state_dict(state["model"])
+    return model
+
+
 def load_model(path: Path, map_location="cpu"):
     """Rebuilds the :class:`~sobolev_inr.models.MLP` stored in a checkpoint, weights loaded, on the device
     ``map_location`` names (CPU by default, whatever device the run trained on)."""
-    from .models import MLP
-
-    state = load_checkpoint(path, map_location)
-    model = MLP(**state["model_config"])
-    model.load_state_dict(state["model"])
+    model = model_from_state(load_checkpoint(path, map_location))
     return model.to(map_location) if isinstance(map_location, (str, torch.device)) else model

@@ -543,17 +543,14 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
 
 def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, Dict[str, Any], int]:
     """(model, resolved config, step) of a run's latest checkpoint; DataError if it has none."""
-    from ..checkpoints import latest_checkpoint, load_checkpoint
-    from ..models import MLP
+    from ..checkpoints import latest_checkpoint, load_checkpoint, model_from_state
 
     ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
     if ckpt is None:
         raise DataError(f"no checkpoint in {Path(run_dir) / 'checkpoints'}: train the run first (python train.py with "
                         f"the same config), or check basedir and expname")
     state = load_checkpoint(ckpt)
-    model = MLP(**state["model_config"])
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), state["config"], state["step"]
+    return model_from_state(state).to(device).eval(), state["config"], state["step"]
 
 
 def run_views(run_dir: Path) -> Tuple[Dict[int, np.ndarray], Dict[int, Path]]:
