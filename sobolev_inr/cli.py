@@ -304,15 +304,22 @@ def run_metadata(args: argparse.Namespace) -> Dict[str, Any]:
     return {k: v for k, v in sorted(vars(args).items()) if k not in NOT_SAVED}
 
 
-def epoch_fit_config(args: argparse.Namespace, resume: bool):
-    """The :class:`~sobolev_inr.training.FitConfig` of an epoch-based task's options."""
+def fit_config(args: argparse.Namespace, resume: bool, summary_every: int, checkpoint_every: int,
+               num_epochs: int = 0, num_steps: int = 0):
+    """The :class:`~sobolev_inr.training.FitConfig` of the run and optimiser options, with the run's length
+    and cadence in the task's own vocabulary (epochs, or nerf-pytorch's ``N_iters``, ``i_print``, ...)."""
     from .training import FitConfig
 
-    return FitConfig(lrate=args.lrate, num_epochs=args.num_epochs, summary_every=args.epochs_til_summary,
-                     checkpoint_every=args.epochs_til_ckpt, keep_checkpoints=args.keep_checkpoints,
+    return FitConfig(lrate=args.lrate, num_epochs=num_epochs, num_steps=num_steps, summary_every=summary_every,
+                     checkpoint_every=checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                      lrate_decay_steps=args.lrate_decay * 1000, clip_grad_norm=args.clip_grad_norm,
                      nan_policy=args.nan_policy, max_skipped_steps=args.max_skipped_steps, seed=args.seed,
                      resume=resume, progress=not args.no_progress)
+
+
+def epoch_fit_config(args: argparse.Namespace, resume: bool):
+    """The :class:`~sobolev_inr.training.FitConfig` of an epoch-based task's options."""
+    return fit_config(args, resume, args.epochs_til_summary, args.epochs_til_ckpt, num_epochs=args.num_epochs)
 
 
 def run_entry_point(main: Callable[[Optional[List[str]]], Any], argv: Optional[List[str]] = None) -> None:

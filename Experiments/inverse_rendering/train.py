@@ -120,7 +120,7 @@ def main(argv=None):
 
     from sobolev_inr.experiment import describe_model, open_run, train_and_report
     from sobolev_inr.tasks.inverse_rendering import build_model, load_task, render_only
-    from sobolev_inr.training import FitConfig, Periodic, seed_everything
+    from sobolev_inr.training import Periodic, seed_everything
 
     run_dir = Path(args.logging_root) / args.exp_name
     if args.render_only:
@@ -136,11 +136,8 @@ def main(argv=None):
     seed_everything(args.seed, args.deterministic)
     model = build_model(metadata).to(device)
     describe_model(model, args.supervision, device, run)
-    fit_cfg = FitConfig(lrate=args.lrate, num_steps=args.N_iters, summary_every=args.i_print,
-                        checkpoint_every=args.i_weights, keep_checkpoints=args.keep_checkpoints,
-                        lrate_decay_steps=args.lrate_decay * 1000, clip_grad_norm=args.clip_grad_norm,
-                        nan_policy=args.nan_policy, max_skipped_steps=args.max_skipped_steps, seed=args.seed,
-                        resume=run.mode == "resume", progress=not args.no_progress)
+    fit_cfg = cli.fit_config(args, run.mode == "resume", summary_every=args.i_print, checkpoint_every=args.i_weights,
+                             num_steps=args.N_iters)
     periodic = [
         Periodic(args.i_img, lambda m, step: task.write_progress(m, run.file("progress.png"), step), "progress"),
         Periodic(args.i_testset, lambda m, step: task.write_testset(m, run.file(f"testset_{step:06d}")), "testset"),
