@@ -104,12 +104,11 @@ def row_blocks(n: int, width: int, device: torch.device, recompute: bool = False
         return [(0, n)]
     if device.type != "cpu":
         count = max(1, -(-n * width // RECOMPUTE_BLOCK_ELEMENTS)) if recompute else 1
-        size = -(-n // count)
-        return [(s, min(s + size, n)) for s in range(0, n, size)]
-    count = max(1, -(-n * width // BLOCK_ELEMENTS))
-    threads = torch.get_num_threads()
-    if threads > 1 and n >= 512 * threads:
-        count = -(-count // threads) * threads
+    else:
+        count = max(1, -(-n * width // BLOCK_ELEMENTS))
+        threads = torch.get_num_threads()
+        if threads > 1 and n >= 512 * threads:
+            count = -(-count // threads) * threads
     size = -(-n // count)
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
