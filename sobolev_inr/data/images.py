@@ -116,6 +116,20 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
     return LoadedImage(tensor.contiguous() * 2.0 - 1.0, source, notes)
 
 
+def resize_image(image: Tensor, size: Tuple[int, int]) -> Tensor:
+    """``image (C, H, W)`` in [-1, 1] resized to ``size = (height, width)`` by PIL's bilinear filter (which
+    widens its support when shrinking, i.e. antialiases), what SIREN's ``Resize(sidelength)`` does to
+    its PIL images; values are computed in float, without an 8-bit round trip."""
+    height, width = int(size[0]), int(size[1])
+    if height < 2 or width < 2:
+        raise ConfigError(f"cannot resize an image to {height}x{width}; both sides must be >= 2 pixels")
+    if (height, width) == tuple(image.shape[1:]):
+        return image
+    channels = [Image.fromarray(c.numpy().astype(np.float32), mode="F").resize((width, height), Image.BILINEAR)
+                for c in image.float()]
+    return torch.stack([torch.from_numpy(np.asarray(c, dtype=np.float32).copy()) for c in channels])
+
+
 @dataclass
 class ImageData:
     """An image, its training samples and derivative targets. Shapes: C channels, H x W pixels.
