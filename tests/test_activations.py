@@ -141,6 +141,57 @@ class TestJet:
         assert torch.autograd.gradcheck(lambda t: act.jet(t, order=2), (z,), eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
+class TestThirdDerivative:
+    """order=3 adds f''' (the fused forward Laplacian's backward pass reads it)."""
+
+    @pytest.mark.parametrize("name", ALL)
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+    def test_order_three_adds_d3f_and_keeps_the_rest(self, name, dtype):
+        act = build_activation(name, W0)
+        z = torch.randn(3, 4, dtype=dtype)
+        jet3 = act.jet(z, order=3)
+        assert len(jet3) == 4
+        assert jet3[3].shape == z.shape and jet3[3].dtype == dtype
+        for x, y in zip(jet3[:3], act.jet(z, order=2)):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+    @pytest.mark.parametrize("name", ALL)
+    def test_matches_autograd_of_the_second_derivative(self, name):
+        act = build_activation(name, W0)
+        z = _z()[:-1].requires_grad_(True)  # float64, both signs, away from every kink
+        _, _, d2f, d3f = act.jet(z, order=3)
+        expected = torch.autograd.grad(d2f.sum(), z, allow_unused=True)[0] if d2f.requires_grad else None
+        expected = torch.zeros_like(z) if expected is None else expected
+        torch.testing.assert_close(d3f.detach(), expected, rtol=1e-10, atol=1e-8)
+
+    @pytest.mark.parametrize("name", ["sine", "spder_arctan", "sigmoid", "softplus", "tanh"])
+    def test_matches_finite_differences_of_the_second_derivative(self, name):
+        """A check that does not go through the activation's own autograd graph (smooth activations)."""
+        act = build_activation(name, W0)
+        z, eps = _z()[:-1], 1e-6
+        d3f = act.jet(z, 3)[3]
+        fd = (act.jet(z + eps, 2)[2] - act.jet(z - eps, 2)[2]) / (2 * eps)
+        torch.testing.assert_close(d3f, fd, rtol=1e-4, atol=1e-4 * d3f.abs().max().item())
+
+    @pytest.mark.parametrize("name", ["spder", "spder_sqrt", "spder_log"])
+    def test_spder_at_zero_is_the_limit_from_either_side(self, name):
+        """delta has a kink at 0, where f'' jumps; f'''(0) is the one-sided limit (the same from both sides)."""
+        act = build_activation(name, W0)
+        d3f = act.jet(torch.tensor([-1e-12, 0.0, 1e-12], dtype=torch.float64), 3)[3]
+        assert torch.isfinite(d3f).all()
+        torch.testing.assert_close(d3f[1].expand(2), d3f[[0, 2]], rtol=1e-6, atol=0)
+
+    def test_sine_reuses_its_first_derivative(self):
+        _, df, _, d3f = build_activation("sine", W0).jet(_z(), 3)
+        torch.testing.assert_close(d3f, -(W0 ** 2) * df, rtol=0, atol=0)
+
+    @pytest.mark.parametrize("name", ALL)
+    def test_gradcheck(self, name):
+        act = build_activation(name, 5.0)
+        z = (torch.linspace(-1.5, 1.5, 12, dtype=torch.float64) + 0.0123).requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda t: act.jet(t, order=3), (z,), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
 class TestSPDERAtZero:
     @pytest.mark.parametrize("name", SPDERS)
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -1,9 +1,10 @@
-"""Activation functions, each with its first and second derivative and the init that belongs to it.
+"""Activation functions, each with its first, second and third derivative and the init that belongs to it.
 
 Every activation returns ``(f, df, d2f)`` from one call so that the derivative engine
 (:mod:`sobolev_inr.derivatives`) can propagate exact input-derivatives through a layer without
-recomputing shared work (sine's ``sin`` and ``cos`` of the same pre-activation, for instance).
-All three are ordinary differentiable torch expressions, so a loss on them back-propagates.
+recomputing shared work (sine's ``sin`` and ``cos`` of the same pre-activation, for instance);
+``order=3`` adds ``d3f``, which the backward pass of the fused forward Laplacian reads.
+All are ordinary differentiable torch expressions, so a loss on them back-propagates.
 
 Init follows Table 4 of the Sobolev-INR supplement (paper 000) and SIREN for sine:
 
@@ -29,12 +30,13 @@ gradients stay finite there (paper 003, A.9 mentions the same guard).
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 Jet = Tuple[Tensor, Tensor, Tensor]
+Jet3 = Tuple[Tensor, Tensor, Tensor, Tensor]
 
 SPDER_EPS = 1e-4
 """Offset added to |z| inside SPDER's singular damping functions (sqrt, log)."""
@@ -46,8 +48,8 @@ SELU_SCALE = 1.0507009873554805
 class Activation:
     """An elementwise nonlinearity with its derivatives and its weight init.
 
-    Subclasses implement :meth:`jet`, which returns ``(f(z), f'(z), f''(z))``. ``needs_second``
-    lets the caller skip ``f''`` when no Laplacian is wanted.
+    Subclasses implement :meth:`jet`, which returns ``(f(z), f'(z), f''(z))`` up to ``order`` (entries
+    above it None) and, for ``order=3``, the four entries ``(f, f', f'', f''')``.
     """
 
     name: str = ""
@@ -58,8 +60,8 @@ class Activation:
     def __call__(self, z: Tensor) -> Tensor:
         return self.jet(z, order=0)[0]
 
-    def jet(self, z: Tensor, order: int = 1) -> Jet:
-        """Returns (f, df, d2f); entries above ``order`` may be None."""
+    def jet(self, z: Tensor, order: int = 1) -> Union[Jet, Jet3]:
+        """Returns (f, df, d2f), entries above ``order`` None; ``order=3``: (f, df, d2f, d3f)."""
         raise NotImplementedError
 
     def init_first(self, layer: nn.Linear) -> None:
@@ -75,6 +77,13 @@ class Activation:
         return f"{type(self).__name__}(w0={self.w0})" if self.uses_w0 else f"{type(self).__name__}()"
 
     uses_w0 = False
+
+
+def _up_to(order: int, f: Tensor, df: Optional[Tensor], d2f: Optional[Tensor], d3f: Optional[Tensor] = None):
+    """The jet an activation returns for ``order``: (f, df, d2f) with None above it, or all four entries."""
+    if order >= 3:
+        return f, df, d2f, d3f
+    return f, df if order >= 1 else None, d2f if order >= 2 else None
 
 
 def _siren_first_init(layer: nn.Linear) -> None:
@@ -105,14 +114,14 @@ class Sine(Activation):
     name = "sine"
     uses_w0 = True
 
-    def jet(self, z: Tensor, order: int = 1) -> Jet:
+    def jet(self, z: Tensor, order: int = 1):
         s = torch.sin(self.w0 * z)
         if order == 0:
             return s, None, None
         c = torch.cos(self.w0 * z)
         df = self.w0 * c
         d2f = -(self.w0 ** 2) * s if order >= 2 else None
-        return s, df, d2f
+        return _up_to(order, s, df, d2f, -(self.w0 ** 2) * df if order >= 3 else None)  # f''' = -w0^2 f'
 
     def init_first(self, layer):
         _siren_first_init(layer)
@@ -129,7 +138,8 @@ class ReLU(Activation):
         if order == 0:
             return f, None, None
         df = (z > 0).to(z.dtype)
-        return f, df, torch.zeros_like(z) if order >= 2 else None
+        zero = torch.zeros_like(z) if order >= 2 else None
+        return _up_to(order, f, df, zero, zero)
 
     def init_hidden(self, layer):
         he_init(layer)
@@ -148,7 +158,7 @@ class ELU(Activation):
             return f, None, None
         df = self.scale * torch.where(positive, torch.ones_like(z), self.alpha * e)
         d2f = self.scale * torch.where(positive, torch.zeros_like(z), self.alpha * e) if order >= 2 else None
-        return f, df, d2f
+        return _up_to(order, f, df, d2f, d2f)  # for z <= 0 every derivative is scale alpha e^z, else 0
 
     def init_hidden(self, layer):
         n = layer.weight.shape[1]
@@ -172,7 +182,10 @@ class Sigmoid(Activation):
         if order == 0:
             return s, None, None
         df = s * (1.0 - s)
-        return s, df, df * (1.0 - 2.0 * s) if order >= 2 else None
+        if order < 2:
+            return s, df, None
+        d2f = df * (1.0 - 2.0 * s)
+        return _up_to(order, s, df, d2f, d2f * (1.0 - 2.0 * s) - 2.0 * df * df if order >= 3 else None)
 
     def init_hidden(self, layer):
         _xavier_normal(layer)
@@ -186,7 +199,10 @@ class Softplus(Activation):
         if order == 0:
             return f, None, None
         s = torch.sigmoid(z)
-        return f, s, s * (1.0 - s) if order >= 2 else None
+        if order < 2:
+            return f, s, None
+        d2f = s * (1.0 - s)
+        return _up_to(order, f, s, d2f, d2f * (1.0 - 2.0 * s) if order >= 3 else None)
 
     def init_hidden(self, layer):
         he_init(layer)
@@ -200,39 +216,46 @@ class Tanh(Activation):
         if order == 0:
             return t, None, None
         df = 1.0 - t * t
-        return t, df, -2.0 * t * df if order >= 2 else None
+        if order < 2:
+            return t, df, None
+        return _up_to(order, t, df, -2.0 * t * df, (6.0 * t * t - 2.0) * df if order >= 3 else None)
 
     def init_hidden(self, layer):
         _xavier_normal(layer)
 
 
-# SPDER damping functions: z -> (delta, delta', delta''), guarded at z = 0.
-def _delta_sqrt(z: Tensor) -> Jet:
+# SPDER damping functions: z -> (delta, delta', delta'', delta''' if ``third`` else None), guarded at
+# z = 0, where the odd derivatives are 0 (sign(0) = 0, as autograd differentiates abs).
+DeltaJet = Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]
+
+
+def _delta_sqrt(z: Tensor, third: bool = False) -> DeltaJet:
     a = torch.abs(z) + SPDER_EPS
     r = torch.sqrt(a)
     sign = torch.sign(z)
-    return r, sign / (2.0 * r), -1.0 / (4.0 * a * r)
+    return r, sign / (2.0 * r), -1.0 / (4.0 * a * r), 0.375 * sign / (a * a * r) if third else None
 
 
-def _delta_log(z: Tensor) -> Jet:
+def _delta_log(z: Tensor, third: bool = False) -> DeltaJet:
     a = torch.abs(z) + SPDER_EPS
-    return torch.log(a), torch.sign(z) / a, -1.0 / (a * a)
+    return torch.log(a), torch.sign(z) / a, -1.0 / (a * a), 2.0 * torch.sign(z) / (a * a * a) if third else None
 
 
-def _delta_arctan(z: Tensor) -> Jet:
+def _delta_arctan(z: Tensor, third: bool = False) -> DeltaJet:
     q = 1.0 / (1.0 + z * z)
-    return torch.atan(z), q, -2.0 * z * q * q
+    return torch.atan(z), q, -2.0 * z * q * q, (6.0 * z * z - 2.0) * q * q * q if third else None
 
 
-def _delta_sqrt_relu(z: Tensor) -> Jet:
+def _delta_sqrt_relu(z: Tensor, third: bool = False) -> DeltaJet:
     positive = z > 0
     a = torch.relu(z) + SPDER_EPS
     r = torch.sqrt(a)
     zero = torch.zeros_like(z)
-    return r, torch.where(positive, 0.5 / r, zero), torch.where(positive, -0.25 / (a * r), zero)
+    return (r, torch.where(positive, 0.5 / r, zero), torch.where(positive, -0.25 / (a * r), zero),
+            torch.where(positive, 0.375 / (a * a * r), zero) if third else None)
 
 
-SPDER_DELTAS: Dict[str, Callable[[Tensor], Jet]] = {
+SPDER_DELTAS: Dict[str, Callable[..., DeltaJet]] = {
     "sqrt": _delta_sqrt,
     "log": _delta_log,
     "arctan": _delta_arctan,
@@ -253,17 +276,20 @@ class SPDER(Activation):
         self.name = f"spder_{delta}"
 
     def jet(self, z, order=1):
-        d, dd, d2d = SPDER_DELTAS[self.delta](z)
-        s = torch.sin(self.w0 * z)
+        d, dd, d2d, d3d = SPDER_DELTAS[self.delta](z, third=order >= 3)
+        w0 = self.w0
+        s = torch.sin(w0 * z)
         f = s * d
         if order == 0:
             return f, None, None
-        c = torch.cos(self.w0 * z)
-        df = self.w0 * c * d + s * dd
-        d2f = None
+        c = torch.cos(w0 * z)
+        df = w0 * c * d + s * dd
+        d2f = d3f = None
         if order >= 2:
-            d2f = -(self.w0 ** 2) * f + 2.0 * self.w0 * c * dd + s * d2d
-        return f, df, d2f
+            d2f = -(w0 ** 2) * f + 2.0 * w0 * c * dd + s * d2d
+        if order >= 3:  # (sin delta)''' = -w0^2 (sin delta)' - 2 w0^2 sin delta' + 3 w0 cos delta'' + sin delta'''
+            d3f = -(w0 ** 2) * df - 2.0 * w0 ** 2 * s * dd + 3.0 * w0 * c * d2d + s * d3d
+        return _up_to(order, f, df, d2f, d3f)
 
     def init_first(self, layer):
         _siren_first_init(layer)
