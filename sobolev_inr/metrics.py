@@ -10,6 +10,15 @@ Images enter in the training range [-1, 1] as ``(C, H, W)`` and are mapped to [0
   whole luma image cropped by ``factor`` pixels at every border, and RGB PSNR beside them.
 * :func:`derivative_psnr`: PSNR of derivative maps against their targets, with the target's
   dynamic range (max - min) as the peak.
+
+An image fitted from its gradient alone is fixed only up to a constant (from its Laplacian, up to a
+harmonic function), so Poisson reconstructions are scored after an alignment:
+
+* :func:`remove_offset` (ours): the prediction shifted by the constant, per channel, that best
+  matches the target (least squares: the mean difference);
+* :func:`minmax_rescale` (SIREN's summaries): each image mapped to [0, 1] by its own min and max,
+  the prediction first clamped to its (p, 100 - p) percentiles (SIREN's ``rescale_img``); this also
+  removes a scale.
 """
 from __future__ import annotations
 
@@ -79,3 +88,36 @@ def derivative_psnr(pred: Tensor, target: Tensor) -> float:
     if peak == 0.0:
         return float("nan")
     return psnr(pred, target, peak=peak)
+
+
+def remove_offset(pred: Tensor, target: Tensor) -> Tensor:
+    """``pred (C, ...)`` plus, per channel, the constant that minimises its squared error to ``target``."""
+    diff = (target.double() - pred.double()).reshape(pred.shape[0], -1).mean(dim=1)
+    return pred + diff.to(pred.dtype).reshape(-1, *[1] * (pred.dim() - 1))
+
+
+def minmax_rescale(image: Tensor, percentile: float = 0.0) -> Tensor:
+    """``image`` mapped to [0, 1] by its min and max over all entries, after clamping it to its
+    (percentile, 100 - percentile) percentiles; a constant image maps to 0.5 (SIREN's ``rescale_img``)."""
+    x = image.double()
+    if percentile > 0.0:
+        q = torch.tensor([percentile / 100.0, 1.0 - percentile / 100.0], dtype=x.dtype)
+        lo, hi = torch.quantile(x.flatten(), q).tolist()
+        x = x.clamp(lo, hi)
+    lo, hi = x.min(), x.max()
+    if hi == lo:
+        return torch.full_like(image, 0.5)
+    return ((x - lo) / (hi - lo)).to(image.dtype)
+
+
+SIREN_PRED_PERCENTILE = 1e-2
+"""SIREN's Poisson summaries clamp the prediction to its 0.01 and 99.99 percentiles before rescaling."""
+
+
+def poisson_image_psnrs(pred: Tensor, target: Tensor) -> Dict[str, float]:
+    """PSNRs of a Poisson reconstruction ``pred`` against ``target`` (C, H, W) in [-1, 1], peak 1 on [0, 1]:
+    ``psnr_offset`` (:func:`remove_offset`, ours) and ``psnr_minmax`` (:func:`minmax_rescale`, SIREN's)."""
+    return {
+        "psnr_offset": psnr(to_unit_range(remove_offset(pred, target)), to_unit_range(target)),
+        "psnr_minmax": psnr(minmax_rescale(pred, SIREN_PRED_PERCENTILE), minmax_rescale(target)),
+    }

@@ -46,14 +46,16 @@ def save_image_panels(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle
 
 
 def save_heatmaps(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle: str = "", shared_scale: bool = True,
-                  cmap: str = "magma", label: str = "") -> None:
-    """Side-by-side (H, W) maps with colour bars; ``shared_scale`` uses one range for all panels."""
+                  cmap: str = "magma", label: str = "", signed: bool = False) -> None:
+    """Side-by-side (H, W) maps with colour bars; ``shared_scale`` uses one range for all panels.
+    The range is [0, the 99.5th percentile], or with ``signed`` (maps of both signs, e.g. a Laplacian)
+    symmetric about 0: +-(the 99.5th percentile of |map|)."""
     arrays = [p.detach().float().cpu().numpy() for _, p in panels]
-    vmax = max(float(np.percentile(a, 99.5)) for a in arrays) if shared_scale else None
+    top = [float(np.percentile(np.abs(a) if signed else a, 99.5)) for a in arrays]
     fig, axes = figure(1, len(panels), (4.6 * len(panels), 4.2))
-    for ax, (title, _), array in zip(axes[0], panels, arrays):
-        im = ax.imshow(array, cmap=cmap, vmin=0, vmax=vmax if shared_scale else float(np.percentile(array, 99.5)),
-                       interpolation="nearest")
+    for ax, (title, _), array, own_top in zip(axes[0], panels, arrays, top):
+        vmax = max(top) if shared_scale else own_top
+        im = ax.imshow(array, cmap=cmap, vmin=-vmax if signed else 0, vmax=vmax, interpolation="nearest")
         ax.set_title(title)
         ax.axis("off")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)

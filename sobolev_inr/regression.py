@@ -22,7 +22,9 @@ class SobolevRegression:
     coords: (N, D) network inputs. values: (N, C). jacobian: (N, C, D) first-derivative targets
     per sample step. second_differences: (N, C, D) per-axis second-derivative targets per step
     squared, or None when ``lapl`` is not used. step: (D,) coordinate distance per sample step.
-    Targets are converted to ``der_units`` once, here (:mod:`sobolev_inr.coords`).
+    Targets are converted to ``der_units`` once, here (:mod:`sobolev_inr.coords`), then multiplied by
+    ``target_scale`` (1 but for SIREN's Poisson scaling, :func:`sobolev_inr.targets.siren_target_scale`:
+    the network then fits ``target_scale`` times the signal).
     """
 
     psnr_peak = 2.0
@@ -30,7 +32,8 @@ class SobolevRegression:
     def __init__(self, coords: Tensor, values: Tensor, jacobian: Optional[Tensor], second_differences: Optional[Tensor],
                  step: Sequence[float], supervision: str = "val_der", lambda_der: float = 1.0,
                  der_units: str = "pixel", der_mode: str = "auto", batch_size: int = 0,
-                 device: torch.device = torch.device("cpu"), der_engine: str = "auto", der_recompute: bool = False):
+                 device: torch.device = torch.device("cpu"), der_engine: str = "auto", der_recompute: bool = False,
+                 target_scale: float = 1.0):
         self.supervision = get_supervision(supervision)
         self.lambda_der, self.der_mode, self.device = lambda_der, der_mode, device
         self.der_engine, self.der_recompute = der_engine, der_recompute
@@ -46,6 +49,9 @@ class SobolevRegression:
             if second_differences is None:
                 raise ValueError("lapl supervision needs second-difference targets")
             self.target = target_to_units(second_differences, step, der_units, axis=2, order=2).sum(dim=2).to(device)
+        self.target_scale = float(target_scale)
+        if self.target is not None and self.target_scale != 1.0:
+            self.target = self.target * self.target_scale
 
     @property
     def num_samples(self) -> int:
@@ -78,7 +84,8 @@ class SampledSignalRegression(SobolevRegression):
 
     ``data`` holds coords (all samples), train_coords, train_values, train_jacobian,
     train_second_differences and derivative_step (:class:`~sobolev_inr.data.images.ImageData`,
-    :class:`~sobolev_inr.data.audio.AudioData`). ``engine_options``: ``der_engine``, ``der_recompute``.
+    :class:`~sobolev_inr.data.audio.AudioData`). ``engine_options``: ``der_engine``, ``der_recompute``,
+    ``target_scale``.
     """
 
     def __init__(self, data, supervision: str = "val_der", lambda_der: float = 1.0, der_units: str = "pixel",
@@ -117,5 +124,13 @@ def predict_jacobian(model: nn.Module, coords: Tensor, scale: Tensor, chunk_size
                      mode: str = "auto") -> Tensor:
     """Jacobian (N, C, D) at ``coords`` in chunks, without a graph (``scale`` as in the engine)."""
     parts = [value_and_derivatives(model, c, scale=scale, mode=mode, create_graph=False).jacobian
+             for c in coords.split(max(chunk_size, 1))]
+    return torch.cat(parts)
+
+
+def predict_laplacian(model: nn.Module, coords: Tensor, scale: Tensor, chunk_size: int = 65536) -> Tensor:
+    """Laplacian (N, C) at ``coords`` in chunks, without a graph (``scale`` as in the engine: the sum of
+    ``scale[d]^2`` times the second derivatives along axis d)."""
+    parts = [value_and_derivatives(model, c, scale=scale, laplacian=True, create_graph=False).laplacian
              for c in coords.split(max(chunk_size, 1))]
     return torch.cat(parts)

@@ -32,9 +32,13 @@ from .errors import UserError
 from .runs import METRICS_FILE, read_scalars
 
 REFERENCE_FILE = Path(__file__).with_name("reference_numbers.json")
+POISSON_COLUMNS = ["psnr_minmax_full", "psnr_offset_full", "psnr_grad_full", "psnr_lapl_full"]
+"""Poisson reconstruction (image regression with der or lapl supervision): the image after SIREN's and after
+our alignment, the gradient and the Laplacian (SIREN's table reports image / gradient / Laplacian PSNR)."""
 COLUMNS = ["exp_name", "task", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "ssim_heldout",
-           "psnr_heldout", "psnr_der_heldout", "psnr_full", "wall_time_s", "device"]
-PAPER_COLUMNS = ["paper_psnr_luma_heldout", "paper_ssim_heldout", "paper_psnr_heldout", "paper_source"]
+           "psnr_heldout", "psnr_der_heldout", "psnr_full", *POISSON_COLUMNS, "wall_time_s", "device"]
+PAPER_COLUMNS = ["paper_psnr_luma_heldout", "paper_ssim_heldout", "paper_psnr_heldout",
+                 *["paper_" + c for c in POISSON_COLUMNS], "paper_source"]
 AT_RESOLUTION = re.compile(r"^(psnr|ssim)_heldout_\d+x\d+$")
 """Scores at another resolution than the training one (inverse rendering's ``eval.py --eval_llff_factor``,
 e.g. ``psnr_heldout_756x1008``): a column each, beside the paper's number at that resolution."""
@@ -102,7 +106,8 @@ def write_tables(rows: Sequence[Dict], out: Path) -> None:
         w.writerows(rows)
     shown = ["exp_name", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "paper_psnr_luma_heldout",
              "ssim_heldout", "paper_ssim_heldout", "psnr_heldout", "paper_psnr_heldout",
-             *[c for k in extra for c in (k, "paper_" + k)], "psnr_der_heldout", "wall_time_s"]
+             *[c for k in extra for c in (k, "paper_" + k)], "psnr_der_heldout",
+             *[c for k in POISSON_COLUMNS for c in (k, "paper_" + k)], "wall_time_s"]
     shown = [c for c in shown if any(r.get(c) is not None for r in rows)]
     lines = ["| " + " | ".join(c.replace("paper_", "paper ") for c in shown) + " |",
              "|" + "---|" * len(shown)]

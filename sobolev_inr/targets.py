@@ -13,12 +13,14 @@ second-order accurate for smooth signals.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import Callable, Dict, Sequence
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .errors import ConfigError
 
 
 def _check_image(image: Tensor) -> None:
@@ -97,3 +99,26 @@ def second_difference(signal: Tensor, dim: int = -1) -> Tensor:
     padded = torch.cat((x[..., :1], x, x[..., -1:]), dim=-1)
     out = padded[..., 2:] - 2.0 * x + padded[..., :-2]
     return out.movedim(-1, dim)
+
+
+SIREN_POISSON_FACTORS = {"der": 10.0 * 8.0, "lapl": 1e4}
+"""SIREN's Poisson targets (``train_poisson_*_img.py``): the [-1, 1] image times 10, then scipy's unnormalised
+Sobel (8 times the per-pixel-step Sobel of :func:`image_gradient`); or the image times 1e4, then scipy's
+``laplace`` (the 5-point Laplacian per pixel step squared of :func:`image_laplacian`). Their network
+differentiates with respect to [-1, 1] coordinates, so these targets are per coordinate unit (squared)."""
+
+
+def siren_target_scale(supervision: str, step: Sequence[float]) -> float:
+    """The factor k on the per-pixel targets that reproduces SIREN's Poisson scaling: k = 80 step for
+    gradients, 1e4 step^2 for the Laplacian (step = coordinate distance per pixel). A network trained on
+    them fits k times the image (plus what the supervision cannot see): about 0.63 for SIREN's 256x256
+    camera, whichever ``der_units`` the loss is measured in. Needs equal steps along x and y (SIREN's
+    images are square)."""
+    if supervision not in SIREN_POISSON_FACTORS:
+        raise ConfigError(f"target_scaling = siren is SIREN's Poisson scaling, for supervision der or lapl; "
+                          f"got supervision = {supervision}")
+    if abs(step[0] - step[1]) > 1e-12 * max(step):
+        raise ConfigError(f"target_scaling = siren needs a square image (equal pixel steps along x and y, as "
+                          f"SIREN's sidelength resize gives); got steps {tuple(step)}: set sidelength")
+    order = 1 if supervision == "der" else 2
+    return SIREN_POISSON_FACTORS[supervision] * step[0] ** order

@@ -28,11 +28,14 @@ def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch
     """Parse, build, train 2 steps, evaluate; figures are left out here (checked by the next test)."""
     monkeypatch.setattr("sobolev_inr.tasks.image_regression.ImageRegression.write_outputs", lambda *a, **k: None)
     monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
-    assert len(SHIPPED_CONFIGS) == 30 + 6 + 13
+    assert len(SHIPPED_CONFIGS) == 30 + 6 + 13 + 6
     for cfg in SHIPPED_CONFIGS:
-        metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_rgb_png, num_epochs=2, hidden_features=16)
+        poisson = "poisson" in cfg.parts
+        sizes = {"sidelength": 16} if poisson else {}  # Poisson configs resize to 256x256
+        metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_rgb_png, num_epochs=2, hidden_features=16,
+                       **sizes)
         assert metrics["steps"] == 2, cfg
-        assert np.isfinite(metrics["psnr_heldout"]), cfg
+        assert np.isfinite(metrics["psnr_offset_full" if poisson else "psnr_heldout"]), cfg
         text = cfg.read_text()
         assert metrics["supervision"] in text, cfg
 
@@ -42,14 +45,17 @@ def test_run_directory_contents_and_metric_names(tiny_rgb_png, tmp_path):
          epochs_til_summary=1)
     run = tmp_path / "a" / "b"
     for name in ("config.txt", "metrics.json", "scalars.csv", "log.txt", "reconstruction.png", "error_map.png",
-                 "gradient_magnitude.png", "curves.png"):
+                 "gradient_magnitude.png", "laplacian.png", "curves.png"):
         assert (run / name).is_file(), name
     assert list((run / "checkpoints").glob("epoch_*.pt"))
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     metrics = json.loads((run / "metrics.json").read_text())
     for key in ("psnr_heldout", "psnr_full", "psnr_luma_heldout", "ssim_heldout", "psnr_der_heldout", "steps",
+                "psnr_grad_heldout", "psnr_grad_full", "psnr_lapl_heldout", "psnr_lapl_full",
                 "wall_time_s", "device", "supervision", "activations"):
         assert key in metrics, key
+    assert metrics["psnr_grad_heldout"] == metrics["psnr_der_heldout"]
+    assert "psnr_offset_full" not in metrics  # value-supervised: the image itself is scored
     assert metrics["activations"] == ["sine"] * 4
     # The saved config reproduces the run's options.
     parser = MAIN.config_parser()
@@ -87,6 +93,10 @@ def test_bad_choice_is_rejected_naming_key_and_choices(tmp_path, line, words):
     (["--num_epochs", "0"], ["num_epochs must be >= 1"]),
     (["--activations", "sine", "sine", "--num_hidden_layers", "3"], ["num_hidden_layers"]),
     (["--has_pos_encoding", "--has_fourier_feature"], ["exclusive"]),
+    (["--target_scaling", "siren", "--supervision", "val_der"], ["target_scaling = siren", "der or lapl"]),
+    (["--target_scaling", "siren", "--supervision", "der", "--filename", "skimage:coffee"],
+     ["square image", "sidelength"]),
+    (["--sidelength", "1"], ["sidelength must be 0"]),
 ])
 def test_bad_values_fail_with_one_line(tiny_rgb_png, tmp_path, args, words):
     argv = ["--filename", str(tiny_rgb_png)] + args if args[0] != "--filename" else args
@@ -225,8 +235,74 @@ def test_factor_one_trains_on_every_pixel_and_reports_no_held_out_metrics(tiny_r
                    exp_name="f1", epochs_til_summary=1)
     assert not [k for k in metrics if k.endswith("_heldout")], metrics
     assert metrics["num_heldout_samples"] == 0
-    for key in ("psnr_full", "psnr_luma_full", "ssim_full", "psnr_der_full"):
+    for key in ("psnr_full", "psnr_luma_full", "ssim_full", "psnr_der_full", "psnr_grad_full", "psnr_lapl_full"):
         assert np.isfinite(metrics[key]), key
     saved = (tmp_path / "f1" / "metrics.json").read_text()
     assert "NaN" not in saved and "null" not in saved.replace('"time_per_1k_steps_s": null', "")
     assert "no held-out metrics" in (tmp_path / "f1" / "log.txt").read_text()
+
+
+# ----------------------------------------------------------------------------- Poisson reconstruction
+def test_siren_target_scaling_reproduces_sirens_poisson_targets(tmp_path):
+    """target_scaling = siren with der_units = coord gives SIREN's targets exactly: scipy's Sobel of 10 x the
+    [-1, 1] image and scipy's laplace of 1e4 x the image, per [-1, 1] coordinate unit (train_poisson_*_img.py)."""
+    import scipy.ndimage
+
+    args = MAIN.config_parser().parse_args(["--filename", "skimage:camera", "--is_gray", "--sidelength", "32",
+                                            "--factor", "1", "--der_units", "coord", "--target_scaling", "siren"])
+    from sobolev_inr.tasks.image_regression import image_task_from_config
+
+    for supervision in ("der", "lapl"):
+        task = image_task_from_config({**vars(args), "supervision": supervision})
+        image = task.data.image[0].double().numpy()  # (H, W) in [-1, 1]
+        if supervision == "der":
+            # our target columns are (d/dx, d/dy) = (along the width, along the height)
+            siren = np.stack([scipy.ndimage.sobel(10 * image, axis=1), scipy.ndimage.sobel(10 * image, axis=0)], -1)
+            ours = task.target.reshape(32, 32, 2).double().numpy()
+        else:
+            siren = scipy.ndimage.laplace(1e4 * image)
+            ours = task.target.reshape(32, 32).double().numpy()
+        np.testing.assert_allclose(ours, siren, rtol=1e-4, atol=1e-3 * np.abs(siren).max())
+
+
+def test_an_analytic_image_is_recovered_from_its_exact_gradient_up_to_a_constant():
+    """Supervised on its exact gradient only, a SIREN recovers f = 0.4 sin(pi x) cos(pi y) + 0.3 up to the
+    constant, which the gradient cannot see: offset-aligned PSNR high, the raw one limited by the offset."""
+    from sobolev_inr.coords import image_grid, image_step
+    from sobolev_inr.metrics import psnr, remove_offset, to_unit_range
+    from sobolev_inr.models import MLP
+    from sobolev_inr.regression import SobolevRegression
+
+    torch.manual_seed(0)
+    h = w = 24
+    coords = image_grid(h, w)
+    x, y = coords.T
+    value = (0.4 * torch.sin(torch.pi * x) * torch.cos(torch.pi * y) + 0.3)[:, None]
+    step = image_step(h, w)
+    exact = torch.stack([0.4 * torch.pi * torch.cos(torch.pi * x) * torch.cos(torch.pi * y) * step[0],
+                         -0.4 * torch.pi * torch.sin(torch.pi * x) * torch.sin(torch.pi * y) * step[1]], -1)
+    task = SobolevRegression(coords, value, exact[:, None, :], None, step, supervision="der")
+    model = MLP(2, 1, ["sine"] * 3, hidden_features=32, w0=10.0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        task.loss(model, None)["total"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        pred = model(coords).T.reshape(1, h, w)
+    target = value.T.reshape(1, h, w)
+    aligned = psnr(to_unit_range(remove_offset(pred, target)), to_unit_range(target))
+    raw = psnr(to_unit_range(pred), to_unit_range(target))
+    assert aligned > 38.0, aligned
+    assert raw < aligned - 10.0, (raw, aligned)  # the offset was not learnt: only the gradient was seen
+
+
+def test_poisson_run_reports_aligned_psnrs_and_laplacian_figure(tmp_path):
+    metrics = _run(["--filename", "skimage:camera", "--is_gray", "--sidelength", "16", "--factor", "1",
+                    "--supervision", "lapl", "--der_units", "coord", "--target_scaling", "siren"], tmp_path,
+                   num_epochs=2, hidden_features=16, exp_name="p", epochs_til_summary=1)
+    for key in ("psnr_offset_full", "psnr_minmax_full", "psnr_grad_full", "psnr_lapl_full", "psnr_full"):
+        assert np.isfinite(metrics[key]), key
+    assert metrics["target_scale"] == pytest.approx(1e4 * (2 / 15) ** 2)
+    assert (tmp_path / "p" / "laplacian.png").is_file()
+    assert "psnr_offset_full" in (tmp_path / "p" / "scalars.csv").read_text()

@@ -176,3 +176,29 @@ class TestDerivativePSNR:
 
     def test_constant_target_is_nan(self):
         assert math.isnan(derivative_psnr(torch.rand(4), torch.zeros(4)))
+
+
+# ------------------------------------------------------------------------ Poisson alignments
+def test_remove_offset_removes_the_best_constant_per_channel():
+    from sobolev_inr.metrics import remove_offset
+
+    target = torch.rand(2, 5, 6) * 2 - 1
+    pred = target + torch.tensor([0.3, -0.2]).view(2, 1, 1) + 0.01 * torch.randn(2, 5, 6)
+    aligned = remove_offset(pred, target)
+    assert torch.allclose((aligned - target).mean(dim=(1, 2)), torch.zeros(2), atol=1e-6)
+    for shift in (1e-3, -1e-3):  # no other constant does better
+        assert ((aligned - target) ** 2).sum() < ((aligned + shift - target) ** 2).sum()
+
+
+def test_minmax_rescale_is_sirens_rescale_img():
+    from sobolev_inr.metrics import minmax_rescale, poisson_image_psnrs
+
+    x = torch.linspace(-3, 5, 101).reshape(1, 1, 101)
+    assert torch.allclose(minmax_rescale(x), (x + 3) / 8)
+    clipped = minmax_rescale(x, percentile=10.0)  # clamp to the 10th and 90th percentiles (-2.2, 4.2), then rescale
+    assert clipped.min() == 0 and clipped.max() == 1 and (clipped == 0).sum() == 11
+    assert torch.equal(minmax_rescale(torch.full((1, 2, 2), 0.7)), torch.full((1, 2, 2), 0.5))
+    # An affine copy of the target is perfect for SIREN's alignment, not for ours (which keeps the scale).
+    target = torch.rand(1, 16, 16) * 2 - 1
+    scores = poisson_image_psnrs(0.5 * target + 0.2, target)
+    assert scores["psnr_minmax"] > 60 and scores["psnr_offset"] < 25

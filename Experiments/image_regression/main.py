@@ -29,13 +29,28 @@ def config_parser():
     g.add_argument("--data_root", type=str, default="../../data", help="root of the data sets (original layout)")
     g.add_argument("--dataset", type=str, default="Set5", help="folder under data_root holding HR/<filename>.png")
     g.add_argument("--is_gray", action="store_true", help="convert to luma (one channel)")
+    g.add_argument("--sidelength", type=int, default=0,
+                   help="resize to sidelength x sidelength (bilinear, as SIREN's Poisson scripts: 256); 0 = keep the size")
+    g.add_argument("--target_scaling", type=str, default="none", choices=["none", "siren"],
+                   help="siren: SIREN's Poisson targets (x10 image + unnormalised Sobel for der, x1e4 Laplacian for "
+                        "lapl, per [-1, 1] coordinate unit): the network fits k = 80 step (der) or 1e4 step^2 (lapl) "
+                        "times the image; metrics divide by k. Needs a square image")
     g.add_argument("--factor", type=int, default=4,
                    help="train on every factor-th pixel in each direction (1 = every pixel, nothing held out)")
     g.add_argument("--crop", action="store_true", help="crop an image whose size is not a multiple of factor")
     g.add_argument("--der_on_downsampled", action="store_true",
                    help="compute derivative targets on the downsampled image (derivative-precision protocol)")
     g.add_argument("--eval_chunk_size", type=int, default=65536, help="pixels per chunk when rendering the full grid")
-    p.declare(ignored=["eval_chunk_size"], check=lambda a: cli._at_least(a, 1, ["eval_chunk_size"]))
+
+    def check(a):
+        cli._at_least(a, 1, ["eval_chunk_size"])
+        if a.sidelength and a.sidelength < 2:
+            raise cli.ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {a.sidelength}")
+        if a.target_scaling == "siren" and a.supervision not in ("der", "lapl"):
+            raise cli.ConfigError(f"target_scaling = siren is SIREN's Poisson scaling, for supervision der or lapl; "
+                                  f"got supervision = {a.supervision}")
+
+    p.declare(ignored=["eval_chunk_size"], check=check)
     return p
 
 
@@ -63,12 +78,19 @@ def main(argv=None):
               f"({data.train_shape[0]}x{data.train_shape[1]}), {int(data.heldout.sum())} held out")
     for note in data.notes:
         run.print(f"note: {note}")
-    if not task.has_heldout:
+    if not task.has_heldout and not task.is_poisson:
         run.print("note: factor = 1 trains on every pixel: no held-out metrics (metrics.json reports the "
                   "full-image ones, psnr_full, psnr_luma_full, ssim_full)")
     describe_model(model, args.supervision, device, run)
-    summary = (("psnr_heldout", "psnr_luma_heldout", "ssim_heldout", "psnr_der_heldout") if task.has_heldout
-               else ("psnr_full", "psnr_luma_full", "ssim_full", "psnr_der_full"))
+    if task.target_scale != 1.0:
+        run.print(f"note: target_scaling = siren: the targets are {task.target_scale:.4f} times the image's, so the "
+                  f"network fits {task.target_scale:.4f} times the image; metrics and figures divide by it")
+    if task.is_poisson:
+        summary = ("psnr_offset_full", "psnr_minmax_full", "psnr_grad_full", "psnr_lapl_full")
+    elif task.has_heldout:
+        summary = ("psnr_heldout", "psnr_luma_heldout", "ssim_heldout", "psnr_grad_heldout")
+    else:
+        summary = ("psnr_full", "psnr_luma_full", "ssim_full", "psnr_grad_full")
     return train_and_report("image_regression", model, task, run, cli.epoch_fit_config(args, run.mode == "resume"),
                             metadata, device, summary=summary,
                             extra_metrics={"image": data.source, "image_shape": [h, w, data.channels],

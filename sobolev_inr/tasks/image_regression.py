@@ -2,10 +2,18 @@
 
 Metrics follow the original protocol (:mod:`sobolev_inr.metrics`): the network is queried on the full
 grid and scored on the held-out pixels; derivatives are scored against the full-resolution
-targets, per pixel step.
+targets, per pixel step: the gradient against the Sobel (or diff) target (``psnr_grad_*``, also
+reported as ``psnr_der_*``, the name every task uses for its first derivatives) and the Laplacian
+against the 5-point one (``psnr_lapl_*``).
+
+Poisson reconstruction (SIREN's, ``supervision`` ``der`` or ``lapl``, usually with ``factor = 1``): the
+image is fixed only up to what the supervision cannot see, so the value metrics add ``psnr_offset_full``
+(the best constant removed, ours) and ``psnr_minmax_full`` (each image rescaled to [0, 1] by its min
+and max, as SIREN's summaries show them); see :func:`sobolev_inr.metrics.poisson_image_psnrs`.
 """
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
@@ -14,25 +22,33 @@ from torch import nn
 
 from ..coords import derivative_scale
 from ..data.images import ImageData
-from ..metrics import derivative_psnr, image_quality, psnr, to_unit_range
-from ..regression import SampledSignalRegression, predict, predict_jacobian
+from ..metrics import derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, to_unit_range
+from ..regression import SampledSignalRegression, predict, predict_jacobian, predict_laplacian
+from ..targets import image_laplacian
 
 
 class ImageRegression(SampledSignalRegression):
     """Training on ``data``'s training pixels; evaluation and figures on the full image.
 
     With ``factor = 1`` every pixel is trained on and nothing is held out: the held-out metrics are
-    then absent (not NaN), and the full-image ones stand alone.
+    then absent (not NaN), and the full-image ones stand alone. With a ``target_scale`` k (SIREN's
+    Poisson scaling) the network fits k times the image; renders divide by k, so that every metric and
+    figure is in the image's own units.
     """
 
     psnr_peak = 2.0  # values in [-1, 1]
     data: ImageData
 
+    @property
+    def is_poisson(self) -> bool:
+        """Supervised on derivatives only (``der``, ``lapl``): the image is known up to a constant or more."""
+        return self.supervision.value_weight == 0.0
+
     def render(self, model: nn.Module) -> torch.Tensor:
         """The network's image on the full grid: (C, H, W) in the value range, on CPU."""
         h, w = self.data.shape
         return self.once_per_weights("image", model, lambda: predict(
-            model, self.eval_coords, self.eval_chunk_size).cpu().T.reshape(-1, h, w))
+            model, self.eval_coords, self.eval_chunk_size).cpu().T.reshape(-1, h, w) / self.target_scale)
 
     def render_gradient(self, model: nn.Module) -> torch.Tensor:
         """The network's derivatives per pixel step on the full grid: (C, 2, H, W), on CPU."""
@@ -41,13 +57,32 @@ class ImageRegression(SampledSignalRegression):
 
         def compute():
             jac = predict_jacobian(model, self.eval_coords, scale, self.eval_chunk_size, self.der_mode).cpu()
-            return jac.permute(1, 2, 0).reshape(jac.shape[1], 2, h, w)
+            return jac.permute(1, 2, 0).reshape(jac.shape[1], 2, h, w) / self.target_scale
 
         return self.once_per_weights("gradient", model, compute)
 
+    def render_laplacian(self, model: nn.Module) -> torch.Tensor:
+        """The network's Laplacian per pixel step squared on the full grid: (C, H, W), on CPU."""
+        h, w = self.data.shape
+        scale = derivative_scale(self.data.pixel_step, "pixel").to(self.eval_coords)
+
+        def compute():
+            lap = predict_laplacian(model, self.eval_coords, scale, self.eval_chunk_size).cpu()
+            return lap.T.reshape(-1, h, w) / self.target_scale
+
+        return self.once_per_weights("laplacian", model, compute)
+
+    @cached_property
+    def laplacian_target(self) -> torch.Tensor:
+        """The 5-point Laplacian of the full image per pixel step squared: (C, H, W)."""
+        return image_laplacian(self.data.image)
+
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
-        """Held-out PSNR (RGB and luma) and SSIM, as in the paper; full-image ones when nothing is held out."""
+        """Held-out PSNR (RGB and luma) and SSIM, as in the paper; full-image ones when nothing is held out;
+        the offset-aligned PSNR for a Poisson reconstruction."""
         pred, target = self.render(model), self.data.image
+        if self.is_poisson:
+            return {"psnr_offset_full": poisson_image_psnrs(pred, target)["psnr_offset"]}
         if not self.has_heldout:
             q = image_quality(pred, target, self.data.factor, torch.ones_like(self.data.heldout))
             return {"psnr_full": q["psnr"], "psnr_luma_full": q["psnr_luma"], "ssim_full": q["ssim"]}
@@ -60,28 +95,41 @@ class ImageRegression(SampledSignalRegression):
         model.eval()
         pred, target, mask = self.render(model), self.data.image, self.data.heldout
         q_full = image_quality(pred, target, self.data.factor, torch.ones_like(mask))
-        grad = self.render_gradient(model)
+        grad, lap = self.render_gradient(model), self.render_laplacian(model)
+        grad_full = derivative_psnr(grad, self.data.gradient)
         metrics = {
             "psnr_full": q_full["psnr"], "psnr_luma_full": q_full["psnr_luma"],
             "psnr_train": psnr(to_unit_range(pred[:, ~mask]), to_unit_range(target[:, ~mask])),
-            "psnr_der_full": derivative_psnr(grad, self.data.gradient), "num_heldout_samples": int(mask.sum()),
+            "psnr_grad_full": grad_full, "psnr_der_full": grad_full,
+            "psnr_lapl_full": derivative_psnr(lap, self.laplacian_target), "num_heldout_samples": int(mask.sum()),
         }
+        if self.is_poisson:
+            metrics.update({f"{k}_full": v for k, v in poisson_image_psnrs(pred, target).items()},
+                           target_scale=self.target_scale)
         if not self.has_heldout:
             return {**metrics, "ssim_full": q_full["ssim"]}
         q = image_quality(pred, target, self.data.factor, mask)
+        grad_heldout = derivative_psnr(grad[..., mask], self.data.gradient[..., mask])
         return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"],
-                "psnr_der_heldout": derivative_psnr(grad[..., mask], self.data.gradient[..., mask]), **metrics}
+                "psnr_grad_heldout": grad_heldout, "psnr_der_heldout": grad_heldout,
+                "psnr_lapl_heldout": derivative_psnr(lap[:, mask], self.laplacian_target[:, mask]), **metrics}
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
-        """reconstruction.png, error_map.png and gradient_magnitude.png in ``run_dir``."""
+        """reconstruction.png, error_map.png, gradient_magnitude.png and laplacian.png in ``run_dir``
+        (a Poisson reconstruction is shown with the best constant removed)."""
         from ..plots import save_heatmaps, save_image_panels
 
-        pred = to_unit_range(self.render(model))
-        target = to_unit_range(self.data.image)
+        pred, target = self.render(model), self.data.image
+        if self.is_poisson:
+            pred = remove_offset(pred, target)
+        pred, target = to_unit_range(pred), to_unit_range(target)
         where = "held-out" if self.has_heldout else "all pixels, all trained on"
         shown = metrics["psnr_heldout" if self.has_heldout else "psnr_full"]
-        save_image_panels(run_dir / "reconstruction.png",
-                          [("ground truth", target), (f"reconstruction ({shown:.2f} dB {where})", pred)])
+        title = f"reconstruction ({shown:.2f} dB {where})"
+        if self.is_poisson:
+            title = (f"from its {'gradient' if self.supervision.name == 'der' else 'Laplacian'}, constant removed\n"
+                     f"({metrics['psnr_offset_full']:.2f} dB; SIREN's min-max {metrics['psnr_minmax_full']:.2f} dB)")
+        save_image_panels(run_dir / "reconstruction.png", [("ground truth", target), (title, pred)])
         error = (pred - target).abs().mean(dim=0)
         save_heatmaps(run_dir / "error_map.png", [("|reconstruction - ground truth|", error)],
                       suptitle="mean abs error per pixel, values in [0, 1]", label="abs error")
@@ -91,6 +139,12 @@ class ImageRegression(SampledSignalRegression):
                       [("target |grad|", gradient_magnitude(self.data.gradient)),
                        (f"network |grad| ({shown:.2f} dB {where})", gradient_magnitude(grad))],
                       suptitle="gradient magnitude per pixel step (values in [-1, 1] units)", label="|grad|")
+        shown = metrics["psnr_lapl_heldout" if self.has_heldout else "psnr_lapl_full"]
+        save_heatmaps(run_dir / "laplacian.png",
+                      [("target (5-point Laplacian)", self.laplacian_target.mean(dim=0)),
+                       (f"network Laplacian ({shown:.2f} dB {where})", self.render_laplacian(model).mean(dim=0))],
+                      suptitle="Laplacian per pixel step squared (values in [-1, 1] units), mean over channels",
+                      cmap="RdBu_r", label="Laplacian", signed=True)
 
 
 def gradient_magnitude(gradient: torch.Tensor) -> torch.Tensor:
@@ -102,7 +156,8 @@ def image_task_from_config(config: Mapping[str, Any], device: torch.device = tor
                            base_dir: Path = Path(".")) -> ImageRegression:
     """The :class:`ImageRegression` a run's resolved config describes (what main.py builds, and what
     :func:`load_run` rebuilds). Relative paths in the config are relative to ``base_dir``."""
-    from ..data.images import load_image, prepare_image
+    from ..data.images import load_image, prepare_image, resize_image
+    from ..targets import siren_target_scale
 
     base = Path(base_dir)
     filename = config["filename"]
@@ -110,11 +165,18 @@ def image_task_from_config(config: Mapping[str, Any], device: torch.device = tor
         filename = str(base / filename)
     data_root = config["data_root"] if Path(config["data_root"]).is_absolute() else str(base / config["data_root"])
     image, source, notes = load_image(filename, data_root, config["dataset"], config["is_gray"])
+    sidelength = config.get("sidelength", 0)
+    if sidelength:
+        notes = [*notes, f"resized from {image.shape[1]}x{image.shape[2]} to {sidelength}x{sidelength} (bilinear)"]
+        image = resize_image(image, (sidelength, sidelength))
     data = prepare_image(image, config["factor"], config["der_operator"], config["der_on_downsampled"],
                          config["crop"], source, notes)
+    scaling = config.get("target_scaling", "none")
+    target_scale = siren_target_scale(config["supervision"], data.derivative_step) if scaling == "siren" else 1.0
     return ImageRegression(data, config["supervision"], config["lambda_der"], config["der_units"], config["der_mode"],
                            config.get("batch_size", 0), config.get("eval_chunk_size", 65536), device,
-                           der_engine=config.get("der_engine", "auto"), der_recompute=config.get("der_recompute", False))
+                           der_engine=config.get("der_engine", "auto"), der_recompute=config.get("der_recompute", False),
+                           target_scale=target_scale)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
