@@ -235,8 +235,8 @@ def add_engine_options(p: ArgumentParser, modes: bool = True) -> None:
         g.add_argument("--der_mode", type=str, default="auto", choices=DER_MODE_NAMES,
                        help="forward or reverse mode; auto = forward when inputs <= outputs")
     g.add_argument("--der_engine", type=str, default="auto", choices=ENGINE_NAMES,
-                   help="fused: hand-written passes for an MLP (auto's choice without Laplacian); autograd: "
-                        "plain autograd, e.g. to cross-check the fused engine (lapl always uses autograd)")
+                   help="fused: hand-written passes for an MLP, the Laplacian's included (auto's choice); "
+                        "autograd: plain autograd, e.g. to cross-check the fused engine")
     g.add_argument("--der_recompute", action="store_true",
                    help="forward mode, fused engine: recompute the tangents in the backward pass instead of "
                         "keeping them (less memory, a little more time; see bench/PERFORMANCE.md)")

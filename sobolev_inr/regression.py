@@ -73,7 +73,7 @@ class SobolevRegression:
         if needs == "value":
             return sobolev_loss(self.supervision.name, model(x), y)
         d = value_and_derivatives(model, x, scale=self.scale, mode=self.der_mode, laplacian=needs == "laplacian",
-                                  engine="autograd" if needs == "laplacian" else self.der_engine,
+                                  engine=self.der_engine,
                                   recompute_tangents=self.der_recompute)
         pred = d.laplacian if needs == "laplacian" else d.jacobian
         return sobolev_loss(self.supervision.name, d.value, y, pred, pick(self.target), self.lambda_der)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from . import autograd_engine
 from .fused import fused_value_and_jacobian, fused_value_and_tangents, is_plain_mlp
+from .laplacian import fused_value_and_laplacian
 
 DERIVATIVE_MODES = ("auto", "forward", "reverse")
 ENGINES = ("auto", "fused", "autograd")
@@ -46,43 +47,55 @@ def value_and_derivatives(model: nn.Module, coords: Tensor, scale: Optional[Tens
 
     ``create_graph=False`` is for evaluation: nothing is kept for a backward pass.
     Forward mode needs a model with ``jet`` (:class:`~sobolev_inr.models.MLP`); reverse mode works
-    for any differentiable module. ``engine``: ``"auto"`` (fused for an MLP without Laplacian,
-    else autograd), ``"fused"`` or ``"autograd"`` (see the package docstring).
-    ``recompute_tangents`` (fused engine, forward mode): the backward pass recomputes the layers'
-    tangents instead of keeping them from the forward pass, trading D more matrix products per
-    layer for D fewer (N, width) tensors kept per layer (bench/PERFORMANCE.md has the figures).
+    for any differentiable module. ``laplacian`` implies forward mode: the forward Laplacian, which
+    carries one summed second-order stream with the value and the D tangents. ``engine``: ``"auto"``
+    (fused for a plain MLP, with or without Laplacian, else autograd), ``"fused"`` or ``"autograd"``
+    (see the package docstring).
+    ``recompute_tangents`` (fused engine, forward mode, no Laplacian): the backward pass recomputes the
+    layers' tangents instead of keeping them from the forward pass, trading D more matrix products per
+    layer for D fewer (N, width) tensors kept per layer (bench/PERFORMANCE.md has the figures); the
+    fused Laplacian ignores it (it keeps only the pre-activation streams anyway).
     With ``create_graph=True`` the results are differentiable with respect to the weights and, where
     ``coords`` requires grad, to ``coords``.
     """
     _check_engine(engine)
+    if coords.dim() != 2:
+        raise ValueError(f"coords must have shape (N, D); got {tuple(coords.shape)}")
     n, d = coords.shape
     out_features = getattr(model, "out_features", None)
     if out_features is None:
         mode = "reverse" if mode == "auto" else mode
     mode = choose_mode(d, out_features or 1, mode)  # validates ``mode`` first
     if laplacian:
-        mode = "forward"  # second-order tangents: no double backward pass (package docstring)
+        mode = "forward"  # the forward Laplacian: no double backward pass (package docstring)
     if scale is None:
         scale = torch.ones(d, dtype=coords.dtype, device=coords.device)
     scale = torch.as_tensor(scale, dtype=coords.dtype, device=coords.device)
+    if scale.shape != (d,):
+        raise ValueError(f"scale must have shape ({d},) for coords of shape {tuple(coords.shape)}; "
+                         f"got {tuple(scale.shape)}")
     if mode == "forward" and not hasattr(model, "jet"):
         raise TypeError(f"forward-mode derivatives need a model with .jet(); {type(model).__name__} has none")
 
-    fused = is_plain_mlp(model) and not laplacian
+    fused = is_plain_mlp(model)
     if engine == "fused" and not fused:
-        raise ValueError("the fused engine needs an MLP (not a subclass that changes forward or jet) and no "
-                         "Laplacian; use engine='autograd'")
+        raise ValueError("the fused engine needs an MLP (not a subclass that changes forward, jet or laplacian); "
+                         "use engine='autograd'")
     if engine != "autograd" and fused:
         with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+            if laplacian:
+                return Derivatives(*fused_value_and_laplacian(model, coords, scale))
             value, jac = fused_value_and_jacobian(model, coords, scale, mode, recompute_tangents)
         return Derivatives(value, jac, None)
 
     if mode == "forward":
         seeds = torch.diag(scale).unsqueeze(1)  # (D, 1, D): direction d = scale[d] * e_d
-        value, tangents, second = autograd_engine.jet_tangents(model, coords, seeds, laplacian, create_graph)
-        jac = tangents.permute(1, 2, 0)  # (D, N, C) -> (N, C, D)
-        lap = second.sum(0) if laplacian else None
-        return Derivatives(value, jac, lap)
+        if laplacian:
+            value, tangents, lap = autograd_engine.forward_laplacian(model, coords, seeds, create_graph)
+        else:
+            value, tangents, _ = autograd_engine.jet_tangents(model, coords, seeds, create_graph=create_graph)
+            lap = None
+        return Derivatives(value, tangents.permute(1, 2, 0), lap)  # (D, N, C) -> (N, C, D)
 
     value, jac = autograd_engine.reverse_jacobian(model, coords, create_graph)
     return Derivatives(value, jac * scale, None)

@@ -1,5 +1,6 @@
-"""The plain-autograd engine: forward mode through the model's ``jet``, reverse mode by one batched
-``autograd.grad``. It serves the Laplacian, models other than a plain :class:`MLP` and double backward.
+"""The plain-autograd engine: forward mode through the model's ``jet``, the forward Laplacian through
+its ``laplacian``, reverse mode by one batched ``autograd.grad``. It serves models other than a plain
+:class:`MLP`, double backward, and cross-checks of the fused engine.
 """
 from __future__ import annotations
 
@@ -21,6 +22,21 @@ def jet_tangents(model: nn.Module, coords: Tensor, tangents: Tensor, second_orde
             return model.jet(coords, tangents, second_order=True)
         value, out_tangents = model.jet(coords, tangents)[:2]
         return value, out_tangents, None
+
+
+def forward_laplacian(model: nn.Module, coords: Tensor, tangents: Tensor, create_graph: bool = True
+                      ) -> Tuple[Tensor, Tensor, Tensor]:
+    """The forward Laplacian by :meth:`MLP.laplacian` (or a model's own ``laplacian`` of the same
+    signature; a model with ``jet`` alone: the sum of its second-order terms).
+
+    coords (N, D); tangents (T, N or 1, D). Returns value (N, C), directional derivatives (T, N, C)
+    and the second directional derivatives summed over the T directions (N, C).
+    """
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        if hasattr(model, "laplacian"):
+            return model.laplacian(coords, tangents)
+        value, out_tangents, second = model.jet(coords, tangents, second_order=True)
+        return value, out_tangents, second.sum(0)
 
 
 def reverse_jacobian(model: nn.Module, coords: Tensor, create_graph: bool = True) -> Tuple[Tensor, Tensor]:

@@ -43,36 +43,41 @@ def _fold(act: Activation) -> float:
 
 
 class _Jet:
-    """f(u), f'(u), f''(u) of an activation at the folded pre-activation u, stored economically.
+    """f(u), f'(u), f''(u) (and f'''(u) where asked) of an activation at the folded pre-activation u,
+    stored economically: the derivatives are ``sign * d2f`` and ``sign3 * d3f``.
 
-    Sine keeps sin and cos of u and reuses sin for f'' = -f (``sign`` -1); ReLU keeps f only
-    (f' is f > 0, f'' = 0); other activations keep all three from their own ``jet``.
+    Sine keeps sin and cos of u and reuses sin for f'' = -f (``sign`` -1) and cos for f''' = -f'
+    (``d3f is df``, ``sign3`` -1); ReLU keeps f only (f' is f > 0, f'' = f''' = 0); other activations
+    keep what their own ``jet`` returns.
     """
 
-    __slots__ = ("kind", "f", "df", "d2f", "sign")
+    __slots__ = ("kind", "f", "df", "d2f", "sign", "d3f", "sign3")
 
-    def __init__(self, kind: str, f: Tensor, df: Optional[Tensor] = None, d2f: Optional[Tensor] = None):
+    def __init__(self, kind: str, f: Tensor, df: Optional[Tensor] = None, d2f: Optional[Tensor] = None,
+                 d3f: Optional[Tensor] = None):
         self.kind, self.f = kind, f
         if kind == "sine":
-            self.df, self.d2f, self.sign = df, f, -1.0
+            self.df, self.d2f, self.sign, self.d3f, self.sign3 = df, f, -1.0, df, -1.0
         elif kind == "relu":
-            self.df, self.d2f, self.sign = None, None, 0.0
+            self.df, self.d2f, self.sign, self.d3f, self.sign3 = None, None, 0.0, None, 0.0
         else:
-            self.df, self.d2f, self.sign = df, d2f, 1.0
+            self.df, self.d2f, self.sign, self.d3f, self.sign3 = df, d2f, 1.0, d3f, 1.0
 
     @staticmethod
     def kind_of(act: Activation) -> str:
         return "sine" if type(act) is Sine else "relu" if type(act) is ReLU else "generic"
 
     @staticmethod
-    def of(act: Activation, u: Tensor) -> "_Jet":
+    def of(act: Activation, u: Tensor, third: bool = False, out: Optional[Tensor] = None) -> "_Jet":
+        """The jet at u; ``third``: with f''' (other activations than sine and ReLU compute it then);
+        ``out``: where to write f (a view into a caller's buffer)."""
         kind = _Jet.kind_of(act)
         if kind == "sine":
-            return _Jet(kind, torch.sin(u), torch.cos(u))
+            return _Jet(kind, torch.sin(u, out=out), torch.cos(u))
         if kind == "relu":
-            return _Jet(kind, torch.clamp_min(u, 0.0))
-        f, df, d2f = act.jet(u, 2)
-        return _Jet(kind, f, df, d2f)
+            return _Jet(kind, torch.clamp_min(u, 0.0, out=out))
+        f, *rest = act.jet(u, 3 if third else 2)
+        return _Jet(kind, out.copy_(f) if out is not None else f, *rest)
 
     def tensors(self) -> List[Tensor]:
         """What is saved for the backward pass: :meth:`count` tensors, read back by :meth:`restore`."""
@@ -86,10 +91,14 @@ class _Jet:
     def restore(act: Activation, items: Sequence[Tensor]) -> "_Jet":
         return _Jet(_Jet.kind_of(act), *items)
 
-    def times_df(self, x: Tensor, inplace: bool = False) -> Tensor:
-        """x f'(u) (broadcasting), in place into x if asked and possible."""
+    def times_df(self, x: Tensor, inplace: bool = False, out: Optional[Tensor] = None) -> Tensor:
+        """x f'(u) (broadcasting), in place into x if asked and possible, or into ``out``."""
         if self.kind == "relu":
+            if out is not None:
+                return _threshold_backward.grad_input(x, self.f, 0, grad_input=out)
             return _threshold_backward(x, self.f, 0)
+        if out is not None:
+            return torch.mul(x, self.df, out=out)
         return x.mul_(self.df) if inplace else torch.mul(x, self.df)
 
 
@@ -103,8 +112,10 @@ def _layer_params(model: MLP) -> Tuple[List[Tensor], List[float]]:
 
 
 def is_plain_mlp(model: nn.Module) -> bool:
-    """An :class:`MLP` whose forward pass is MLP's own, which the fused engine reimplements."""
-    return isinstance(model, MLP) and type(model).forward is MLP.forward and type(model).jet is MLP.jet
+    """An :class:`MLP` whose forward pass (and jet, Laplacian) is MLP's own, which the fused engine reimplements."""
+    cls = type(model)
+    return (isinstance(model, MLP) and cls.forward is MLP.forward and cls.jet is MLP.jet
+            and cls.laplacian is MLP.laplacian)
 
 
 def fused_value_and_jacobian(model: MLP, coords: Tensor, scale: Tensor, mode: str,
@@ -119,7 +130,7 @@ def fused_value_and_jacobian(model: MLP, coords: Tensor, scale: Tensor, mode: st
         value, tangents = fused_value_and_tangents(model, coords, seeds, recompute_tangents)
         return value, tangents.permute(1, 2, 0)  # (D, N, C) -> (N, C, D)
     if mode == "reverse":
-        h0, t0, params, spec = _prepare(model, coords, seeds)
+        h0, t0, _, params, spec = _prepare(model, coords, seeds)
         return _ReverseJacobian.apply(spec, h0, t0, *params)
     raise ValueError(f"unknown fused derivative mode {mode!r}; choose from ['forward', 'reverse']")
 
@@ -132,23 +143,30 @@ def fused_value_and_tangents(model: MLP, coords: Tensor, tangents: Tensor,
     T directions s. ``recompute_tangents``: the backward pass recomputes the layers' tangents instead
     of keeping them (see :func:`sobolev_inr.derivatives.value_and_derivatives`).
     """
-    h0, t0, params, spec = _prepare(model, coords, tangents, recompute_tangents)
+    h0, t0, _, params, spec = _prepare(model, coords, tangents, recompute_tangents)
     return _ForwardJacobian.apply((*spec, recompute_tangents), h0, t0, *params)
 
 
-def _prepare(model: MLP, coords: Tensor, tangents: Tensor, recompute: bool = False):
+def _prepare(model: MLP, coords: Tensor, tangents: Tensor, recompute: bool = False, laplacian: bool = False,
+             block_width: int = 1):
     """What the autograd functions take: the encoding's features h0 (N, K0) and feature tangents
-    t0 (T, 1 or N, K0), computed in ordinary autograd; the layers' parameters; and ``spec``, the
-    layers' activations and folds, whether to keep anything for a backward pass, and the row blocks."""
+    t0 (T, 1 or N, K0), computed in ordinary autograd; with ``laplacian`` the features' second
+    directional derivatives summed over the T directions, s0 (N, K0) or None where zero (else None);
+    the layers' parameters; and ``spec``, the layers' activations and folds, whether to keep anything
+    for a backward pass, and the row blocks, sized for (rows, ``block_width`` x width) tensors."""
     if not isinstance(model.encoding, IdentityEncoding):
         tangents = tangents.expand(-1, coords.shape[0], -1)
-    h0, t0, _ = model.encoding.jet(coords, tangents, None)  # (N, K0), (T, 1 or N, K0)
+    if laplacian:
+        h0, t0, s0 = model.encoding.jet_summed(coords, tangents)
+    else:
+        (h0, t0, _), s0 = model.encoding.jet(coords, tangents, None), None  # (N, K0), (T, 1 or N, K0)
     params, folds = _layer_params(model)
     # Custom functions run their forward without grad mode: decide here whether to keep anything.
-    save = torch.is_grad_enabled() and any(t.requires_grad for t in [h0, t0, *params])
+    save = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in [h0, t0, s0, *params])
     width = max([model.output.in_features] + [layer.out_features for layer in model.hidden])
-    spec = (tuple(model.activations), tuple(folds), save, row_blocks(coords.shape[0], width, coords.device, recompute))
-    return h0, t0, params, spec
+    blocks = row_blocks(coords.shape[0], width * block_width, coords.device, recompute)
+    spec = (tuple(model.activations), tuple(folds), save, blocks)
+    return h0, t0, s0, params, spec
 
 
 def _split(params: Sequence[Tensor], folds: Sequence[float]):

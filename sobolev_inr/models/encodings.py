@@ -3,7 +3,10 @@
 An encoding maps coordinates ``x: (N, D)`` to features ``(N, out_dim)``. Its :meth:`jet` also maps
 tangents ``t: (T, N, D)`` (first directional derivatives of ``x``) and, optionally, second-order
 terms ``h: (T, N, D)``, so that :meth:`sobolev_inr.models.mlp.MLP.jet` can carry exact input
-derivatives through the whole network in forward mode.
+derivatives through the whole network in forward mode. :meth:`Encoding.jet_summed` gives the
+features' second directional derivatives summed over the T directions at once (the forward
+Laplacian's input, :meth:`~sobolev_inr.models.mlp.MLP.laplacian`), for coordinates, which are affine in
+themselves.
 """
 from __future__ import annotations
 
@@ -33,6 +36,13 @@ class Encoding(nn.Module):
     def jet(self, x: Tensor, t: Tensor, h: Optional[Tensor] = None) -> Jet:
         raise NotImplementedError
 
+    def jet_summed(self, x: Tensor, t: Tensor) -> Jet:
+        """Features (N, out_dim), their tangents (T, N, out_dim) and the sum over the T directions of
+        their second directional derivatives (N, out_dim), or None where that is zero; ``x`` is taken
+        as affine in the directions (its own second-order term is zero)."""
+        value, tangent, second = self.jet(x, t, torch.zeros_like(t))
+        return value, tangent, second.sum(0)
+
 
 class IdentityEncoding(Encoding):
     """No encoding: the MLP sees the coordinates themselves."""
@@ -46,6 +56,9 @@ class IdentityEncoding(Encoding):
 
     def jet(self, x, t, h=None):
         return x, t, h
+
+    def jet_summed(self, x, t):
+        return x, t, None
 
 
 class SinusoidalEncoding(Encoding):
@@ -82,6 +95,18 @@ class SinusoidalEncoding(Encoding):
             hp = h @ b
             tp2 = tp * tp
             second = self._assemble(h, -s * tp2 + c * hp, -c * tp2 - s * hp)
+        return value, tangent, second
+
+    def jet_summed(self, x, t):
+        """As :meth:`jet` with zero second-order input terms, summed over directions without forming
+        them one by one: sum_j d^2 sin(p) = -sin(p) sum_j (t_j b)^2, likewise cos."""
+        b = self.projection.T
+        p, tp = x @ b, t @ b  # (N, K), (T, N, K)
+        s, c = torch.sin(p), torch.cos(p)
+        squares = (tp * tp).sum(0)  # (N, K)
+        value = self._assemble(x, s, c)
+        tangent = self._assemble(t, c * tp, -s * tp)
+        second = self._assemble(torch.zeros_like(x), -s * squares, -c * squares)
         return value, tangent, second
 
 

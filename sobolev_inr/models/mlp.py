@@ -90,5 +90,30 @@ class MLP(nn.Module):
         w = self.output.weight.T
         return self.output(h), t @ w, (s @ w if second_order else None)
 
+    def laplacian(self, x: Tensor, tangents: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The forward Laplacian (Li et al. 2023, arXiv 2307.08214): value, first directional derivatives
+        and the SUM over the T directions of the second directional derivatives, in one pass.
+
+        x: (N, D); tangents: (T, N, D), broadcastable over N (T = D scaled unit directions give the
+        Laplacian). Returns value (N, C), first directional derivatives (T, N, C) and the summed second
+        derivatives (N, C). Per layer it carries one summed second-order stream s instead of
+        :meth:`jet`'s T: with u = z(h), s' = f'(u) (s W^T) + f''(u) sum_j (t_j W^T)^2. A subclass that
+        overrides :meth:`jet` gets the sum of its jet's second-order terms instead. Differentiable torch
+        expressions throughout, like :meth:`jet`.
+        """
+        if type(self).jet is not MLP.jet:
+            value, out, second = self.jet(x, tangents, second_order=True)
+            return value, out, second.sum(0)
+        tangents = tangents.expand(tangents.shape[0], x.shape[0], x.shape[1])
+        h, t, s = self.encoding.jet_summed(x, tangents)  # s: (N, K0), None where zero (no encoding)
+        for layer, act in zip(self.hidden, self.activations):
+            w = layer.weight.T
+            z, tz = layer(h), t @ w
+            f, df, d2f = act.jet(z, 2)
+            s = d2f * (tz * tz).sum(0) + (df * (s @ w) if s is not None else 0.0)
+            h, t = f, df * tz
+        w = self.output.weight.T
+        return self.output(h), t @ w, s @ w
+
     def extra_repr(self) -> str:
         return f"activations={[repr(a) for a in self.activations]}"
