@@ -17,6 +17,22 @@ times one full training step as ``fit()`` takes it (loss, backward, gradient che
   ``forward-autograd-compiled``, the explicit tangent pass (``MLP.jet``) and its loss under
   ``torch.compile``, whose elementwise work inductor fuses.
 
+The Laplacian cases (``gray128-lapl``, ``gray256-lapl``: the gray camera image resized to 128x128 and
+256x256, full batch, SIREN 4x256, the ``lapl`` loss against the 5-point Laplacian per pixel step) time:
+
+* ``val``: the value step (the baseline);
+* ``nested``: SIREN's ``diff_operators.laplace``, the gradient by ``autograd.grad(create_graph=True)``
+  and its divergence by one more such call per axis;
+* ``jet-peer``: the collapsed Taylor-mode Laplacian of jet-for-pytorch, vmapped over the batch, imported
+  from its wheel (``JET_WHEEL_GLOB``; it needs Python >= 3.12 and is reported "not available: <reason>"
+  where it cannot run);
+* ``lapl-autograd``: this package's forward Laplacian in plain autograd (``MLP.laplacian``);
+* ``lapl``: the fused forward Laplacian (what ``value_and_derivatives(..., laplacian=True)`` runs).
+
+Their check compares every Laplacian with ``reference_laplacian`` (float32, relative error <= 1e-4), and
+the table ends with the goals of the fused step: <= 3x the value step, >= 2.5x faster than ``nested``,
+faster than the peer, peak memory <= 2.5x the value step's.
+
 Before timing anything it checks every method's Jacobian against the reference loop (float32,
 relative error = max |ours - ref| / max |ref| <= 1e-5) and stops if one differs. Each method steps in
 its own worker process (its memory allocator then settles as in a training run); in each round every
@@ -30,6 +46,7 @@ on CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the ste
     python bench/derivatives.py --cases audio-siren                                   # audio
     python bench/derivatives.py --cases nerf-relu-cpu nerf-sine-cpu nerf-relu nerf-sine   # inverse rendering
     python bench/derivatives.py --cases rgb-siren --threads 1 --methods all --compile
+    python bench/derivatives.py --cases gray128-lapl gray256-lapl                     # Laplacian
 
 Prints a table and writes JSON to ``bench/results/derivatives_<device>_<threads>threads[_<cases>].json``
 (``--out``). All cases take about 15 minutes on a loaded 2-core CPU; run the image cases and the audio
@@ -61,11 +78,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sobolev_inr.coords import derivative_scale  # noqa: E402
-from sobolev_inr.data.images import load_image, prepare_image  # noqa: E402
-from sobolev_inr.derivatives import choose_mode, reference_jacobian, value_and_derivatives  # noqa: E402
+from sobolev_inr.data.images import load_image, prepare_image, resize_image  # noqa: E402
+from sobolev_inr.derivatives import (choose_mode, reference_jacobian, reference_laplacian,  # noqa: E402
+                                     value_and_derivatives)
 from sobolev_inr.losses import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP, nyquist_num_frequencies  # noqa: E402
 from sobolev_inr.regression import SobolevRegression  # noqa: E402
+from sobolev_inr.targets import image_laplacian  # noqa: E402
 from sobolev_inr.training import take_step  # noqa: E402
 from common import machine_line, machine_record  # noqa: E402  (bench/common.py)
 
@@ -228,10 +247,228 @@ def check_nerf(case: NerfCase, methods: List[str], device: torch.device) -> Dict
     return errors
 
 
+# -------------------------------------------------------------------------------- Laplacian cases
+@dataclass
+class LaplCase:
+    """A ``lapl`` training step (the Laplacian supervised by the 5-point Laplacian of the image, per
+    pixel step) on the gray camera image at ``size`` x ``size``, full batch, SIREN 4x256 (w0 = 30)."""
+
+    name: str
+    description: str
+    size: int
+    activation: str = "sine"
+    w0: float = 30.0
+
+
+LAPL_CASES: Dict[str, LaplCase] = {
+    "gray128-lapl": LaplCase("gray128-lapl", "lapl step, gray camera 128x128 (full batch), SIREN 4x256", 128),
+    "gray256-lapl": LaplCase("gray256-lapl", "lapl step, gray camera 256x256 (full batch), SIREN 4x256", 256),
+}
+LAPL_METHODS = ("val", "nested", "jet-peer", "lapl-autograd", "lapl")
+LAPL_TOLERANCE = 1e-4  # float32 relative error of each method's Laplacian against reference_laplacian
+LAPL_GOALS = {"step_x_val": 3.0, "speedup_vs_nested": 2.5, "memory_x_val": 2.5}
+JET_WHEEL_GLOB = "/tmp/jet/jet_for_pytorch-*.whl"
+"""Where the peer's wheel is looked for (``--jet-wheel`` or the ``JET_WHEEL`` environment variable override it):
+``pip download jet-for-pytorch --no-deps --python-version 3.12 --only-binary=:all: -d /tmp/jet``."""
+
+
+def build_lapl(case: LaplCase, device: torch.device, seed: int = 0):
+    """(model, coords (N, 2), values (N, 1), Laplacian target (N, 1) per pixel step squared, scale (2,))."""
+    image, source, _ = load_image("skimage:camera", is_gray=True)
+    image = resize_image(image, (case.size, case.size))
+    data = prepare_image(image, factor=1, source=source)
+    target = image_laplacian(image).reshape(image.shape[0], -1).T.contiguous()  # pixel order of data.coords
+    scale = derivative_scale(data.derivative_step, "pixel").float()
+    torch.manual_seed(seed)
+    model = MLP(2, image.shape[0], [case.activation] * 4, hidden_features=256, w0=case.w0)
+    return (model.to(device), data.train_coords.to(device), data.train_values.to(device), target.to(device),
+            scale.to(device))
+
+
+def nested_laplacian(model: MLP, x: torch.Tensor, scale: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """SIREN's ``diff_operators.laplace`` in torch: the gradient by ``autograd.grad(create_graph=True)``,
+    then its divergence by one ``autograd.grad`` per axis (and per channel), each with a graph.
+    Returns value (N, C) and sum_d scale_d^2 d^2 f / d x_d^2 (N, C)."""
+    x = x.detach().requires_grad_(True)
+    value = model(x)
+    columns = []
+    for c in range(value.shape[1]):
+        (grad,) = torch.autograd.grad(value[:, c], x, torch.ones_like(value[:, c]), create_graph=True)
+        grad = grad * scale * scale  # per pixel step, squared
+        div = 0.0
+        for d in range(x.shape[1]):
+            div = div + torch.autograd.grad(grad[:, d], x, torch.ones_like(grad[:, d]), create_graph=True)[0][:, d]
+        columns.append(div)
+    return value, torch.stack(columns, dim=1)
+
+
+class PeerUnavailable(RuntimeError):
+    """The peer method cannot run here; the message says why (it is reported, not raised to the user)."""
+
+
+def import_jet_peer():
+    """The ``jet`` package of jet-for-pytorch, imported from its wheel (it needs Python >= 3.12)."""
+    import glob
+
+    wheel = os.environ.get("JET_WHEEL") or next(iter(sorted(glob.glob(JET_WHEEL_GLOB))), None)
+    if wheel is None:
+        raise PeerUnavailable(f"no jet-for-pytorch wheel at {JET_WHEEL_GLOB} (see JET_WHEEL_GLOB in bench/derivatives.py)")
+    if wheel not in sys.path:
+        sys.path.insert(0, wheel)
+    try:
+        import jet
+    except SyntaxError as e:
+        raise PeerUnavailable(f"jet-for-pytorch needs Python >= 3.12 ({Path(e.filename or '').name}:{e.lineno} "
+                              f"uses newer syntax); this is Python {sys.version.split()[0]}") from None
+    except ImportError as e:
+        raise PeerUnavailable(f"jet-for-pytorch does not import: {e}") from None
+    return jet
+
+
+def peer_laplacian_fn(model: MLP, scale: torch.Tensor):
+    """x (N, D) -> (value (N, C), Laplacian per pixel step (N, C)) by jet-for-pytorch's collapsed Taylor-mode
+    Laplacian of one point, vmapped over the batch: the Laplacian of u -> model(scale u) at u = x / scale.
+    The value, which the ``lapl`` loss reports but does not optimise, is a forward pass without a graph."""
+    jet = import_jet_peer()
+
+    def at_point(u):  # (D,) -> (C,)
+        return model((u * scale).unsqueeze(0)).squeeze(0)
+
+    batched = torch.func.vmap(jet.laplacian(at_point, (torch.zeros_like(scale),), collapsed=True))
+
+    def fn(x):
+        with torch.no_grad():
+            value = model(x)
+        return value, batched(x / scale)
+
+    return fn
+
+
+def lapl_fn(method: str, model: MLP, scale: torch.Tensor):
+    """(coords) -> (value, Laplacian) with a graph for training, for one Laplacian method."""
+    if method == "nested":
+        return lambda x: nested_laplacian(model, x, scale)
+    if method == "jet-peer":
+        return peer_laplacian_fn(model, scale)
+    engine = "autograd" if method == "lapl-autograd" else "fused"
+
+    def fn(x):
+        out = value_and_derivatives(model, x, scale=scale, laplacian=True, engine=engine)
+        return out.value, out.laplacian
+
+    return fn
+
+
+def make_lapl_step(method: str, model: MLP, x, y, target, scale):
+    """One ``lapl`` training step (``val``: the value step) through ``training.take_step``."""
+    params = list(model.parameters())
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    if method == "val":
+        def loss_terms():
+            return sobolev_loss("val", model(x), y)
+    else:
+        derivs = lapl_fn(method, model, scale)
+
+        def loss_terms():
+            value, lap = derivs(x)
+            return sobolev_loss("lapl", value, y, lap, target)
+
+    def step():
+        terms, _, applied = take_step(optimizer, params, loss_terms)
+        assert applied, f"{method}: non-finite loss"
+        return terms["total"]
+
+    return step
+
+
+def check_laplacians(case: LaplCase, methods: List[str], device: torch.device
+                     ) -> Tuple[Dict[str, float], Dict[str, str]]:
+    """Relative error of each method's Laplacian against :func:`reference_laplacian` (nested per-channel,
+    per-axis autograd); exits if one is > tolerance. Methods that cannot run here are returned with the reason."""
+    model, x, _, _, scale = build_lapl(case, device)
+    ref = reference_laplacian(lambda u: model(u * scale), x / scale).detach()  # the scaled Laplacian at x
+    peak = ref.abs().max().item()
+    errors, unavailable = {}, {}
+    for method in methods:
+        if method == "val":
+            continue
+        try:
+            _, lap = lapl_fn(method, model, scale)(x)
+        except PeerUnavailable as e:
+            unavailable[method] = str(e)
+            continue
+        except Exception as e:  # noqa: BLE001  the peer is third-party code: report, do not crash
+            if method != "jet-peer":
+                raise
+            unavailable[method] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            continue
+        errors[method] = (lap.detach().reshape(ref.shape) - ref).abs().max().item() / peak
+        del lap
+        if not errors[method] <= LAPL_TOLERANCE:
+            raise SystemExit(f"{case.name}/{method}: Laplacian relative error {errors[method]:.2e} exceeds "
+                             f"{LAPL_TOLERANCE:.0e} against reference_laplacian; not timing anything")
+    return errors, unavailable
+
+
+def run_lapl_case(args, case: LaplCase, device: torch.device) -> dict:
+    methods = [m for m in (args.methods or LAPL_METHODS) if m in LAPL_METHODS]
+    methods = (["val"] if "val" not in methods else []) + methods
+    print(f"\n{case.name}: {case.description}; N = {case.size ** 2}, D = 2, C = 1; device {device}", flush=True)
+    errors, unavailable = check_laplacians(case, methods, device)
+    print("  Laplacians match reference_laplacian: " + ", ".join(f"{m} {e:.1e}" for m, e in errors.items()),
+          flush=True)
+    for m, reason in unavailable.items():
+        print(f"  {m}: not available: {reason}", flush=True)
+    timed = [m for m in methods if m not in unavailable]
+    times = time_methods(case, timed, device, args.repeats, args.warmup, args.threads, args.block)
+    memory = measure_memory(case, timed, device, args.threads) if not args.no_memory else {m: None for m in timed}
+    rows = summarise(timed, times, memory, errors, auto="lapl", reference="nested")
+    for m, row in rows.items():
+        row["auto"] = m == "lapl"  # what value_and_derivatives(..., laplacian=True) runs by default
+    for m in methods:
+        if m in unavailable:
+            rows[m] = {"seconds": None, "available": False, "reason": f"not available: {unavailable[m]}"}
+    rows = {m: rows[m] for m in methods}
+    print_table(rows, reference="nested", error="lapl err")
+    goals = lapl_goals(rows)
+    for line in goals["lines"]:
+        print("  " + line, flush=True)
+    return {"case": case.name, "description": case.description, "N": case.size ** 2, "D": 2, "C": 1,
+            "activation": case.activation, "tolerance": LAPL_TOLERANCE, "methods": rows, "goals": goals}
+
+
+def lapl_goals(rows: Dict[str, dict]) -> dict:
+    """Our fused ``lapl`` step against the goals: <= 3x the value step, >= 2.5x faster than ``nested``,
+    faster than the peer, peak memory <= 2.5x the value step's."""
+    ours = rows.get("lapl", {})
+    if not ours.get("seconds"):
+        return {"lines": ["goals: lapl was not timed"]}
+    out = {"step_x_val": ours["ratio_to_val"], "speedup_vs_nested": ours.get("speedup_vs_reference"),
+           "memory_x_val": ours.get("memory_ratio_to_val")}
+    peer = rows.get("jet-peer")
+    out["speedup_vs_peer"] = peer["seconds"] / ours["seconds"] if peer and peer.get("seconds") else None
+
+    def line(label, value, goal, ok):
+        shown = f"{value:.2f}" if value is not None else "-"
+        return f"{label}: {shown} (goal {goal}){'' if value is None else ' met' if ok(value) else ' NOT met'}"
+
+    out["lines"] = [
+        line("lapl step / val step", out["step_x_val"], "<= 3.0", lambda v: v <= LAPL_GOALS["step_x_val"]),
+        line("nested step / lapl step", out["speedup_vs_nested"], ">= 2.5",
+             lambda v: v >= LAPL_GOALS["speedup_vs_nested"]),
+        line("jet-peer step / lapl step", out["speedup_vs_peer"], "> 1", lambda v: v > 1.0)
+        + ("" if out["speedup_vs_peer"] is not None else f" ({peer.get('reason', 'not run') if peer else 'not run'})"),
+        line("lapl peak memory / val", out["memory_x_val"], "<= 2.5", lambda v: v <= LAPL_GOALS["memory_x_val"]),
+    ]
+    return out
+
+
 def setup_step(case_name: str, method: str, device: torch.device):
     """The timed step of (case, method) on ``device``."""
     if case_name in NERF_CASES:
         return make_nerf_step(method, *build_nerf(NERF_CASES[case_name], device, method))
+    if case_name in LAPL_CASES:
+        return make_lapl_step(method, *build_lapl(LAPL_CASES[case_name], device))
     model, x, y, target, scale = build(CASES[case_name], device)
     return make_step(method, model, x, y, target, scale)
 
@@ -491,6 +728,9 @@ def run_device(args, device: torch.device) -> List[dict]:
         if name in NERF_CASES:
             results.append(run_nerf_case(args, NERF_CASES[name], device))
             continue
+        if name in LAPL_CASES:
+            results.append(run_lapl_case(args, LAPL_CASES[name], device))
+            continue
         case = CASES[name]
         model, x, y, _, _ = build(case, torch.device("cpu"))
         d, c, n = x.shape[1], y.shape[1], x.shape[0]
@@ -523,34 +763,40 @@ def run_nerf_case(args, case: NerfCase, device: torch.device) -> dict:
             "depth": case.depth, "width": case.width, "activation": case.activation, "methods": rows}
 
 
-def summarise(methods, times, memory, errors, auto: str) -> Dict[str, dict]:
-    """One row per method: median seconds per step and its ratios to val and to the reference, peak memory."""
+def summarise(methods, times, memory, errors, auto: str, reference: str = "reference") -> Dict[str, dict]:
+    """One row per method: median seconds per step and its ratios to val and to the reference method
+    (``reference``: the published loop; ``nested`` for the Laplacian cases), peak memory."""
     med = {m: statistics.median(t) for m, t in times.items()}
     return {m: {"seconds": med[m], "seconds_all": times[m], "ratio_to_val": med[m] / med["val"],
-                "speedup_vs_reference": (med["reference"] / med[m]) if "reference" in med else None,
+                "speedup_vs_reference": (med[reference] / med[m]) if reference in med else None,
                 "peak_mb": memory.get(m),
                 "memory_ratio_to_val": (memory[m] / memory["val"]) if memory.get(m) and memory.get("val") else None,
                 "jacobian_rel_err": errors.get(m), "auto": m.split("-")[0] == auto} for m in methods}
 
 
-def print_table(rows: Dict[str, dict]) -> None:
-    print(f"  {'method':<27}{'s/step':>9}{'x val':>8}{'ref/this':>10}{'peak MB':>10}{'x val':>8}{'jac err':>10}")
+def print_table(rows: Dict[str, dict], reference: str = "ref", error: str = "jac err") -> None:
+    print(f"  {'method':<27}{'s/step':>9}{'x val':>8}{reference + '/this':>13}{'peak MB':>10}{'x val':>8}{error:>10}")
     for m, r in rows.items():
+        if r.get("available") is False:
+            print(f"  {m:<27}{r['reason']}", flush=True)
+            continue
         mark = "*" if r["auto"] else " "
         peak = f"{r['peak_mb']:.0f}" if r["peak_mb"] is not None else "-"
         mratio = f"{r['memory_ratio_to_val']:.2f}" if r["memory_ratio_to_val"] is not None else "-"
         speed = f"{r['speedup_vs_reference']:.2f}" if r["speedup_vs_reference"] is not None else "-"
         err = f"{r['jacobian_rel_err']:.1e}" if r["jacobian_rel_err"] is not None else "-"
-        print(f"  {m + mark:<27}{r['seconds']:>9.4f}{r['ratio_to_val']:>8.2f}{speed:>10}{peak:>10}{mratio:>8}{err:>10}",
+        print(f"  {m + mark:<27}{r['seconds']:>9.4f}{r['ratio_to_val']:>8.2f}{speed:>13}{peak:>10}{mratio:>8}{err:>10}",
               flush=True)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES) + list(NERF_CASES),
-                   help=f"default: the image and audio cases; NeRF cases: {', '.join(NERF_CASES)}")
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES) + list(NERF_CASES) + list(LAPL_CASES),
+                   help=f"default: the image and audio cases; NeRF cases: {', '.join(NERF_CASES)}; "
+                        f"Laplacian cases: {', '.join(LAPL_CASES)}")
     p.add_argument("--methods", nargs="+", default=None,
-                   help=f"subset of {BASE_METHODS + EXTRA_METHODS} ('all' adds {EXTRA_METHODS}); val is always run")
+                   help=f"subset of {BASE_METHODS + EXTRA_METHODS} ('all' adds {EXTRA_METHODS}), or for the "
+                        f"Laplacian cases of {LAPL_METHODS}; val is always run")
     p.add_argument("--compile", action="store_true", help=f"also time {COMPILED_METHODS} (slow to compile on CPU)")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds (median of all steps reported)")
     p.add_argument("--block", type=int, default=3, help="consecutive timed steps per method in each round")
