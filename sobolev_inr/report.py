@@ -254,9 +254,10 @@ def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
 
 
 def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> bool:
-    """Each image run's full rendering, titled with its held-out PSNR."""
+    """Each image run's full rendering, titled with its held-out PSNR (a Poisson reconstruction: with the best
+    constant removed, titled with that PSNR)."""
     from .plots import figure
-    from .metrics import to_unit_range
+    from .metrics import remove_offset, to_unit_range
     from .tasks.image_regression import load_run
 
     image_runs = [m for m in runs if m.get("task") == "image_regression"]
@@ -272,11 +273,14 @@ def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> 
         except (UserError, OSError, KeyError) as e:
             print(f"reconstructions: skipping {m['run_dir']}: {e}", file=sys.stderr)
             continue
-        img = to_unit_range(task.render(model)).clamp(0, 1)
-        arr = img.permute(1, 2, 0).numpy()
+        img = task.render(model)
+        if task.is_poisson:
+            img = remove_offset(img, task.data.image)
+        arr = to_unit_range(img).clamp(0, 1).permute(1, 2, 0).numpy()
         ax.imshow(arr[..., 0] if arr.shape[-1] == 1 else arr, cmap="gray", vmin=0, vmax=1)
-        name = str(m.get("exp_name", "")).split("/")[-1]
-        ax.set_title(f"{name}\n{m.get('psnr_luma_heldout', float('nan')):.2f} dB", fontsize=8)
+        parts = str(m.get("exp_name", "")).split("/")
+        name, shown = ("/".join(parts[-2:]), "psnr_offset_full") if task.is_poisson else (parts[-1], "psnr_luma_heldout")
+        ax.set_title(f"{name}\n{m.get(shown, float('nan')):.2f} dB", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return True
