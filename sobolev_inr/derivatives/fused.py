@@ -218,6 +218,26 @@ def _weight_grads(gw: List[Tensor], gb: List[Tensor], folds: Sequence[float]) ->
     return grads + [gw[-1], gb[-1]]
 
 
+def _first_layer_tangent_grads(gw0: Tensor, g_tu: Sequence[Tensor], t0: Tensor, rows: slice, w: Tensor,
+                               wants_t0: bool, g_t0: Optional[Tensor], g_t0_shared: List[Optional[Tensor]]) -> None:
+    """The first layer's tangent stream in a backward pass, for the rows ``rows`` of a block: adds
+    sum_j g_tu_j^T t0_j to its weight gradient ``gw0`` and, if ``wants_t0``, writes the input tangents'
+    co-tangents g_tu_j w into ``g_t0`` (or, for t0 constant over the batch, (D, 1, K0), adds their sum
+    over the rows to ``g_t0_shared``). g_tu: the D co-tangents of the pre-activation tangents (rows, H)."""
+    shared = t0.shape[1] == 1
+    for j, g in enumerate(g_tu):
+        if shared:  # tangents constant over the batch: reduce over the rows first
+            gw0.addr_(g.sum(0), t0[j, 0])
+        else:
+            gw0.addmm_(g.T, t0[j, rows])
+    if wants_t0:
+        for j, g in enumerate(g_tu):
+            if shared:
+                _accumulate(g_t0_shared, j, g.sum(0, keepdim=True) @ w)
+            else:
+                torch.mm(g, w, out=g_t0[j, rows])
+
+
 def _save_context(ctx, save, acts, folds, blocks, h0, t0, params, saved) -> None:
     """Stores what a fused backward pass reads: the layers' description, inputs, parameters and the
     per-block tensors kept in the forward pass (flattened in block order)."""
@@ -361,19 +381,10 @@ class _ForwardJacobian(torch.autograd.Function):
                         gt = [torch.mm(g, w) for g in gt]
                         continue
                     _accumulate_mm(gw, 0, gh.T, h0[s0:s1])
-                    for j in range(d):
-                        if shared:  # tangents constant over the batch: reduce over the rows first
-                            gw[0].addr_(gt[j].sum(0), t0[j, 0])
-                        else:
-                            gw[0].addmm_(gt[j].T, t0[j, s0:s1])
+                    _first_layer_tangent_grads(gw[0], gt, t0, slice(s0, s1), w, ctx.needs_input_grad[2],
+                                               g_t0, g_t0_shared)
                     if g_h0 is not None:
                         torch.mm(gh, w, out=g_h0[s0:s1])
-                    if ctx.needs_input_grad[2]:
-                        for j in range(d):
-                            if shared:
-                                _accumulate(g_t0_shared, j, gt[j].sum(0, keepdim=True) @ w)
-                            else:
-                                torch.mm(gt[j], w, out=g_t0[j, s0:s1])
                 del gh, gt, layers
             return gw, gb, g_t0_shared
 

@@ -36,8 +36,8 @@ from torch.autograd.function import once_differentiable
 from ..models.activations import Activation
 from ..models.mlp import MLP
 from .cpu_blocks import run_blocks
-from .fused import (_Jet, _accumulate, _accumulate_mm, _load_context, _pre_activation, _prepare, _save_context,
-                    _split, _sum_parts, _weight_grads)
+from .fused import (_Jet, _accumulate, _accumulate_mm, _first_layer_tangent_grads, _load_context, _pre_activation,
+                    _prepare, _save_context, _split, _sum_parts, _weight_grads)
 
 PreActivation = Tuple[Tensor, List[Tensor], Optional[Tensor]]
 """A layer's pre-activation streams: u (rows, H), tu_j (rows or 1, H) for each direction, su (rows, H) or None."""
@@ -216,21 +216,12 @@ class _ForwardLaplacian(torch.autograd.Function):
                     del jet
                     gu, gtu, gsu = _streams(g, rows, d)
                     _accumulate_mm(gw, 0, gu.T, h0[r0:r1])
-                    for j in range(d):
-                        if shared:  # tangents constant over the batch: reduce over the rows first
-                            gw[0].addr_(gtu[j].sum(0), t0[j, 0])
-                        else:
-                            gw[0].addmm_(gtu[j].T, t0[j, r0:r1])
+                    _first_layer_tangent_grads(gw[0], gtu, t0, slice(r0, r1), w, ctx.needs_input_grad[2],
+                                               g_t0, g_t0_shared)
                     if s0 is not None:
                         gw[0].addmm_(gsu.T, s0[r0:r1])
                     if g_h0 is not None:
                         torch.mm(gu, w, out=g_h0[r0:r1])
-                    if ctx.needs_input_grad[2]:
-                        for j in range(d):
-                            if shared:
-                                _accumulate(g_t0_shared, j, gtu[j].sum(0, keepdim=True) @ w)
-                            else:
-                                torch.mm(gtu[j], w, out=g_t0[j, r0:r1])
                     if g_s0 is not None:
                         torch.mm(gsu, w, out=g_s0[r0:r1])
                 del g, pre
