@@ -19,6 +19,8 @@ from sobolev_inr.derivatives import (DERIVATIVE_MODES, ENGINES, Derivatives, cho
                                      value_and_derivatives, value_and_tangents)
 from sobolev_inr.models import ACTIVATIONS, ENCODINGS, MLP
 
+from derivative_cases import make_coords, make_model, relative_error
+
 ALL_ACTIVATIONS = sorted(ACTIVATIONS)
 MODES = ("forward", "reverse", "auto")
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
@@ -32,26 +34,6 @@ JACOBIAN_ENGINES = ["fused", "autograd"]
 def derive(model, coords, engine, **kwargs) -> Derivatives:
     """value_and_derivatives with an explicit ``engine``."""
     return value_and_derivatives(model, coords, engine=engine, **kwargs)
-
-
-def relative_error(actual: torch.Tensor, reference: torch.Tensor) -> float:
-    err = (actual - reference).abs().max().item()
-    peak = reference.abs().max().item()
-    return err / peak if peak > 0 else err
-
-
-def make_model(activation="sine", encoding="none", in_features=2, out_features=3, dtype=torch.float64,
-               layers=2, hidden=24, seed=0) -> MLP:
-    torch.manual_seed(seed)
-    # w0 = 30 for sine / SPDER as in the papers; small encodings keep the test fast.
-    model = MLP(in_features, out_features, [activation] * layers, hidden_features=hidden, w0=30.0,
-                encoding=encoding, num_frequencies=3, fourier_num_features=8, fourier_scale=2.0, fourier_seed=1)
-    return model.to(dtype)
-
-
-def make_coords(n=32, d=2, dtype=torch.float64, seed=1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand(n, d, generator=gen, dtype=dtype) * 2 - 1
 
 
 class TestEngineAndModeLists:

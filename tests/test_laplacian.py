@@ -18,30 +18,13 @@ from sobolev_inr.derivatives.laplacian import fused_value_and_laplacian
 from sobolev_inr.models import ACTIVATIONS, ENCODINGS, MLP
 from sobolev_inr.models.encodings import build_encoding
 
+from derivative_cases import make_coords, make_model, relative_error
+
 ALL_ACTIVATIONS = sorted(ACTIVATIONS)
 ENGINES = ["fused", "autograd"]
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 DTYPES = [torch.float32, torch.float64]
 DTYPE_IDS = ["f32", "f64"]
-
-
-def relative_error(actual: torch.Tensor, reference: torch.Tensor) -> float:
-    err = (actual - reference).abs().max().item()
-    peak = reference.abs().max().item()
-    return err / peak if peak > 0 else err
-
-
-def make_model(activation="sine", encoding="none", in_features=2, out_features=3, dtype=torch.float64,
-               layers=2, hidden=24, seed=0) -> MLP:
-    torch.manual_seed(seed)
-    model = MLP(in_features, out_features, [activation] * layers, hidden_features=hidden, w0=30.0,
-                encoding=encoding, num_frequencies=3, fourier_num_features=8, fourier_scale=2.0, fourier_seed=1)
-    return model.to(dtype)
-
-
-def make_coords(n=24, d=2, dtype=torch.float64, seed=1) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.rand(n, d, generator=gen, dtype=dtype) * 2 - 1
 
 
 def nested_laplacian(model, x, scale=None, create_graph=False) -> torch.Tensor:
@@ -82,7 +65,7 @@ class TestModelsAndEncodings:
     @pytest.mark.parametrize("encoding", ENCODINGS)
     def test_mlp_laplacian_is_the_sum_of_the_jet(self, encoding):
         model = make_model("tanh", encoding)
-        x, t = make_coords(), torch.randn(3, 24, 2, dtype=torch.float64)
+        x, t = make_coords(24), torch.randn(3, 24, 2, dtype=torch.float64)
         value, out, lap = model.laplacian(x, t)
         ref_value, ref_out, second = model.jet(x, t, second_order=True)
         for a, b in [(value, ref_value), (out, ref_out), (lap, second.sum(0))]:
@@ -99,7 +82,7 @@ class TestAgainstNestedAutograd:
         scale = torch.tensor([0.5, 2.0], dtype=dtype)
         for out_features in (1, 3):
             model = make_model(activation, encoding, out_features=out_features, dtype=dtype)
-            x = make_coords(dtype=dtype)
+            x = make_coords(24, dtype=dtype)
             ref = reference_laplacian(model, x).detach()
             # scale: the Laplacian of u -> model(scale u) at u = x / scale
             ref_scaled = reference_laplacian(lambda u: model(u * scale), x / scale).detach()
@@ -139,7 +122,7 @@ class TestOtherShapes:
 
         calls = []
         monkeypatch.setattr(api, "fused_value_and_laplacian", lambda *a: calls.append(1) or fused_value_and_laplacian(*a))
-        value_and_derivatives(make_model(), make_coords(), laplacian=True)
+        value_and_derivatives(make_model(), make_coords(24), laplacian=True)
         assert calls == [1]
 
 
@@ -155,7 +138,7 @@ class TestGradients:
         """A loss on the Laplacian alone (the ``lapl`` supervision) and one on all three results."""
         for out_features in (1, 3):
             model = make_model(activation, encoding, out_features=out_features, layers=3, hidden=16)
-            x = make_coords()
+            x = make_coords(24)
             scale = torch.tensor([0.5, 2.0], dtype=torch.float64)
             target = torch.randn(24, out_features, dtype=torch.float64)
             for full in (False, True):
@@ -279,7 +262,7 @@ class TestMemoryAndGraph:
 
     @pytest.mark.parametrize("engine", ENGINES)
     def test_no_graph_when_not_asked(self, engine):
-        model, x = make_model(), make_coords().requires_grad_(True)
+        model, x = make_model(), make_coords(24).requires_grad_(True)
         out = value_and_derivatives(model, x, laplacian=True, engine=engine, create_graph=False)
         assert out.laplacian.grad_fn is None and out.value.grad_fn is None
         with torch.no_grad():
@@ -287,7 +270,7 @@ class TestMemoryAndGraph:
         assert out.laplacian.grad_fn is None
 
     def test_graph_when_asked(self):
-        out = value_and_derivatives(make_model(), make_coords(), laplacian=True, engine="fused")
+        out = value_and_derivatives(make_model(), make_coords(24), laplacian=True, engine="fused")
         assert out.laplacian.grad_fn is not None and out.jacobian.grad_fn is not None
 
 
@@ -316,10 +299,10 @@ class TestOtherModelsAndBadInputs:
     def test_module_without_jet_raises(self):
         plain = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
         with pytest.raises(TypeError, match="jet"):
-            value_and_derivatives(plain, make_coords(), laplacian=True)
+            value_and_derivatives(plain, make_coords(24), laplacian=True)
 
     def test_bad_arguments_raise(self):
-        model, x = make_model(), make_coords()
+        model, x = make_model(), make_coords(24)
         with pytest.raises(ValueError, match="engine"):
             value_and_derivatives(model, x, laplacian=True, engine="jax")
         with pytest.raises(ValueError, match="scale"):
