@@ -32,7 +32,7 @@ from ..data.images import ImageData, load_image, prepare_image, resize_image
 from ..derivatives import value_and_derivatives
 from ..errors import ConfigError, DataError
 from ..losses import sobolev_loss
-from ..metrics import derivative_psnr, psnr, to_unit_range
+from ..metrics import derivative_psnr, psnr, remove_offset, to_unit_range
 from ..runs import RunDirectory, RunIdentity
 from ..targets import image_gradient
 from ..training import FitConfig
@@ -168,13 +168,6 @@ def check_edit_config(config: Mapping[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------------- tasks
-def offset_aligned(pred: Tensor, reference: Tensor) -> Tuple[Tensor, Tensor]:
-    """``pred (C, H, W)`` plus the constant per channel that brings it closest to ``reference`` (least
-    squares: the mean difference), and that constant (C,)."""
-    offset = (reference - pred).mean(dim=(1, 2))
-    return pred + offset[:, None, None], offset
-
-
 class GradientComposite(ImageRegression):
     """Fit from gradients only (``der``), target ``alpha grad f1 + (1 - alpha) grad f2`` at every pixel.
 
@@ -192,13 +185,14 @@ class GradientComposite(ImageRegression):
         self.alpha, self.parts = alpha, (image1, image2, gradient1, gradient2)
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
-        aligned, _ = offset_aligned(self.render(model), self.data.image)
+        """The image with the best constant removed (``psnr_offset_full``, as every Poisson run) and the gradient."""
         return {"psnr_grad_full": derivative_psnr(self.render_gradient(model), self.data.gradient),
-                "psnr_offset_full": psnr(to_unit_range(aligned), to_unit_range(self.data.image))}
+                **super().evaluate(model)}
 
     def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
         model.eval()
-        _, offset = offset_aligned(self.render(model), self.data.image)
+        pred = self.render(model)
+        offset = (remove_offset(pred, self.data.image) - pred)[:, 0, 0]  # the constant added, per channel
         return {**self.evaluate(model), "alpha": self.alpha, "offset": [round(float(o), 6) for o in offset]}
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
@@ -207,7 +201,7 @@ class GradientComposite(ImageRegression):
         from ..plots import save_view_grid
 
         image1, image2, gradient1, gradient2 = self.parts
-        aligned, _ = offset_aligned(self.render(model), self.data.image)
+        aligned = remove_offset(self.render(model), self.data.image)
         a = self.alpha
         rows = [[("f1", display_rgb(image1)), ("f2", display_rgb(image2)),
                  (f"composite from gradients only\n(+ best constant) {metrics['psnr_offset_full']:.2f} dB",
