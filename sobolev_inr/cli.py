@@ -51,6 +51,17 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _positive_float(text: str) -> float:
+    """A float > 0 (``spder_eps``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
 class ArgumentParser(configargparse.ArgumentParser):
     """ConfigArgParse's parser, with its errors as one line (no usage banner) naming the config file,
     and the run-identity roles and checks its option groups declare (:meth:`declare`)."""
@@ -168,6 +179,9 @@ def add_activation_options(g, activations: Sequence[str], w0: float, init: str =
     g.add_argument("--activations", nargs="+", default=list(activations), choices=ACTIVATION_NAMES, metavar="ACT",
                    help=f"one per activated layer, or one for all; choices: {', '.join(ACTIVATION_NAMES)}")
     g.add_argument("--w0", type=float, default=w0, help="sine/SPDER frequency w0: sin(w0 z)")
+    g.add_argument("--spder_eps", type=_positive_float, default=1e-4,
+                   help="SPDER: smoothing length of the sqrt, log and sqrt_relu dampings at w0 z = 0, e.g. "
+                        "(x^2 + eps^2)^(1/4) for sqrt|x|")
     g.add_argument("--init", type=str, default=init, choices=INIT_NAMES,
                    help="weights: activation = the init of each activation (SIREN's for sine); torch_default = "
                         "nn.Linear's own (the original NeRF code); he = Kaiming normal")
@@ -291,7 +305,7 @@ def build_model(args: argparse.Namespace, in_features: int, out_features: int, n
                 hidden_features=args.hidden_features, w0=args.w0, encoding=encoding_name(args),
                 num_frequencies=args.num_frequencies or num_frequencies,
                 fourier_num_features=args.fourier_num_features, fourier_scale=args.fourier_scale,
-                fourier_seed=args.seed, init=args.init, pe_pi_factor=args.pe_pi_factor)
+                fourier_seed=args.seed, init=args.init, pe_pi_factor=args.pe_pi_factor, spder_eps=args.spder_eps)
     if args.compile:
         from .models import compile_model
 

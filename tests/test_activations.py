@@ -37,7 +37,12 @@ def _autograd_derivatives(act, z):
 
 # Independent definitions of each value (torch's own functions, or the formula from the papers).
 def _spder_ref(delta):
-    return lambda z: torch.sin(W0 * z) * delta(z)
+    """SPDER as paper 003's code computes it: sin(x) delta(x) of x = w0 z; delta here in its smooth form."""
+    return lambda z: torch.sin(W0 * z) * delta(W0 * z)
+
+
+def _smooth_abs(x):
+    return torch.sqrt(x * x + SPDER_EPS ** 2)
 
 
 REFERENCE_VALUES = {
@@ -48,11 +53,12 @@ REFERENCE_VALUES = {
     "sigmoid": torch.sigmoid,
     "softplus": F.softplus,
     "tanh": torch.tanh,
-    "spder": _spder_ref(lambda z: torch.sqrt(z.abs() + SPDER_EPS)),
-    "spder_sqrt": _spder_ref(lambda z: torch.sqrt(z.abs() + SPDER_EPS)),
-    "spder_log": _spder_ref(lambda z: torch.log(z.abs() + SPDER_EPS)),
+    "spder": _spder_ref(lambda x: torch.sqrt(_smooth_abs(x))),
+    "spder_sqrt": _spder_ref(lambda x: torch.sqrt(_smooth_abs(x))),
+    "spder_log": _spder_ref(lambda x: torch.log(_smooth_abs(x))),
     "spder_arctan": _spder_ref(torch.atan),
-    "spder_sqrt_relu": _spder_ref(lambda z: torch.sqrt(torch.relu(z) + SPDER_EPS)),
+    # (x + sqrt(x^2 + eps^2)) / 2 = eps / 2 exp(asinh(x / eps)), without cancellation for x << 0
+    "spder_sqrt_relu": _spder_ref(lambda x: math.sqrt(SPDER_EPS / 2) * torch.exp(0.5 * torch.asinh(x / SPDER_EPS))),
 }
 
 
@@ -120,6 +126,9 @@ class TestJet:
         g, h = _autograd_derivatives(act, z)
         torch.testing.assert_close(df, g, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(d2f, h, rtol=1e-10, atol=1e-8)
+        g, h = _autograd_derivatives(REFERENCE_VALUES[name], z[:-1])  # the independent definition, off kinks
+        torch.testing.assert_close(df[:-1], g, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(d2f[:-1], h, rtol=1e-10, atol=1e-8)
 
     @pytest.mark.parametrize("name", ALL)
     def test_derivatives_match_finite_differences(self, name):
@@ -173,14 +182,6 @@ class TestThirdDerivative:
         fd = (act.jet(z + eps, 2)[2] - act.jet(z - eps, 2)[2]) / (2 * eps)
         torch.testing.assert_close(d3f, fd, rtol=1e-4, atol=1e-4 * d3f.abs().max().item())
 
-    @pytest.mark.parametrize("name", ["spder", "spder_sqrt", "spder_log"])
-    def test_spder_at_zero_is_the_limit_from_either_side(self, name):
-        """delta has a kink at 0, where f'' jumps; f'''(0) is the one-sided limit (the same from both sides)."""
-        act = build_activation(name, W0)
-        d3f = act.jet(torch.tensor([-1e-12, 0.0, 1e-12], dtype=torch.float64), 3)[3]
-        assert torch.isfinite(d3f).all()
-        torch.testing.assert_close(d3f[1].expand(2), d3f[[0, 2]], rtol=1e-6, atol=0)
-
     def test_sine_reuses_its_first_derivative(self):
         _, df, _, d3f = build_activation("sine", W0).jet(_z(), 3)
         torch.testing.assert_close(d3f, -(W0 ** 2) * df, rtol=0, atol=0)
@@ -192,14 +193,80 @@ class TestThirdDerivative:
         assert torch.autograd.gradcheck(lambda t: act.jet(t, order=3), (z,), eps=1e-6, atol=1e-5, rtol=1e-4)
 
 
+GUARDED = ["spder", "spder_sqrt", "spder_log", "spder_sqrt_relu"]
+"""The SPDERs whose damping is singular or kinked at 0 in the paper and smooth here (length SPDER_EPS)."""
+
+
+def _near_zero(eps: float = SPDER_EPS) -> torch.Tensor:
+    """z within 10 eps / w0 of 0 (x = w0 z within 10 eps), 0 and the smallest magnitudes included, float64."""
+    z = torch.linspace(-10 * eps / W0, 10 * eps / W0, 2001, dtype=torch.float64)
+    return torch.cat((z, torch.tensor([0.0, -0.0, 1e-300, -1e-300, 5e-324], dtype=torch.float64)))
+
+
+def _second_derivative_bound(name: str, eps: float, x_max: float) -> float:
+    """An upper bound of |f''| for |x| <= x_max (x = w0 z), from f'' = w0^2 (2 cos delta' + sin delta'' - sin delta):
+    |f''| <= w0^2 (max|delta| + 2 max|delta'| + max|x delta''|), with the smooth forms' maxima in closed form
+    (sqrt: delta' and x delta'' at most 1 / (2 sqrt(eps)) each; log: 1 / (2 eps) and 1 / eps; sqrt_relu:
+    1 / (2 sqrt(eps)) and 3 / (4 sqrt(eps)))."""
+    q = x_max ** 2 + eps ** 2
+    if name in ("spder", "spder_sqrt"):
+        return W0 ** 2 * (q ** 0.25 + 1.5 / math.sqrt(eps))
+    if name == "spder_log":
+        return W0 ** 2 * (max(abs(math.log(eps)), abs(0.5 * math.log(q))) + 2.0 / eps)
+    return W0 ** 2 * (q ** 0.25 + 1.75 / math.sqrt(eps))
+
+
 class TestSPDERAtZero:
+    """The paper's dampings sqrt|x|, log|x|, sqrt(relu(x)) are singular or kinked at 0; the smooth forms keep
+    f, f', f'', f''' finite, continuous and bounded there."""
+
     @pytest.mark.parametrize("name", SPDERS)
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-    def test_jet_is_finite_at_zero(self, name, dtype):
+    def test_jet_is_finite_near_and_at_zero(self, name, dtype):
         act = build_activation(name, W0)
-        z = torch.tensor([0.0, -0.0, 1e-12, -1e-12], dtype=dtype)
-        for t in act.jet(z, order=2):
+        for t in act.jet(_near_zero().to(dtype), order=3):
             assert torch.isfinite(t).all()
+
+    @pytest.mark.parametrize("name", GUARDED)
+    def test_second_derivative_is_bounded_near_zero(self, name):
+        z = _near_zero()
+        d2f = build_activation(name, W0).jet(z, order=2)[2]
+        bound = _second_derivative_bound(name, SPDER_EPS, W0 * z.abs().max().item())
+        assert d2f.abs().max().item() <= bound
+
+    @pytest.mark.parametrize("name", SPDERS)
+    def test_each_derivative_is_the_slope_of_the_one_before_across_zero(self, name):
+        """f, f' and f'' are differentiable at 0, so continuous there: the difference quotient of each across 0
+        equals the next entry of the jet at 0. (A guard that adds eps to |x| made f'' jump at 0: its difference
+        quotient there blew up instead.)"""
+        act = build_activation(name, W0)
+        h = 1e-3 * SPDER_EPS / W0  # well inside the smoothing length
+        side = act.jet(torch.tensor([-h, h], dtype=torch.float64), order=3)
+        at_zero = act.jet(torch.zeros(1, dtype=torch.float64), order=3)
+        for k in range(3):
+            slope = (side[k][1] - side[k][0]).item() / (2 * h)
+            assert slope == pytest.approx(at_zero[k + 1].item(), rel=1e-4, abs=1e-9), k
+
+    @pytest.mark.parametrize("name", GUARDED)
+    def test_derivatives_equal_autograd_at_and_near_zero(self, name):
+        """Where the guard acts, f' and f'' equal autograd's of the independent smooth definition too."""
+        act = build_activation(name, W0)
+        z = _near_zero()[::50]
+        _, df, d2f = act.jet(z, order=2)
+        g, h = _autograd_derivatives(REFERENCE_VALUES[name], z)
+        torch.testing.assert_close(df, g, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(d2f, h, rtol=1e-9, atol=1e-9 * h.abs().max().item())
+
+    @pytest.mark.parametrize("name", GUARDED)
+    def test_the_paper_s_damping_beyond_eps(self, name):
+        """For |x| >> eps the smooth forms are sqrt|x|, log|x| (relative error ~ (eps / x)^2) and sqrt(relu(x))
+        (within eps / (2 sqrt|x|) below 0)."""
+        x = torch.tensor([-3.0, -0.5, 0.2, 1.0, 4.0], dtype=torch.float64)
+        f = build_activation(name, W0)(x / W0)
+        paper = {"spder": torch.sqrt(x.abs()), "spder_sqrt": torch.sqrt(x.abs()), "spder_log": torch.log(x.abs()),
+                 "spder_sqrt_relu": torch.sqrt(torch.relu(x))}[name]
+        atol = SPDER_EPS / (2 * math.sqrt(0.5)) if name == "spder_sqrt_relu" else 1e-6
+        torch.testing.assert_close(f, torch.sin(x) * paper, rtol=1e-6, atol=atol)
 
     @pytest.mark.parametrize("name", SPDERS)
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -211,15 +278,27 @@ class TestSPDERAtZero:
         (grad,) = torch.autograd.grad(loss, z)
         assert torch.isfinite(grad).all()
 
-    @pytest.mark.parametrize("name", ["spder", "spder_sqrt", "spder_log", "spder_sqrt_relu"])
+    @pytest.mark.parametrize("name", GUARDED)
     def test_value_at_zero(self, name):
-        # sin(0) * delta(0) = 0; f'(0) = w0 * delta(0) for the guarded deltas.
+        # sin(0) delta(0) = 0; f'(0) = w0 delta(0): sqrt(eps), log(eps), sqrt(eps / 2).
         act = build_activation(name, W0)
         f, df, _ = act.jet(torch.zeros(1, dtype=torch.float64), 2)
         delta0 = {"spder": math.sqrt(SPDER_EPS), "spder_sqrt": math.sqrt(SPDER_EPS),
-                  "spder_log": math.log(SPDER_EPS), "spder_sqrt_relu": math.sqrt(SPDER_EPS)}[name]
+                  "spder_log": math.log(SPDER_EPS), "spder_sqrt_relu": math.sqrt(SPDER_EPS / 2)}[name]
         assert f.item() == 0.0
         assert df.item() == pytest.approx(W0 * delta0, rel=1e-12)
+
+    @pytest.mark.parametrize("name", GUARDED)
+    def test_eps_is_the_smoothing_length(self, name):
+        """spder_eps reaches the damping: f'(0) = w0 delta(0) follows it; a non-positive eps is refused."""
+        for eps in (1e-6, 1e-2):
+            act = build_activation(name, W0, spder_eps=eps)
+            assert act.eps == eps
+            df0 = act.jet(torch.zeros(1, dtype=torch.float64), 1)[1].item()
+            delta0 = {"spder_log": math.log(eps), "spder_sqrt_relu": math.sqrt(eps / 2)}.get(name, math.sqrt(eps))
+            assert df0 == pytest.approx(W0 * delta0, rel=1e-12)
+        with pytest.raises(ValueError, match="eps"):
+            SPDER(W0, "sqrt", eps=0.0)
 
 
 def _layer(fan_in, fan_out=512):

@@ -87,3 +87,20 @@ def test_booleans_that_default_to_true_parse_from_configs(tmp_path):
     cfg.write_text("pe_pi_factor = maybe\n")
     with pytest.raises(SystemExit):
         parser.parse_args(["--config", str(cfg)])
+
+
+def test_spder_eps_reaches_the_model_and_is_recorded(tmp_path):
+    """spder_eps from a config builds SPDER activations with that smoothing length, recorded in the model's config
+    (checkpoints rebuild it); a value that is not > 0 is refused in one line naming the option."""
+    from sobolev_inr.checkpoints import model_from_state
+
+    parser = load_task_main("image_regression").config_parser()
+    args = cli.parse_args(parser, ["--activations", "spder_log", "--spder_eps", "0.003"])
+    model = cli.build_model(args, in_features=2, out_features=1, num_frequencies=4)
+    assert {a.eps for a in model.activations} == {0.003} and model.config["spder_eps"] == 0.003
+    rebuilt = model_from_state({"model": model.state_dict(), "model_config": model.config})
+    assert {a.eps for a in rebuilt.activations} == {0.003}
+    for bad in ("0", "-1e-3", "small"):
+        proc = subprocess.run([sys.executable, "main.py", "--spder_eps", bad, "--logging_root", str(tmp_path)],
+                              cwd=REPO / "Experiments" / "image_regression", capture_output=True, text=True)
+        assert proc.returncode == 2 and "spder_eps" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr

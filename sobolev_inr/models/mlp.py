@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .activations import build_activation, he_init
+from .activations import SPDER_EPS, build_activation, he_init
 from .encodings import build_encoding
 
 INITS = ("activation", "torch_default", "he")
@@ -26,14 +26,15 @@ class MLP(nn.Module):
     original code does (``init = "activation"``; see :data:`INITS` for the others). Constructor
     arguments are kept in ``self.config`` so a checkpoint can rebuild the model with ``MLP(**config)``.
     ``pe_pi_factor``: the positional encoding's frequencies are 2^k pi (SIREN's, default) or 2^k
-    (nerf-pytorch's) per unit of the input.
+    (nerf-pytorch's) per unit of the input. ``spder_eps``: the smoothing length of SPDER's dampings at 0
+    (:data:`~sobolev_inr.models.activations.SPDER_EPS`; unused by the other activations).
     """
 
     def __init__(self, in_features: int, out_features: int, activations: Sequence[str],
                  hidden_features: int = 256, w0: float = 30.0, encoding: str = "none",
                  num_frequencies: int = 4, fourier_num_features: int = 256,
                  fourier_scale: float = 10.0, fourier_seed: int = 0, init: str = "activation",
-                 pe_pi_factor: bool = True):
+                 pe_pi_factor: bool = True, spder_eps: float = SPDER_EPS):
         super().__init__()
         if len(activations) < 1:
             raise ValueError("activations must name at least one activated layer")
@@ -43,11 +44,11 @@ class MLP(nn.Module):
                            hidden_features=hidden_features, w0=w0, encoding=encoding,
                            num_frequencies=num_frequencies, fourier_num_features=fourier_num_features,
                            fourier_scale=fourier_scale, fourier_seed=fourier_seed, init=init,
-                           pe_pi_factor=pe_pi_factor)
+                           pe_pi_factor=pe_pi_factor, spder_eps=spder_eps)
         self.in_features, self.out_features = in_features, out_features
         self.encoding = build_encoding(encoding, in_features, num_frequencies, fourier_num_features,
                                        fourier_scale, fourier_seed, pe_pi_factor)
-        self.activations = [build_activation(name, w0) for name in activations]
+        self.activations = [build_activation(name, w0, spder_eps) for name in activations]
         widths = [self.encoding.out_dim] + [hidden_features] * len(activations)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.output = nn.Linear(hidden_features, out_features)

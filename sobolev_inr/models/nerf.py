@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .activations import SPDER_EPS
 from .mlp import MLP
 
 EMBEDDINGS = {0: "positional", -1: "none"}
@@ -22,7 +23,8 @@ EMBEDDINGS = {0: "positional", -1: "none"}
 
 
 def tiny_nerf(activations: Sequence[str], netwidth: int = 256, multires: int = 10, i_embed: int = 0,
-              w0: float = 1.0, init: str = "torch_default", pe_pi_factor: bool = False) -> MLP:
+              w0: float = 1.0, init: str = "torch_default", pe_pi_factor: bool = False,
+              spder_eps: float = SPDER_EPS) -> MLP:
     """TinyNeRF: points (N, 3) -> raw (N, 4) = (r, g, b, sigma) before their activations.
 
     ``activations``: one name per activated layer (its length is the original's ``netdepth``).
@@ -31,4 +33,5 @@ def tiny_nerf(activations: Sequence[str], netwidth: int = 256, multires: int = 1
     if i_embed not in EMBEDDINGS:
         raise ValueError(f"i_embed must be 0 (positional encoding) or -1 (none), got {i_embed}")
     return MLP(in_features=3, out_features=4, activations=list(activations), hidden_features=netwidth, w0=w0,
-               encoding=EMBEDDINGS[i_embed], num_frequencies=multires, init=init, pe_pi_factor=pe_pi_factor)
+               encoding=EMBEDDINGS[i_embed], num_frequencies=multires, init=init, pe_pi_factor=pe_pi_factor,
+               spder_eps=spder_eps)

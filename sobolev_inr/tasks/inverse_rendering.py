@@ -530,10 +530,11 @@ def load_task(config: Mapping[str, Any], device: torch.device, run_dir: Path) ->
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
     """TinyNeRF from a config's model keys (:func:`~sobolev_inr.models.nerf.tiny_nerf`)."""
+    from ..models.activations import SPDER_EPS
     from ..models.nerf import tiny_nerf
 
     model = tiny_nerf(config["activations"], config["netwidth"], config["multires"], config["i_embed"], config["w0"],
-                      config["init"], config["pe_pi_factor"])
+                      config["init"], config["pe_pi_factor"], config.get("spder_eps", SPDER_EPS))
     if config.get("compile"):
         from ..models import compile_model
 
