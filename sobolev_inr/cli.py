@@ -241,6 +241,29 @@ def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUP
                        help="pixel: derivatives per sample step (the paper's lambda_der); coord: per network-input unit")
 
 
+def add_image_source_options(p: ArgumentParser, filename: str = "skimage:camera"):
+    """One image: its source, gray or colour, an optional square resize and crop. Returns the group, for the
+    task's own image options (:func:`sobolev_inr.tasks.image_regression.image_from_config` reads these)."""
+    g = p.add_argument_group("image")
+    g.add_argument("--filename", type=str, default=filename,
+                   help="Set5 name (baby), a PNG/JPEG path, or skimage:<name> (embedded, no download)")
+    g.add_argument("--data_root", type=str, default="../../data", help="root of the data sets (original layout)")
+    g.add_argument("--dataset", type=str, default="Set5", help="folder under data_root holding HR/<filename>.png")
+    g.add_argument("--is_gray", action="store_true", help="convert to luma (one channel)")
+    g.add_argument("--sidelength", type=int, default=0,
+                   help="centre-crop to a square and resize to sidelength x sidelength (bilinear, as SIREN's and "
+                        "SPDER's Resize); 0 = keep the image as it is")
+    g.add_argument("--crop", action="store_true",
+                   help="crop an image whose size is not a multiple of the task's factor (top-left part kept)")
+
+    def check(a):
+        if a.sidelength and a.sidelength < 2:
+            raise ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {a.sidelength}")
+
+    p.declare(check=check)
+    return g
+
+
 def add_engine_options(p: ArgumentParser, modes: bool = True) -> None:
     """How exact input-derivatives are computed; none of these changes what a run computes. ``modes``:
     offer ``der_mode`` (a task whose derivatives are forward-mode tangents by nature has no choice)."""

@@ -1,17 +1,27 @@
 """Coordinate grids and derivative units: the one place where pixels become coordinates.
 
-Image convention (the original code's and kornia's): a coordinate is ``(x, y) = (column, row)``,
-each normalised to [-1, 1] over the image (x = 2 col / (W - 1) - 1), and a grid is flattened
-row-major, so pixel ``(row, col)`` is entry ``row * W + col``. Derivatives therefore come in
-the order (d/dx, d/dy) = (along the width, along the height), which is also the order of
+Image convention: a coordinate is ``(x, y) = (column, row)`` (kornia's order), and a grid is flattened
+row-major, so pixel ``(row, col)`` is entry ``row * W + col``. Derivatives therefore come in the order
+(d/dx, d/dy) = (along the width, along the height), which is also the order of
 ``kornia.filters.spatial_gradient``.
+
+Pixel centres (one convention for every resolution). An image covers the square [-1, 1] x [-1, 1]
+whatever its size; pixel ``col`` of a row of W pixels is the cell [2 col / W - 1, 2 (col + 1) / W - 1]
+and its value sits at the cell's centre, x = (2 col + 1) / W - 1 (:func:`pixel_centres`). This is the
+half-pixel convention of PIL, OpenCV and torch's ``align_corners=False`` resampling, so an image, its
+downsampled or upsampled versions and a network fitted to any of them all refer to the same continuous
+positions: the centre of a low-resolution pixel is the mean of the centres of the high-resolution pixels
+it covers (super-resolution trains on one grid and renders another). The original code's grid put the
+first and last pixel centres at -1 and 1 (``linspace(-1, 1, W)``, "align corners"), whose spacing
+2 / (W - 1) depends on the resolution; within one resolution the two differ only by the scale
+(W - 1) / W of the coordinates (0.998 at 512 pixels).
 
 Units. The network sees coordinates in [-1, 1]; Sobel and finite-difference targets measure change
 per pixel (or sample) step. ``der_units = "pixel"`` (default, the original code's and the paper's
 ``lambda_der``) expresses both per step; ``der_units = "coord"`` expresses both per unit of the
 network's input coordinate. A derivative per coordinate unit is ``1 / step`` times the
 per-step one, where ``step`` is the coordinate distance between neighbouring samples
-(``2 / (W - 1)`` along x).
+(``2 / W`` along x for an image).
 """
 from __future__ import annotations
 
@@ -23,11 +33,14 @@ from torch import Tensor
 DER_UNITS = ("pixel", "coord")
 
 
+def pixel_centres(n: int, dtype=torch.float32) -> Tensor:
+    """(n,) centres of n pixels that tile [-1, 1]: (2 i + 1) / n - 1 (see the module docstring)."""
+    return (2.0 * torch.arange(n, dtype=torch.float64) + 1.0).div(n).sub(1.0).to(dtype)
+
+
 def image_grid(height: int, width: int, dtype=torch.float32) -> Tensor:
-    """(H*W, 2) coordinates (x, y) in [-1, 1], row-major over pixels."""
-    xs = torch.linspace(-1.0, 1.0, width, dtype=dtype)
-    ys = torch.linspace(-1.0, 1.0, height, dtype=dtype)
-    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    """(H*W, 2) pixel centres (x, y) in (-1, 1), row-major over pixels (:func:`pixel_centres` along each axis)."""
+    y, x = torch.meshgrid(pixel_centres(height, dtype), pixel_centres(width, dtype), indexing="ij")
     return torch.stack((x.reshape(-1), y.reshape(-1)), dim=-1)
 
 
@@ -40,8 +53,8 @@ def heldout_mask(height: int, width: int, factor: int, device=None) -> Tensor:
 
 
 def image_step(height: int, width: int) -> Tuple[float, float]:
-    """Coordinate distance between neighbouring pixels, (along x, along y)."""
-    return 2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)
+    """Coordinate distance between neighbouring pixel centres, (along x, along y): (2 / W, 2 / H)."""
+    return 2.0 / width, 2.0 / height
 
 
 def derivative_scale(step: Sequence[float], units: str) -> Tensor:

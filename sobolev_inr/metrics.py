@@ -10,6 +10,8 @@ Images enter in the training range [-1, 1] as ``(C, H, W)`` and are mapped to [0
   whole luma image cropped by ``factor`` pixels at every border, and RGB PSNR beside them.
 * :func:`derivative_psnr`: PSNR of derivative maps against their targets, with the target's
   dynamic range (max - min) as the peak.
+* :func:`rho_ag`: SPDER's frequency similarity rho_AG (paper 003, Eq. 5), the cosine similarity of the
+  amplitude spectra of prediction and ground truth.
 
 An image fitted from its gradient alone is fixed only up to a constant (from its Laplacian, up to a
 harmonic function), so Poisson reconstructions are scored after an alignment:
@@ -121,3 +123,24 @@ def poisson_image_psnrs(pred: Tensor, target: Tensor) -> Dict[str, float]:
         "psnr_offset": psnr(to_unit_range(remove_offset(pred, target)), to_unit_range(target)),
         "psnr_minmax": psnr(minmax_rescale(pred, SIREN_PRED_PERCENTILE), minmax_rescale(target)),
     }
+
+
+def rho_ag(pred: Tensor, target: Tensor, signal_dims: int = 2) -> float:
+    """SPDER's rho_AG (paper 003, Eq. 5): the cosine similarity of the amplitude spectra |FFT| of ``pred`` and
+    ``target``, in [0, 1] (1: the same amplitude at every frequency).
+
+    The FFT runs over the last ``signal_dims`` dimensions (2 for images ``(C, H, W)``, 1 for audio ``(C, N)``);
+    the amplitudes of all leading entries (channels) form one vector, as the paper forms one from a
+    single channel. Values are used as given: images in [-1, 1], the range SPDER computes it in (the
+    zero-frequency amplitude depends on it). Phases are ignored, so a circular shift of either leaves it
+    at 1, and the ordering of the frequencies (SPDER's zero-centring, ``fftshift``) does not change it.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+    dims = tuple(range(-signal_dims, 0))
+    a = torch.fft.fftn(pred.double(), dim=dims).abs().flatten()
+    g = torch.fft.fftn(target.double(), dim=dims).abs().flatten()
+    norm = (a.norm() * g.norm()).item()
+    if norm == 0.0:
+        return float("nan")
+    return (a @ g).item() / norm

@@ -33,12 +33,20 @@ def _as_display(image: Tensor) -> Tuple[np.ndarray, Optional[str]]:
 
 def save_image_panels(path: Path, panels: Sequence[Tuple[str, Tensor]], suptitle: str = "") -> None:
     """Side-by-side images, each (C, H, W) in [0, 1], with titles."""
-    fig, axes = figure(1, len(panels), (4.2 * len(panels), 4.4))
-    for ax, (title, image) in zip(axes[0], panels):
-        array, cmap = _as_display(image)
-        ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(title)
+    save_image_grid(path, [panels], suptitle)
+
+
+def save_image_grid(path: Path, rows: Sequence[Sequence[Tuple[str, Tensor]]], suptitle: str = "") -> None:
+    """Rows of images, each (C, H, W) in [0, 1] (one channel in gray), with titles."""
+    cols = max(len(row) for row in rows)
+    fig, axes = figure(len(rows), cols, (4.2 * cols, 4.4 * len(rows)))
+    for ax in axes.flat:
         ax.axis("off")
+    for row_axes, row in zip(axes, rows):
+        for ax, (title, image) in zip(row_axes, row):
+            array, cmap = _as_display(image)
+            ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+            ax.set_title(title)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()

@@ -303,6 +303,6 @@ def test_poisson_run_reports_aligned_psnrs_and_laplacian_figure(tmp_path):
                    num_epochs=2, hidden_features=16, exp_name="p", epochs_til_summary=1)
     for key in ("psnr_offset_full", "psnr_minmax_full", "psnr_grad_full", "psnr_lapl_full", "psnr_full"):
         assert np.isfinite(metrics[key]), key
-    assert metrics["target_scale"] == pytest.approx(1e4 * (2 / 15) ** 2)
+    assert metrics["target_scale"] == pytest.approx(1e4 * (2 / 16) ** 2)  # 1e4 step^2, step = 2 / 16
     assert (tmp_path / "p" / "laplacian.png").is_file()
     assert "psnr_offset_full" in (tmp_path / "p" / "scalars.csv").read_text()

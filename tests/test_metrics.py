@@ -9,8 +9,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from sobolev_inr.metrics import (LUMA_WEIGHTS, derivative_psnr, heldout_mask, image_quality, luma, psnr, ssim,
-                                 to_unit_range)
+from sobolev_inr.metrics import (LUMA_WEIGHTS, derivative_psnr, heldout_mask, image_quality, luma, psnr, rho_ag,
+                                 ssim, to_unit_range)
 
 
 def smooth_image(channels, h, w, seed=0, dtype=torch.float64):
@@ -202,3 +202,33 @@ def test_minmax_rescale_is_sirens_rescale_img():
     target = torch.rand(1, 16, 16) * 2 - 1
     scores = poisson_image_psnrs(0.5 * target + 0.2, target)
     assert scores["psnr_minmax"] > 60 and scores["psnr_offset"] < 25
+
+
+class TestRhoAG:
+    """SPDER's rho_AG: cosine similarity of amplitude spectra (paper 003, Eq. 5)."""
+
+    def test_identical_and_circularly_shifted_signals_score_one(self):
+        image = torch.rand(1, 12, 10) * 2 - 1
+        assert rho_ag(image, image) == pytest.approx(1.0, abs=1e-12)
+        assert rho_ag(torch.roll(image, shifts=(3, -4), dims=(1, 2)), image) == pytest.approx(1.0, abs=1e-12)
+
+    @pytest.mark.parametrize("c", [0.0, 0.5, 1.0, 3.0])
+    def test_golden_value_of_an_offset_cosine(self, c):
+        """target = cos(2 pi k n / N) has amplitude N / 2 at +-k; pred = c + target adds c N at 0:
+        rho = (N^2 / 2) / (sqrt(c^2 N^2 + N^2 / 2) sqrt(N^2 / 2)) = 1 / sqrt(2 c^2 + 1)."""
+        n = torch.arange(16, dtype=torch.float64)
+        target = torch.cos(2 * math.pi * 3 * n / 16)[None]
+        assert rho_ag(c + target, target, signal_dims=1) == pytest.approx(1 / math.sqrt(2 * c * c + 1), rel=1e-12)
+
+    def test_equals_numpy_fft2_cosine_over_channels(self):
+        """An independent computation: numpy's fft2 per channel, |.|, all channels in one vector, cosine."""
+        rng = np.random.default_rng(3)
+        pred, target = rng.uniform(-1, 1, (3, 9, 14)), rng.uniform(-1, 1, (3, 9, 14))
+        a, g = np.abs(np.fft.fft2(pred)).ravel(), np.abs(np.fft.fft2(target)).ravel()
+        expected = a @ g / (np.linalg.norm(a) * np.linalg.norm(g))
+        assert rho_ag(torch.from_numpy(pred), torch.from_numpy(target)) == pytest.approx(expected, rel=1e-12)
+
+    def test_shape_mismatch_and_zero_signal(self):
+        with pytest.raises(ValueError, match="shape"):
+            rho_ag(torch.zeros(1, 4, 4), torch.zeros(1, 4, 5))
+        assert math.isnan(rho_ag(torch.zeros(1, 4, 4), torch.ones(1, 4, 4)))

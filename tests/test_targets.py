@@ -36,15 +36,33 @@ class TestCoords:
     def test_image_grid_layout(self):
         g = C.image_grid(3, 4)
         assert g.shape == (12, 2) and g.dtype == torch.float32
-        # row-major: entry row * W + col holds (x = col, y = row), normalised to [-1, 1]
-        assert g[0].tolist() == [-1.0, -1.0]
-        assert g[3].tolist() == [1.0, -1.0]  # last column of the first row
-        assert g[4].tolist() == [-1.0, 0.0]  # first column of the second row
-        assert g[11].tolist() == [1.0, 1.0]
-        torch.testing.assert_close(g[1], torch.tensor([-1.0 + 2.0 / 3, -1.0]))
+        # row-major: entry row * W + col holds (x = col, y = row), the pixel centres of cells tiling [-1, 1]
+        assert g[0].tolist() == [-0.75, pytest.approx(-2 / 3)]
+        assert g[3].tolist() == [0.75, pytest.approx(-2 / 3)]  # last column of the first row
+        assert g[4].tolist() == [-0.75, 0.0]  # first column of the second row
+        assert g[11].tolist() == [0.75, pytest.approx(2 / 3)]
+        torch.testing.assert_close(g[1], torch.tensor([-0.25, -2.0 / 3]))
+
+    @pytest.mark.parametrize("n", [1, 2, 5, 256])
+    def test_pixel_centres_tile_the_square(self, n):
+        """Cells of width 2 / n from -1 to 1, values at their centres, symmetric about 0."""
+        c = C.pixel_centres(n, torch.float64)
+        torch.testing.assert_close(c[0] - 1.0 / n, torch.tensor(-1.0, dtype=torch.float64))
+        torch.testing.assert_close(c[-1] + 1.0 / n, torch.tensor(1.0, dtype=torch.float64))
+        torch.testing.assert_close(c, -c.flip(0))
+        torch.testing.assert_close(c.diff(), torch.full((n - 1,), 2.0 / n, dtype=torch.float64))
+
+    @pytest.mark.parametrize("factor", [2, 3, 4, 8])
+    def test_a_coarse_pixel_sits_at_the_mean_of_the_fine_pixels_it_covers(self, factor):
+        """An image and its x factor upsampled grid refer to the same continuous positions: the centre of each
+        low-resolution pixel is the mean of the centres of the factor x factor high-resolution pixels it covers."""
+        h, w = 3, 5
+        coarse = C.image_grid(h, w, torch.float64).reshape(h, w, 2)
+        fine = C.image_grid(h * factor, w * factor, torch.float64).reshape(h, factor, w, factor, 2)
+        torch.testing.assert_close(fine.mean(dim=(1, 3)), coarse, rtol=0, atol=1e-15)
 
     def test_image_step(self):
-        assert C.image_step(5, 9) == (2.0 / 8, 2.0 / 4)
+        assert C.image_step(5, 9) == (2.0 / 9, 2.0 / 5)
         x, y = grid_xy(5, 9)
         assert (x[0, 1] - x[0, 0]).item() == pytest.approx(C.image_step(5, 9)[0])
         assert (y[1, 0] - y[0, 0]).item() == pytest.approx(C.image_step(5, 9)[1])

@@ -23,29 +23,19 @@ def config_parser():
     cli.add_model_options(p)
     cli.add_supervision_options(p)
     cli.add_engine_options(p)
-    g = p.add_argument_group("image")
-    g.add_argument("--filename", type=str, default="skimage:camera",
-                   help="Set5 name (baby), a PNG/JPEG path, or skimage:<name> (embedded, no download)")
-    g.add_argument("--data_root", type=str, default="../../data", help="root of the data sets (original layout)")
-    g.add_argument("--dataset", type=str, default="Set5", help="folder under data_root holding HR/<filename>.png")
-    g.add_argument("--is_gray", action="store_true", help="convert to luma (one channel)")
-    g.add_argument("--sidelength", type=int, default=0,
-                   help="resize to sidelength x sidelength (bilinear, as SIREN's Poisson scripts: 256); 0 = keep the size")
+    g = cli.add_image_source_options(p)
     g.add_argument("--target_scaling", type=str, default="none", choices=["none", "siren"],
                    help="siren: SIREN's Poisson targets (x10 image + unnormalised Sobel for der, x1e4 Laplacian for "
                         "lapl, per [-1, 1] coordinate unit): the network fits k = 80 step (der) or 1e4 step^2 (lapl) "
                         "times the image; metrics divide by k. Needs a square image")
     g.add_argument("--factor", type=int, default=4,
                    help="train on every factor-th pixel in each direction (1 = every pixel, nothing held out)")
-    g.add_argument("--crop", action="store_true", help="crop an image whose size is not a multiple of factor")
     g.add_argument("--der_on_downsampled", action="store_true",
                    help="compute derivative targets on the downsampled image (derivative-precision protocol)")
     g.add_argument("--eval_chunk_size", type=int, default=65536, help="pixels per chunk when rendering the full grid")
 
     def check(a):
         cli._at_least(a, 1, ["eval_chunk_size"])
-        if a.sidelength and a.sidelength < 2:
-            raise cli.ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {a.sidelength}")
         if a.target_scaling == "siren" and a.supervision not in ("der", "lapl"):
             raise cli.ConfigError(f"target_scaling = siren is SIREN's Poisson scaling, for supervision der or lapl; "
                                   f"got supervision = {a.supervision}")

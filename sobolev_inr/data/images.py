@@ -116,18 +116,44 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
     return LoadedImage(tensor.contiguous() * 2.0 - 1.0, source, notes)
 
 
-def resize_image(image: Tensor, size: Tuple[int, int]) -> Tensor:
-    """``image (C, H, W)`` in [-1, 1] resized to ``size = (height, width)`` by PIL's bilinear filter (which
-    widens its support when shrinking, i.e. antialiases), what SIREN's ``Resize(sidelength)`` does to
-    its PIL images; values are computed in float, without an 8-bit round trip."""
+RESAMPLE_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "box": Image.BOX,
+                    "lanczos": Image.LANCZOS}
+"""PIL's resampling filters by name. PIL places pixel centres at half-pixel positions (the project's convention,
+:mod:`sobolev_inr.coords`) and widens a filter's support by the scale when shrinking (it antialiases);
+``bicubic`` is Keys' cubic with a = -0.5 (OpenCV's INTER_CUBIC and torch's use a = -0.75)."""
+
+
+def resize_image(image: Tensor, size: Tuple[int, int], method: str = "bilinear") -> Tensor:
+    """``image (C, H, W)`` resized to ``size = (height, width)`` by PIL's ``method`` filter
+    (:data:`RESAMPLE_FILTERS`), in float without an 8-bit round trip, so values keep their range (and a
+    cubic's overshoot). ``bilinear`` is what SIREN's and SPDER's ``Resize(sidelength)`` do to their PIL
+    images; ``bicubic`` is the super-resolution baseline of paper 004 (PIL's BICUBIC)."""
     height, width = int(size[0]), int(size[1])
     if height < 2 or width < 2:
         raise ConfigError(f"cannot resize an image to {height}x{width}; both sides must be >= 2 pixels")
+    if method not in RESAMPLE_FILTERS:
+        raise ConfigError(f"unknown resampling filter {method!r}; choose from {sorted(RESAMPLE_FILTERS)}")
     if (height, width) == tuple(image.shape[1:]):
         return image
-    channels = [Image.fromarray(c.numpy().astype(np.float32), mode="F").resize((width, height), Image.BILINEAR)
+    channels = [Image.fromarray(c.numpy().astype(np.float32), mode="F").resize((width, height), RESAMPLE_FILTERS[method])
                 for c in image.float()]
     return torch.stack([torch.from_numpy(np.asarray(c, dtype=np.float32).copy()) for c in channels])
+
+
+def square_image(image: Tensor, sidelength: int) -> Tuple[Tensor, List[str]]:
+    """``image (C, H, W)`` centre-cropped to a square and resized to ``sidelength`` x ``sidelength`` by
+    :func:`resize_image` (bilinear); 0 keeps it as it is. Returns the image and notes for the run's log."""
+    if not sidelength:
+        return image, []
+    notes = []
+    _, h, w = image.shape
+    if h != w:
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        image = image[:, top:top + side, left:left + side]
+        notes.append(f"centre-cropped {h}x{w} to {side}x{side} before resizing (no distortion)")
+    notes.append(f"resized from {image.shape[1]}x{image.shape[2]} to {sidelength}x{sidelength} (bilinear)")
+    return resize_image(image, (sidelength, sidelength)), notes
 
 
 @dataclass

@@ -37,7 +37,7 @@ and the Laplacian.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -232,47 +232,52 @@ class Tanh(Activation):
         _xavier_normal(layer)
 
 
-# SPDER damping functions: x -> (delta, delta', delta'', and delta''' if ``third`` else None), with
-# x = w0 z and ``eps`` > 0 the smoothing length of the guarded ones (closed forms, checked against
-# autograd and finite differences in tests/test_activations.py).
-DeltaJet = Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]
-
-
-def _delta_sqrt(x: Tensor, eps: float, third: bool = False) -> DeltaJet:
+# SPDER damping functions: x -> [delta, its first, second and third derivative][:order + 1], with x = w0 z
+# and ``eps`` > 0 the smoothing length of the guarded ones (closed forms, checked against autograd and finite
+# differences in tests/test_activations.py). Only what an order needs is computed (a value pass: delta alone).
+def _delta_sqrt(x: Tensor, eps: float, order: int) -> List[Tensor]:
     """(x^2 + eps^2)^(1/4): sqrt|x| for |x| >> eps, smooth at 0 (sqrt(eps) there)."""
     q = x * x + eps * eps
     d = q.pow(0.25)
+    if order == 0:
+        return [d]
     q34 = d * d * d  # q^(3/4)
-    return (d, 0.5 * x / q34, (0.5 * eps * eps - 0.25 * x * x) / (q34 * q),
-            0.375 * x * (x * x - 6.0 * eps * eps) / (q34 * q * q) if third else None)
+    return [d, 0.5 * x / q34, (0.5 * eps * eps - 0.25 * x * x) / (q34 * q),
+            0.375 * x * (x * x - 6.0 * eps * eps) / (q34 * q * q)][:order + 1]
 
 
-def _delta_log(x: Tensor, eps: float, third: bool = False) -> DeltaJet:
+def _delta_log(x: Tensor, eps: float, order: int) -> List[Tensor]:
     """0.5 log(x^2 + eps^2): log|x| for |x| >> eps, smooth at 0 (log(eps) there)."""
     q = x * x + eps * eps
-    return (0.5 * torch.log(q), x / q, (eps * eps - x * x) / (q * q),
-            2.0 * x * (x * x - 3.0 * eps * eps) / (q * q * q) if third else None)
+    if order == 0:
+        return [0.5 * torch.log(q)]
+    return [0.5 * torch.log(q), x / q, (eps * eps - x * x) / (q * q),
+            2.0 * x * (x * x - 3.0 * eps * eps) / (q * q * q)][:order + 1]
 
 
-def _delta_arctan(x: Tensor, eps: float, third: bool = False) -> DeltaJet:
+def _delta_arctan(x: Tensor, eps: float, order: int) -> List[Tensor]:
     """arctan(x), smooth everywhere (``eps`` unused)."""
+    if order == 0:
+        return [torch.atan(x)]
     q = 1.0 / (1.0 + x * x)
-    return torch.atan(x), q, -2.0 * x * q * q, (6.0 * x * x - 2.0) * q * q * q if third else None
+    return [torch.atan(x), q, -2.0 * x * q * q, (6.0 * x * x - 2.0) * q * q * q][:order + 1]
 
 
-def _delta_sqrt_relu(x: Tensor, eps: float, third: bool = False) -> DeltaJet:
+def _delta_sqrt_relu(x: Tensor, eps: float, order: int) -> List[Tensor]:
     """sqrt(r) with r = (x + sqrt(x^2 + eps^2)) / 2, a smooth relu: sqrt(relu(x)) for |x| >> eps (within
     eps / (2 sqrt|x|) below 0), sqrt(eps / 2) at 0. For x < 0, r is computed as eps^2 / (2 (s - x)), free of
     cancellation; each branch is finite everywhere, so that neither spoils the other's gradient."""
     s = torch.sqrt(x * x + eps * eps)
     r = torch.where(x >= 0, 0.5 * (x + s), 0.5 * eps * eps / (s - torch.clamp(x, max=0.0)))
     d = torch.sqrt(r)
+    if order == 0:
+        return [d]
     s2 = s * s
-    return (d, 0.5 * d / s, d * (s - 2.0 * x) / (4.0 * s2 * s),
-            d * (12.0 * x * x - 6.0 * x * s - 3.0 * s2) / (8.0 * s2 * s2 * s) if third else None)
+    return [d, 0.5 * d / s, d * (s - 2.0 * x) / (4.0 * s2 * s),
+            d * (12.0 * x * x - 6.0 * x * s - 3.0 * s2) / (8.0 * s2 * s2 * s)][:order + 1]
 
 
-SPDER_DELTAS: Dict[str, Callable[..., DeltaJet]] = {
+SPDER_DELTAS: Dict[str, Callable[[Tensor, float, int], List[Tensor]]] = {
     "sqrt": _delta_sqrt,
     "log": _delta_log,
     "arctan": _delta_arctan,
@@ -299,7 +304,7 @@ class SPDER(Activation):
     def jet(self, z, order=1):
         w0 = self.w0
         x = w0 * z
-        d, dd, d2d, d3d = SPDER_DELTAS[self.delta](x, self.eps, third=order >= 3)
+        d, dd, d2d, d3d = SPDER_DELTAS[self.delta](x, self.eps, order) + [None] * (3 - min(order, 3))
         s = torch.sin(x)
         f = s * d
         if order == 0:

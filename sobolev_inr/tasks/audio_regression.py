@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..coords import derivative_scale
 from ..data.audio import AudioData, write_wav
-from ..metrics import derivative_psnr, psnr
+from ..metrics import derivative_psnr, psnr, rho_ag
 from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 ZOOM_SAMPLES = 600
@@ -58,6 +58,7 @@ class AudioRegression(SampledSignalRegression):
             "psnr_full": psnr(pred, target),
             "psnr_train": psnr(pred[~mask], target[~mask]),
             "psnr_der_full": derivative_psnr(der, der_target),
+            "rho_ag_full": rho_ag(pred, target, signal_dims=1),  # SPDER's Table 2 reports it for audio too
             "num_heldout_samples": int(mask.sum()),
         }
         if self.has_heldout:

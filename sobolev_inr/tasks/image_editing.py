@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from ..checkpoints import latest_checkpoint, load_model
 from ..coords import image_grid, image_step
-from ..data.images import ImageData, load_image, prepare_image, resize_image
+from ..data.images import ImageData, load_image, prepare_image, square_image
 from ..derivatives import value_and_derivatives
 from ..errors import ConfigError, DataError
 from ..losses import sobolev_loss
@@ -48,21 +48,6 @@ OUTLINE_RGB = (1.0, 0.15, 0.15)
 
 
 # ------------------------------------------------------------------------------------------ images
-def square_image(image: Tensor, sidelength: int) -> Tuple[Tensor, List[str]]:
-    """``image (C, H, W)`` centre-cropped to a square and resized to ``sidelength`` x ``sidelength``
-    (:func:`~sobolev_inr.data.images.resize_image`); 0 keeps it as it is. Returns the image and notes."""
-    if not sidelength:
-        return image, []
-    notes = []
-    _, h, w = image.shape
-    if h != w:
-        side = min(h, w)
-        top, left = (h - side) // 2, (w - side) // 2
-        image = image[:, top:top + side, left:left + side]
-        notes.append(f"centre-cropped {h}x{w} to {side}x{side} before resizing (no distortion)")
-    return resize_image(image, (sidelength, sidelength)), notes
-
-
 def load_image_pair(filename: str, filename2: str, sidelength: int, is_gray: bool = False,
                     data_root: str = "../../data", dataset: str = "Set5") -> Tuple[Tensor, Tensor, List[str], List[str]]:
     """The two images of an edit as (C, H, W) tensors in [-1, 1] of one size and channel count, their

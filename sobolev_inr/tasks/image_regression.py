@@ -6,6 +6,9 @@ targets, per pixel step: the gradient against the Sobel (or diff) target (``psnr
 reported as ``psnr_der_*``, the name every task uses for its first derivatives) and the Laplacian
 against the 5-point one (``psnr_lapl_*``).
 
+Every evaluation also reports SPDER's frequency similarity ``rho_ag_full`` (paper 003: the cosine similarity of
+the amplitude spectra of the rendered and the true image, in [-1, 1] values; :func:`sobolev_inr.metrics.rho_ag`).
+
 Poisson reconstruction (SIREN's, ``supervision`` ``der`` or ``lapl``, usually with ``factor = 1``): the
 image is fixed only up to what the supervision cannot see, so the value metrics add ``psnr_offset_full``
 (the best constant removed, ours) and ``psnr_minmax_full`` (each image rescaled to [0, 1] by its min
@@ -21,8 +24,9 @@ import torch
 from torch import nn
 
 from ..coords import derivative_scale
-from ..data.images import ImageData
-from ..metrics import derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, to_unit_range
+from ..data.images import ImageData, LoadedImage, load_image, square_image
+from ..metrics import (derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, rho_ag,
+                       to_unit_range)
 from ..regression import SampledSignalRegression, predict, predict_jacobian, predict_laplacian
 from ..targets import image_laplacian
 
@@ -77,17 +81,24 @@ class ImageRegression(SampledSignalRegression):
         """The 5-point Laplacian of the full image per pixel step squared: (C, H, W)."""
         return image_laplacian(self.data.image)
 
+    def rho_ag(self, model: nn.Module) -> float:
+        """rho_AG of the full rendered image (a Poisson reconstruction with the best constant removed, the
+        constant being what its supervision cannot see)."""
+        pred, target = self.render(model), self.data.image
+        return rho_ag(remove_offset(pred, target) if self.is_poisson else pred, target)
+
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         """Held-out PSNR (RGB and luma) and SSIM, as in the paper; full-image ones when nothing is held out;
-        the offset-aligned PSNR for a Poisson reconstruction."""
+        the offset-aligned PSNR for a Poisson reconstruction; rho_AG of the full image."""
         pred, target = self.render(model), self.data.image
+        spectrum = {"rho_ag_full": self.rho_ag(model)}
         if self.is_poisson:
-            return {"psnr_offset_full": poisson_image_psnrs(pred, target)["psnr_offset"]}
+            return {"psnr_offset_full": poisson_image_psnrs(pred, target)["psnr_offset"], **spectrum}
         if not self.has_heldout:
             q = image_quality(pred, target, self.data.factor, torch.ones_like(self.data.heldout))
-            return {"psnr_full": q["psnr"], "psnr_luma_full": q["psnr_luma"], "ssim_full": q["ssim"]}
+            return {"psnr_full": q["psnr"], "psnr_luma_full": q["psnr_luma"], "ssim_full": q["ssim"], **spectrum}
         q = image_quality(pred, target, self.data.factor, self.data.heldout)
-        return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"]}
+        return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"], **spectrum}
 
     def final_metrics(self, model: nn.Module) -> Dict[str, float]:
         """Everything ``metrics.json`` reports for an image: held-out (when any pixel is held out) and
@@ -101,7 +112,8 @@ class ImageRegression(SampledSignalRegression):
             "psnr_full": q_full["psnr"], "psnr_luma_full": q_full["psnr_luma"],
             "psnr_train": psnr(to_unit_range(pred[:, ~mask]), to_unit_range(target[:, ~mask])),
             "psnr_grad_full": grad_full, "psnr_der_full": grad_full,
-            "psnr_lapl_full": derivative_psnr(lap, self.laplacian_target), "num_heldout_samples": int(mask.sum()),
+            "psnr_lapl_full": derivative_psnr(lap, self.laplacian_target), "rho_ag_full": self.rho_ag(model),
+            "num_heldout_samples": int(mask.sum()),
         }
         if self.is_poisson:
             metrics.update({f"{k}_full": v for k, v in poisson_image_psnrs(pred, target).items()},
@@ -152,23 +164,27 @@ def gradient_magnitude(gradient: torch.Tensor) -> torch.Tensor:
     return gradient.pow(2).sum(dim=(0, 1)).sqrt()
 
 
-def image_task_from_config(config: Mapping[str, Any], device: torch.device = torch.device("cpu"),
-                           base_dir: Path = Path(".")) -> ImageRegression:
-    """The :class:`ImageRegression` a run's resolved config describes (what main.py builds, and what
-    :func:`load_run` rebuilds). Relative paths in the config are relative to ``base_dir``."""
-    from ..data.images import load_image, prepare_image, resize_image
-    from ..targets import siren_target_scale
-
+def image_from_config(config: Mapping[str, Any], base_dir: Path = Path(".")) -> LoadedImage:
+    """The image a config's source options name (:func:`sobolev_inr.cli.add_image_source_options`), centre-cropped
+    to a square and resized to ``sidelength`` if set. Relative paths in the config are relative to ``base_dir``."""
     base = Path(base_dir)
     filename = config["filename"]
     if not filename.startswith("skimage:") and not Path(filename).is_absolute() and (base / filename).is_file():
         filename = str(base / filename)
     data_root = config["data_root"] if Path(config["data_root"]).is_absolute() else str(base / config["data_root"])
     image, source, notes = load_image(filename, data_root, config["dataset"], config["is_gray"])
-    sidelength = config.get("sidelength", 0)
-    if sidelength:
-        notes = [*notes, f"resized from {image.shape[1]}x{image.shape[2]} to {sidelength}x{sidelength} (bilinear)"]
-        image = resize_image(image, (sidelength, sidelength))
+    image, resize_notes = square_image(image, config.get("sidelength", 0))
+    return LoadedImage(image, source, [*notes, *resize_notes])
+
+
+def image_task_from_config(config: Mapping[str, Any], device: torch.device = torch.device("cpu"),
+                           base_dir: Path = Path(".")) -> ImageRegression:
+    """The :class:`ImageRegression` a run's resolved config describes (what main.py builds, and what
+    :func:`load_run` rebuilds). Relative paths in the config are relative to ``base_dir``."""
+    from ..data.images import prepare_image
+    from ..targets import siren_target_scale
+
+    image, source, notes = image_from_config(config, base_dir)
     data = prepare_image(image, config["factor"], config["der_operator"], config["der_on_downsampled"],
                          config["crop"], source, notes)
     scaling = config.get("target_scaling", "none")

@@ -32,7 +32,7 @@ from ..data.scenes import LLFFScene
 from ..derivatives import value_and_tangents
 from ..errors import DataError
 from ..losses import sobolev_loss
-from ..metrics import derivative_psnr, psnr, ssim
+from ..metrics import derivative_psnr, psnr, rho_ag, ssim
 from ..rendering import NDCSpace, RenderedImage, image_rays, pixel_rays, render_image, render_rays
 from ..targets import image_gradient
 
@@ -128,6 +128,8 @@ class ViewScores:
     ssim: List[float]
     height: int
     width: int
+    rho_ag: List[float] = field(default_factory=list)
+    """SPDER's rho_AG per view (colours mapped to [-1, 1], the range the image tasks compute it in)."""
 
     @property
     def mean_psnr(self) -> float:
@@ -147,7 +149,8 @@ class ViewScores:
 
     def metrics(self, suffix: str = "") -> Dict[str, Any]:
         """``psnr_heldout``, ``ssim_heldout`` (means) and the per-view lists, the key names every task uses."""
-        return {f"psnr_heldout{suffix}": self.mean_psnr, f"ssim_heldout{suffix}": self.mean_ssim,
+        spectrum = {f"rho_ag_heldout{suffix}": float(np.mean(self.rho_ag))} if self.rho_ag else {}
+        return {f"psnr_heldout{suffix}": self.mean_psnr, f"ssim_heldout{suffix}": self.mean_ssim, **spectrum,
                 f"psnr_heldout_per_view{suffix}": self.psnr, f"ssim_heldout_per_view{suffix}": self.ssim,
                 f"heldout_views{suffix}": self.views, f"heldout_size{suffix}": [self.height, self.width]}
 
@@ -186,7 +189,7 @@ def score_renders(testset_dir: Path, truth: Mapping[int, np.ndarray]) -> ViewSco
     if sorted(renders) != sorted(truth):
         raise DataError(f"{testset_dir} holds renders of views {sorted(renders)}, the test views are "
                         f"{sorted(truth)}; render them again (eval.py --rerender) or check llffhold")
-    views, psnrs, ssims = [], [], []
+    views, psnrs, ssims, rhos = [], [], [], []
     for view in sorted(truth):
         pred = read_render(renders[view])
         target = np.asarray(truth[view], dtype=np.float32)
@@ -197,8 +200,9 @@ def score_renders(testset_dir: Path, truth: Mapping[int, np.ndarray]) -> ViewSco
         views.append(view)
         psnrs.append(psnr(p, t))
         ssims.append(ssim(p, t))
+        rhos.append(rho_ag(2 * p - 1, 2 * t - 1))
     h, w = next(iter(truth.values())).shape[:2]
-    return ViewScores(views, psnrs, ssims, h, w)
+    return ViewScores(views, psnrs, ssims, h, w, rhos)
 
 
 def testset_dirs(run_dir: Path) -> Dict[int, Path]:
