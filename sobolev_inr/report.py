@@ -15,7 +15,12 @@ Writes into ``<runs dir>/report/`` (or ``--out``):
   encoding (the supplement's Figures 5 and 6);
 * ``reconstructions.png``: what each image run renders, side by side;
 * ``heldout_views.png``: inverse rendering, a held-out view of each scene rendered by every run beside its
-  ground truth.
+  ground truth;
+* the experiment summaries of :mod:`sobolev_inr.summaries`, appended to ``report.md`` where their runs are
+  present, with ``spder_curves.png`` (SPDER's protocol: PSNR and rho_AG against the step, beside its Table 1),
+  ``super_resolution.png`` (PSNR against the factor, beside bicubic and paper 004's Table 1) and
+  ``derivative_precision.png`` (value against value + derivatives of the downsampled or the full image,
+  beside Table 6).
 """
 from __future__ import annotations
 
@@ -28,16 +33,18 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from . import summaries
 from .errors import UserError
+from .references import load_protocol_tables, load_references, match_reference
 from .runs import METRICS_FILE, read_scalars
 
-REFERENCE_FILE = Path(__file__).with_name("reference_numbers.json")
 POISSON_COLUMNS = ["psnr_minmax_full", "psnr_offset_full", "psnr_grad_full", "psnr_lapl_full"]
 """Poisson reconstruction (image regression with der or lapl supervision): the image after SIREN's and after
 our alignment, the gradient and the Laplacian (SIREN's table reports image / gradient / Laplacian PSNR)."""
 COLUMNS = ["exp_name", "task", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "ssim_heldout",
-           "psnr_heldout", "psnr_der_heldout", "psnr_full", *POISSON_COLUMNS, "wall_time_s", "device"]
-PAPER_COLUMNS = ["paper_psnr_luma_heldout", "paper_ssim_heldout", "paper_psnr_heldout",
+           "psnr_heldout", "psnr_bicubic_heldout", "psnr_der_heldout", "psnr_full", "rho_ag_full", "rho_ag_heldout",
+           *POISSON_COLUMNS, "wall_time_s", "device"]
+PAPER_COLUMNS = ["paper_psnr_luma_heldout", "paper_ssim_heldout", "paper_psnr_heldout", "paper_psnr_bicubic_heldout",
                  *["paper_" + c for c in POISSON_COLUMNS], "paper_source"]
 AT_RESOLUTION = re.compile(r"^(psnr|ssim)_heldout_\d+x\d+$")
 """Scores at another resolution than the training one (inverse rendering's ``eval.py --eval_llff_factor``,
@@ -48,16 +55,6 @@ def resolution_columns(runs: Sequence[Dict]) -> List[str]:
     """``psnr_heldout_<H>x<W>`` / ``ssim_heldout_<H>x<W>`` keys present in any run, by resolution."""
     keys = {k for m in runs for k in m if AT_RESOLUTION.match(k)}
     return sorted(keys, key=lambda k: (k.split("_")[-1], k))
-
-
-def load_references() -> List[Dict]:
-    return json.loads(REFERENCE_FILE.read_text())["references"]
-
-
-def match_reference(exp_name: str, references: Sequence[Dict]) -> Optional[Dict]:
-    """The published entry for a run: the longest ``match_exp_name`` that ends its exp_name."""
-    hits = [r for r in references if exp_name == r["match_exp_name"] or exp_name.endswith("/" + r["match_exp_name"])]
-    return max(hits, key=lambda r: len(r["match_exp_name"])) if hits else None
 
 
 def collect_runs(root: Path) -> List[Dict]:
@@ -105,7 +102,8 @@ def write_tables(rows: Sequence[Dict], out: Path) -> None:
         w.writeheader()
         w.writerows(rows)
     shown = ["exp_name", "supervision", "activations", "encoding", "steps", "psnr_luma_heldout", "paper_psnr_luma_heldout",
-             "ssim_heldout", "paper_ssim_heldout", "psnr_heldout", "paper_psnr_heldout",
+             "ssim_heldout", "paper_ssim_heldout", "psnr_heldout", "paper_psnr_heldout", "psnr_bicubic_heldout",
+             "paper_psnr_bicubic_heldout", "rho_ag_full", "rho_ag_heldout",
              *[c for k in extra for c in (k, "paper_" + k)], "psnr_der_heldout",
              *[c for k in POISSON_COLUMNS for c in (k, "paper_" + k)], "wall_time_s"]
     shown = [c for c in shown if any(r.get(c) is not None for r in rows)]
@@ -181,7 +179,7 @@ def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path
 
     groups: Dict[tuple, Dict[str, Dict]] = {}
     for m in runs:
-        if m.get("supervision") in ("val", "val_der"):
+        if m.get("supervision") in ("val", "val_der") and not summaries.summarised(m):
             groups.setdefault((m.get("task"), _signal_name(m), _model_name(m)), {})[m["supervision"]] = m
     pairs = sorted(k for k, v in groups.items() if len(v) == 2)
     if not pairs:
@@ -331,15 +329,23 @@ def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = N
         raise FileNotFoundError(f"no finished run (metrics.json) below {root}")
     out = Path(out) if out else root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    references = load_references()
+    references, tables = load_references(), load_protocol_tables()
     write_tables(table_rows(runs, references), out)
+    summary = [*summaries.spder_markdown(runs, tables), "", *summaries.super_resolution_markdown(runs, references), "",
+               *summaries.precision_markdown(runs, tables)]
+    if any(summary):
+        with open(out / "report.md", "a") as f:
+            f.write("\n" + "\n".join(summary).strip() + "\n")
     made = ["report.csv", "report.md"]
     if figures:
         for name, draw in (("activation_bars.png", lambda p: draw_activation_bars(runs, references, p)),
                            ("supervision_bars.png", lambda p: draw_supervision_bars(runs, references, p)),
                            ("derivative_loss.png", lambda p: draw_derivative_loss(runs, p)),
                            ("reconstructions.png", lambda p: draw_reconstructions(runs, p)),
-                           ("heldout_views.png", lambda p: draw_heldout_views(runs, p))):
+                           ("heldout_views.png", lambda p: draw_heldout_views(runs, p)),
+                           ("spder_curves.png", lambda p: summaries.draw_spder_curves(runs, tables, p)),
+                           ("super_resolution.png", lambda p: summaries.draw_super_resolution(runs, references, p)),
+                           ("derivative_precision.png", lambda p: summaries.draw_precision_bars(runs, tables, p))):
             if draw(out / name):
                 made.append(name)
     if imgs:

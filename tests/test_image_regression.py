@@ -28,14 +28,15 @@ def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch
     """Parse, build, train 2 steps, evaluate; figures are left out here (checked by the next test)."""
     monkeypatch.setattr("sobolev_inr.tasks.image_regression.ImageRegression.write_outputs", lambda *a, **k: None)
     monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
-    assert len(SHIPPED_CONFIGS) == 30 + 6 + 13 + 6
+    assert len(SHIPPED_CONFIGS) == 30 + 6 + 13 + 6 + 12 + 6  # Set5, camera, activation study, Poisson, SPDER, precision
     for cfg in SHIPPED_CONFIGS:
-        poisson = "poisson" in cfg.parts
-        sizes = {"sidelength": 16} if poisson else {}  # Poisson configs resize to 256x256
+        poisson, every_pixel = "poisson" in cfg.parts, "poisson" in cfg.parts or "spder" in cfg.parts
+        sizes = {"sidelength": 16} if every_pixel else {}  # Poisson and SPDER configs resize to 256x256
         metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_rgb_png, num_epochs=2, hidden_features=16,
                        **sizes)
         assert metrics["steps"] == 2, cfg
-        assert np.isfinite(metrics["psnr_offset_full" if poisson else "psnr_heldout"]), cfg
+        score = "psnr_offset_full" if poisson else "psnr_full" if every_pixel else "psnr_heldout"
+        assert np.isfinite(metrics[score]) and 0 < metrics["rho_ag_full"] <= 1, cfg
         text = cfg.read_text()
         assert metrics["supervision"] in text, cfg
 
