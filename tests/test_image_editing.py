@@ -42,6 +42,7 @@ def test_every_shipped_config_runs_two_steps(tmp_path, monkeypatch):
         keys = ("psnr_grad_full", "psnr_offset_full") if "alpha" in metrics else ("psnr_outside", "psnr_grad_inside")
         for key in keys:
             assert np.isfinite(metrics[key]), (cfg, key)
+        assert 0 < metrics["rho_ag_full"] <= 1, cfg
         edits.add("composite" if "alpha" in metrics else "clone")
     assert edits == {"composite", "clone"}
 
@@ -81,7 +82,7 @@ def test_clone_writes_its_run_and_figure(tmp_path):
                    tmp_path, **TINY)
     run = tmp_path / "k"
     assert (run / "cloning.png").is_file() and (run / "metrics.json").is_file()
-    assert metrics["source_shift_pixels"] == [round(0.1 / (2 / 15)), round(0.2 / (2 / 15))]
+    assert metrics["source_shift_pixels"] == [round(0.1 / (2 / 16)), round(0.2 / (2 / 16))]  # pixel step 2 / 16
     assert metrics["mask_pixels"] > 0 and "alpha" not in json.loads((run / "config.json").read_text())
 
 

@@ -243,6 +243,7 @@ class SeamlessCloning(ImageRegression):
         grad, mask = self.render_gradient(model), self.mask
         return {**self.evaluate(model), "psnr_grad_outside": derivative_psnr(grad[..., ~mask],
                                                                              self.data.gradient[..., ~mask]),
+                "rho_ag_full": self.rho_ag(model),  # against the target, which the clone changes inside the mask
                 "mask_pixels": int(mask.sum())}
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
