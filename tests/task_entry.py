@@ -16,3 +16,12 @@ def load_task_main(task: str, script: str = "main"):
     finally:
         sys.path[:] = saved  # the entry scripts put their folders on sys.path for their own imports
     return module
+
+
+def run_main(module, args, logging_root, **overrides):
+    """``module.main`` on ``args`` plus ``--<key> <value>`` per override, logging into ``logging_root``, no
+    progress bar; returns what main returns (the run's metrics)."""
+    argv = list(args) + ["--logging_root", str(logging_root), "--no_progress"]
+    for k, v in overrides.items():
+        argv += [f"--{k}", str(v)]
+    return module.main(argv)

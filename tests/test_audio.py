@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_entry import load_task_main
+from task_entry import load_task_main, run_main
 import scipy.io.wavfile
 import torch
 from torch import nn
@@ -245,10 +245,7 @@ def test_short_fit_on_synthetic_reaches_psnr_floor_and_derivatives_help(tmp_path
 
 
 def _run(args, tmp_path, **overrides):
-    argv = list(args) + ["--logging_root", str(tmp_path), "--no_progress"]
-    for k, v in overrides.items():
-        argv += [f"--{k}", str(v)]
-    return MAIN.main(argv)
+    return run_main(MAIN, args, tmp_path, **overrides)
 
 
 def test_every_shipped_config_runs_two_steps(tiny_wav, tmp_path, one_thread, monkeypatch):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from task_entry import load_task_main
+from task_entry import load_task_main, run_main
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_DIR = REPO / "Experiments" / "image_editing"
@@ -18,10 +18,7 @@ TINY = {"sidelength": 16, "hidden_features": 16, "num_epochs": 2}
 
 
 def _run(args, tmp_path, **overrides):
-    argv = list(args) + ["--logging_root", str(tmp_path), "--no_progress"]
-    for k, v in overrides.items():
-        argv += [f"--{k}", str(v)]
-    return MAIN.main(argv)
+    return run_main(MAIN, args, tmp_path, **overrides)
 
 
 def _no_figures(monkeypatch):

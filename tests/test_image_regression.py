@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from task_entry import load_task_main
+from task_entry import load_task_main, run_main
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,10 +18,7 @@ MAIN = load_task_main("image_regression")
 
 
 def _run(args, tmp_path, **overrides):
-    argv = list(args) + ["--logging_root", str(tmp_path), "--no_progress"]
-    for k, v in overrides.items():
-        argv += [f"--{k}", str(v)]
-    return MAIN.main(argv)
+    return run_main(MAIN, args, tmp_path, **overrides)
 
 
 def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ from sobolev_inr.errors import DataError
 from sobolev_inr.metrics import psnr, to_unit_range
 from sobolev_inr.targets import image_gradient
 from sobolev_inr.tasks.super_resolution import SuperResolution, low_resolution, super_resolution_task_from_config
-from task_entry import REPO, load_task_main
+from task_entry import REPO, load_task_main, run_main
 
 TASK_DIR = REPO / "Experiments" / "super_resolution"
 SHIPPED_CONFIGS = sorted((TASK_DIR / "configs").rglob("*.txt"))
@@ -21,10 +21,7 @@ MAIN = load_task_main("super_resolution")
 
 
 def _run(args, tmp_path, **overrides):
-    argv = list(args) + ["--logging_root", str(tmp_path), "--no_progress"]
-    for k, v in overrides.items():
-        argv += [f"--{k}", str(v)]
-    return MAIN.main(argv)
+    return run_main(MAIN, args, tmp_path, **overrides)
 
 
 def _config(**overrides):
