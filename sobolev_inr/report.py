@@ -161,13 +161,6 @@ def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path:
     return True
 
 
-def _signal_name(m: Dict) -> str:
-    """The image, clip or scene a run fitted, by file stem ("baby", "gt_bach", "skimage:camera" -> "camera",
-    ".../nerf_llff_data/fern" -> "fern")."""
-    source = str(m.get("image") or m.get("audio") or m.get("scene") or "?")
-    return Path(source.split(":")[-1]).stem
-
-
 def _model_name(m: Dict) -> str:
     return _activation_name(m) + {"positional": " + PE", "fourier": " + FF"}.get(str(m.get("encoding")), "")
 
@@ -180,7 +173,7 @@ def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path
     groups: Dict[tuple, Dict[str, Dict]] = {}
     for m in runs:
         if m.get("supervision") in ("val", "val_der") and not summaries.summarised(m):
-            groups.setdefault((m.get("task"), _signal_name(m), _model_name(m)), {})[m["supervision"]] = m
+            groups.setdefault((m.get("task"), summaries.signal_name(m), _model_name(m)), {})[m["supervision"]] = m
     pairs = sorted(k for k, v in groups.items() if len(v) == 2)
     if not pairs:
         return False
@@ -295,7 +288,7 @@ def draw_heldout_views(runs: Sequence[Dict], path: Path) -> bool:
     scene_runs: Dict[str, List[Dict]] = {}
     for m in runs:
         if m.get("task") == "inverse_rendering":
-            scene_runs.setdefault(_signal_name(m), []).append(m)
+            scene_runs.setdefault(summaries.signal_name(m), []).append(m)
     rows = []
     for scene, members in sorted(scene_runs.items()):
         row = []

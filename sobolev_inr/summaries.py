@@ -21,6 +21,8 @@ PRECISION_RUN = re.compile(r"(?:^|/)derivative_precision/(val|val_der|val_der_fu
 MODEL_LABELS = {"sine": "SIREN", "relu_pos": "ReLU + PE", "spder": "SPDER (sqrt)", "spder_log": "SPDER (log)",
                 "spder_arctan": "SPDER (arctan)", "spder_sqrt_relu": "SPDER (sqrt relu)"}
 SUPERVISION_LABELS = {"val": "value", "val_der": "value + derivative"}
+SKIMAGE_SOURCE = "scikit-image "
+"""How an image task records a scikit-image source (:func:`sobolev_inr.data.images.load_image`)."""
 
 
 def summarised(run: Dict) -> bool:
@@ -37,9 +39,11 @@ def model_key(run: Dict) -> str:
 
 
 def signal_name(run: Dict) -> str:
-    """The image a run fitted, by file stem ("baby", "scikit-image camera" -> "camera")."""
-    source = str(run.get("image") or "?")
-    return Path(source.split(":")[-1].split(" ")[-1]).stem
+    """The image, clip or scene a run fitted, by file stem ("baby", "gt_bach", "scikit-image camera" -> "camera",
+    ".../nerf_llff_data/fern" -> "fern")."""
+    source = str(run.get("image") or run.get("audio") or run.get("scene") or "?")
+    source = source[len(SKIMAGE_SOURCE):] if source.startswith(SKIMAGE_SOURCE) else source
+    return Path(source.split(":")[-1]).stem
 
 
 def _fmt(value: Optional[float], digits: int = 2) -> str:
