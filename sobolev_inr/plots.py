@@ -49,7 +49,7 @@ def save_image_grid(path: Path, rows: Sequence[Sequence[Tuple[str, Tensor]]], su
             ax.set_title(title)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (4.4 * len(rows))) if suptitle else None)  # room for the suptitle
     fig.savefig(path, dpi=110)
 
 
