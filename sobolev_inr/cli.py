@@ -39,6 +39,7 @@ OPERATOR_NAMES = ("diff", "sobel")
 DER_UNIT_NAMES = ("pixel", "coord")
 DER_MODE_NAMES = ("auto", "forward", "reverse")
 ENGINE_NAMES = ("auto", "fused", "autograd")
+DER_ESTIMATOR_NAMES = ("exact", "directional")
 
 
 def _bool(text: str) -> bool:
@@ -228,8 +229,10 @@ def expand_activation_list(activations: Sequence[str], wanted: int, where: str) 
 
 
 def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUPERVISION_NAMES,
-                            default: str = "val_der", units: bool = True) -> None:
-    """What is supervised and how derivative targets are made."""
+                            default: str = "val_der", units: bool = True, estimator: bool = True) -> None:
+    """What is supervised and how derivative targets are made; ``estimator``: offer the cheaper estimates of
+    the Jacobian loss (``der_estimator``, ``der_directions``, ``der_fraction``), for tasks whose loss is
+    :class:`~sobolev_inr.regression.SobolevRegression`'s."""
     g = p.add_argument_group("supervision")
     g.add_argument("--supervision", type=str, default=default, choices=list(supervisions),
                    help="val: values; val_der: values + lambda_der * derivatives; der: derivatives; lapl: Laplacian")
@@ -239,6 +242,29 @@ def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUP
     if units:
         g.add_argument("--der_units", type=str, default="pixel", choices=DER_UNIT_NAMES,
                        help="pixel: derivatives per sample step (the paper's lambda_der); coord: per network-input unit")
+    if not estimator:
+        return
+    g.add_argument("--der_estimator", type=str, default="exact", choices=DER_ESTIMATOR_NAMES,
+                   help="exact: every Jacobian column; directional: der_directions random unit directions per sample "
+                        "and step, D / K * |(J - G) v|^2, an unbiased estimate of the same loss from K forward tangents "
+                        "instead of D (val_der, der)")
+    g.add_argument("--der_directions", type=int, default=1, help="K, the directions per sample of der_estimator = "
+                                                                 "directional")
+    g.add_argument("--der_fraction", type=float, default=1.0,
+                   help="supervise the derivatives of a random fraction of each batch's samples (drawn every step; "
+                        "the values of all of them): the other samples cost a value pass only (val_der, der)")
+
+    def check(a):
+        _at_least(a, 1, ["der_directions"])
+        if not 0.0 < a.der_fraction <= 1.0:
+            raise ConfigError(f"der_fraction must be in (0, 1], got {a.der_fraction}")
+        for key, active in (("der_estimator = directional", a.der_estimator == "directional"),
+                            ("der_fraction < 1", a.der_fraction < 1.0)):
+            if active and a.supervision not in ("val_der", "der"):
+                raise ConfigError(f"{key} estimates the Jacobian loss of val_der or der; supervision = "
+                                  f"{a.supervision} has none")
+
+    p.declare(check=check)
 
 
 def add_image_source_options(p: ArgumentParser, filename: str = "skimage:camera"):

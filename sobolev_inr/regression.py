@@ -6,14 +6,30 @@ supervision mode needs (none for ``val``). Tasks subclass it to add evaluation a
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .coords import derivative_scale, target_to_units
-from .derivatives import value_and_derivatives
-from .losses import get_supervision, sobolev_loss
+from .derivatives import value_and_derivatives, value_and_tangents
+from .losses import DER_ESTIMATORS, get_supervision, project_jacobian, random_unit_directions, sobolev_loss
+
+
+@dataclass
+class RegressionBatch:
+    """One batch of a :class:`SobolevRegression`: ``index`` (B,) of the samples, or None for all of them;
+    ``der_rows`` (M,): the positions in the batch whose derivatives are supervised when ``der_fraction`` < 1
+    (else None: all); ``directions`` (K, M, D): the random unit directions of the ``directional`` estimator
+    for those rows, else None."""
+
+    index: Optional[Tensor] = None
+    directions: Optional[Tensor] = None
+    der_rows: Optional[Tensor] = None
+
+    def pick(self, t: Tensor) -> Tensor:
+        return t if self.index is None else t[self.index]
 
 
 class SobolevRegression:
@@ -25,6 +41,12 @@ class SobolevRegression:
     Targets are converted to ``der_units`` once, here (:mod:`sobolev_inr.coords`), then multiplied by
     ``target_scale`` (1 but for SIREN's Poisson scaling, :func:`sobolev_inr.targets.siren_target_scale`:
     the network then fits ``target_scale`` times the signal).
+    ``der_estimator``: ``exact`` (every Jacobian column) or ``directional`` (``der_directions`` random
+    unit directions per sample and batch, forward-mode tangents; an unbiased estimate of the same
+    term, :mod:`sobolev_inr.losses`), for the Jacobian supervisions (``val_der``, ``der``).
+    ``der_fraction`` in (0, 1]: the derivative term of each batch is the mean over a random
+    ``der_fraction`` of its samples (drawn anew every batch; an unbiased estimate of the mean over all),
+    the value term stays the mean over all of them; the other samples cost a value pass only.
     """
 
     psnr_peak = 2.0
@@ -33,8 +55,23 @@ class SobolevRegression:
                  step: Sequence[float], supervision: str = "val_der", lambda_der: float = 1.0,
                  der_units: str = "pixel", der_mode: str = "auto", batch_size: int = 0,
                  device: torch.device = torch.device("cpu"), der_engine: str = "auto", der_recompute: bool = False,
-                 target_scale: float = 1.0):
+                 target_scale: float = 1.0, der_estimator: str = "exact", der_directions: int = 1,
+                 der_fraction: float = 1.0):
         self.supervision = get_supervision(supervision)
+        if der_estimator not in DER_ESTIMATORS:
+            raise ValueError(f"unknown der_estimator {der_estimator!r}; choose from {list(DER_ESTIMATORS)}")
+        if der_estimator == "directional" and self.supervision.needs != "jacobian":
+            raise ValueError(f"der_estimator = directional estimates a Jacobian loss (val_der, der); "
+                             f"supervision {supervision!r} has none")
+        if der_directions < 1:
+            raise ValueError(f"der_directions must be >= 1, got {der_directions}")
+        if not 0.0 < der_fraction <= 1.0:
+            raise ValueError(f"der_fraction must be in (0, 1], got {der_fraction}")
+        if der_fraction < 1.0 and self.supervision.needs != "jacobian":
+            raise ValueError(f"der_fraction < 1 subsamples a Jacobian loss (val_der, der); supervision {supervision!r} "
+                             f"has none")
+        self.der_estimator, self.der_directions = der_estimator, int(der_directions)
+        self.der_fraction = float(der_fraction)
         self.lambda_der, self.der_mode, self.device = lambda_der, der_mode, device
         self.der_engine, self.der_recompute = der_engine, der_recompute
         self.batch_size = batch_size
@@ -57,26 +94,60 @@ class SobolevRegression:
     def num_samples(self) -> int:
         return self.coords.shape[0]
 
-    def train_batches(self, generator: torch.Generator) -> Iterator[Optional[Tensor]]:
-        """One epoch: ``None`` (the full batch) or random index chunks of ``batch_size``."""
-        if self.batch_size <= 0 or self.batch_size >= self.num_samples:
-            yield None
-            return
-        order = torch.randperm(self.num_samples, generator=generator)
-        for chunk in order.split(self.batch_size):
-            yield chunk.to(self.device)
+    def train_batches(self, generator: torch.Generator) -> Iterator[RegressionBatch]:
+        """One epoch: the full batch, or random chunks of ``batch_size`` samples; with the directional
+        estimator each batch carries its directions, drawn from ``generator`` (so a resumed run draws
+        the same ones)."""
+        n = self.num_samples
+        if self.batch_size <= 0 or self.batch_size >= n:
+            chunks = [None]
+        else:
+            chunks = torch.randperm(n, generator=generator).split(self.batch_size)
+        for chunk in chunks:
+            rows = n if chunk is None else len(chunk)
+            der_rows = None
+            if self.der_fraction < 1.0:
+                m = max(1, round(self.der_fraction * rows))
+                der_rows = torch.randperm(rows, generator=generator)[:m].sort().values
+                rows = m
+            directions = None
+            if self.der_estimator == "directional":
+                directions = random_unit_directions(self.der_directions, rows, self.coords.shape[1], generator)
+                directions = directions.to(device=self.device, dtype=self.coords.dtype)
+            yield RegressionBatch(None if chunk is None else chunk.to(self.device), directions,
+                                  None if der_rows is None else der_rows.to(self.device))
 
-    def loss(self, model: nn.Module, batch: Optional[Tensor]) -> Dict[str, Tensor]:
-        pick = (lambda t: t) if batch is None else (lambda t: t[batch])
-        x, y = pick(self.coords), pick(self.values)
+    def loss(self, model: nn.Module, batch: Optional[RegressionBatch]) -> Dict[str, Tensor]:
+        """Loss terms of ``batch`` (None: every sample, exact derivatives)."""
+        batch = batch or RegressionBatch()
+        x, y = batch.pick(self.coords), batch.pick(self.values)
         needs = self.supervision.needs
         if needs == "value":
             return sobolev_loss(self.supervision.name, model(x), y)
-        d = value_and_derivatives(model, x, scale=self.scale, mode=self.der_mode, laplacian=needs == "laplacian",
-                                  engine=self.der_engine,
-                                  recompute_tangents=self.der_recompute)
-        pred = d.laplacian if needs == "laplacian" else d.jacobian
-        return sobolev_loss(self.supervision.name, d.value, y, pred, pick(self.target), self.lambda_der)
+        target = batch.pick(self.target)
+        rest_value = None
+        if self.der_fraction < 1.0:
+            if batch.der_rows is None:
+                raise ValueError("der_fraction < 1: the batch has no der_rows (take batches from train_batches)")
+            rest = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+            rest[batch.der_rows] = False
+            rest_value, rest_y = model(x[rest]), y[rest]  # the samples whose derivatives are not supervised
+            x, y, target = x[batch.der_rows], y[batch.der_rows], target[batch.der_rows]
+        if self.der_estimator == "directional":
+            if batch.directions is None:
+                raise ValueError("der_estimator = directional: the batch has no directions (take batches from "
+                                 "train_batches)")
+            value, tangents = value_and_tangents(model, x, batch.directions * self.scale, engine=self.der_engine,
+                                                 recompute_tangents=self.der_recompute)
+            pred, target = tangents.permute(1, 2, 0), project_jacobian(target, batch.directions)
+            factor = x.shape[1] / batch.directions.shape[0]  # D / K
+        else:
+            d = value_and_derivatives(model, x, scale=self.scale, mode=self.der_mode, laplacian=needs == "laplacian",
+                                      engine=self.der_engine, recompute_tangents=self.der_recompute)
+            value, pred, factor = d.value, (d.laplacian if needs == "laplacian" else d.jacobian), 1.0
+        if rest_value is not None:  # the value term stays the mean over every sample of the batch
+            value, y = torch.cat([value, rest_value]), torch.cat([y, rest_y])
+        return sobolev_loss(self.supervision.name, value, y, pred, target, self.lambda_der, estimate_factor=factor)
 
 
 class SampledSignalRegression(SobolevRegression):
@@ -85,7 +156,7 @@ class SampledSignalRegression(SobolevRegression):
     ``data`` holds coords (all samples), train_coords, train_values, train_jacobian,
     train_second_differences and derivative_step (:class:`~sobolev_inr.data.images.ImageData`,
     :class:`~sobolev_inr.data.audio.AudioData`). ``engine_options``: ``der_engine``, ``der_recompute``,
-    ``target_scale``.
+    ``target_scale``, ``der_estimator``, ``der_directions`` (:func:`engine_options` reads them from a config).
     """
 
     def __init__(self, data, supervision: str = "val_der", lambda_der: float = 1.0, der_units: str = "pixel",
@@ -112,6 +183,14 @@ class SampledSignalRegression(SobolevRegression):
         if hit is None or hit[0] != key:
             hit = self._cache[name] = (key, compute())
         return hit[1]
+
+
+def engine_options(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The derivative engine's and estimator's options of a resolved config (absent keys: defaults), as
+    :class:`SobolevRegression` takes them."""
+    return {"der_engine": config.get("der_engine", "auto"), "der_recompute": config.get("der_recompute", False),
+            "der_estimator": config.get("der_estimator", "exact"), "der_directions": config.get("der_directions", 1),
+            "der_fraction": config.get("der_fraction", 1.0)}
 
 
 def predict(model: nn.Module, coords: Tensor, chunk_size: int = 65536) -> Tensor:

@@ -426,7 +426,8 @@ def run_metrics(task_name: str, metadata: Mapping[str, Any], result: FitResult, 
 
     ``metadata``: the resolved run config (plain values); the keys a task does not have are left out.
     """
-    shared = ("exp_name", "supervision", "activations", "lambda_der", "der_units", "der_mode", "seed")
+    shared = ("exp_name", "supervision", "activations", "lambda_der", "der_units", "der_mode", "der_estimator",
+              "der_directions", "der_fraction", "seed")
     per_1k = 1000.0 * result.train_time_s / result.steps if result.steps else None
     return {
         "task": task_name, **{k: metadata[k] for k in shared if k in metadata},

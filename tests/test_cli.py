@@ -16,7 +16,7 @@ def test_choice_lists_equal_the_registries_they_name():
     """The parser's choices are plain names (no torch import to build it); they must not drift."""
     from sobolev_inr.coords import DER_UNITS
     from sobolev_inr.derivatives import DERIVATIVE_MODES, ENGINES
-    from sobolev_inr.losses import SUPERVISIONS
+    from sobolev_inr.losses import DER_ESTIMATORS, SUPERVISIONS
     from sobolev_inr.models import ACTIVATIONS, INITS
     from sobolev_inr.targets import DERIVATIVE_OPERATORS
 
@@ -27,6 +27,7 @@ def test_choice_lists_equal_the_registries_they_name():
     assert cli.DER_UNIT_NAMES == tuple(DER_UNITS)
     assert cli.DER_MODE_NAMES == tuple(DERIVATIVE_MODES)
     assert cli.ENGINE_NAMES == tuple(ENGINES)
+    assert cli.DER_ESTIMATOR_NAMES == DER_ESTIMATORS
 
 
 @pytest.mark.parametrize("task", ["image_regression", "audio_regression"])

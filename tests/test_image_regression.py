@@ -95,6 +95,10 @@ def test_bad_choice_is_rejected_naming_key_and_choices(tmp_path, line, words):
     (["--target_scaling", "siren", "--supervision", "der", "--filename", "skimage:coffee"],
      ["square image", "sidelength"]),
     (["--sidelength", "1"], ["sidelength must be 0"]),
+    (["--der_estimator", "directional", "--supervision", "val"], ["der_estimator = directional", "val_der or der"]),
+    (["--der_directions", "0"], ["der_directions must be >= 1"]),
+    (["--der_fraction", "0"], ["der_fraction must be in (0, 1]"]),
+    (["--der_fraction", "0.5", "--supervision", "lapl"], ["der_fraction < 1", "val_der or der"]),
 ])
 def test_bad_values_fail_with_one_line(tiny_rgb_png, tmp_path, args, words):
     argv = ["--filename", str(tiny_rgb_png)] + args if args[0] != "--filename" else args
@@ -141,7 +145,11 @@ def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_run(tiny_rgb_png, tm
     assert (precious / "thesis.tex").read_text() == "keep me"
 
 
-@pytest.mark.parametrize("supervision, extra", [("val_der", []), ("val", ["--batch_size", "20"])])
+@pytest.mark.parametrize("supervision, extra", [
+    ("val_der", []), ("val", ["--batch_size", "20"]),
+    # the directions and the derivative rows are drawn again alike
+    ("val_der", ["--der_estimator", "directional", "--der_fraction", "0.5", "--batch_size", "20"]),
+])
 def test_resume_matches_uninterrupted_run(tiny_rgb_png, tmp_path, supervision, extra):
     common = ["--filename", str(tiny_rgb_png), "--hidden_features", "16", "--supervision", supervision,
               "--epochs_til_ckpt", "2", *extra]
@@ -200,6 +208,8 @@ def test_derivative_engines_train_alike(tiny_rgb_png, tmp_path):
     ["--supervision", "val_der", "--has_fourier_feature", "--fourier_num_features", "8"],
     ["--supervision", "val_der", "--activations", "spder_arctan", "--is_gray"],
     ["--supervision", "val_der", "--der_mode", "reverse", "--batch_size", "7"],
+    ["--supervision", "der", "--der_estimator", "directional", "--der_directions", "2", "--is_gray"],
+    ["--supervision", "val_der", "--der_fraction", "0.25", "--batch_size", "9"],
 ])
 def test_option_combinations_train(tiny_rgb_png, tmp_path, options):
     metrics = _run(["--filename", str(tiny_rgb_png), *options], tmp_path, num_epochs=2, hidden_features=16)

@@ -58,6 +58,7 @@ def main(argv=None):
     from sobolev_inr.data.audio import describe, load_audio, prepare_audio
     from sobolev_inr.experiment import describe_model, open_run, train_and_report
     from sobolev_inr.models import nyquist_num_frequencies
+    from sobolev_inr.regression import engine_options
     from sobolev_inr.tasks.audio_regression import AudioRegression
     from sobolev_inr.training import seed_everything
 
@@ -72,7 +73,7 @@ def main(argv=None):
                             num_frequencies=nyquist_num_frequencies(len(data.train_index))).to(device)
     task = AudioRegression(data, args.supervision, args.lambda_der, args.der_units, args.der_mode,
                            args.batch_size, args.eval_chunk_size, device,
-                           der_engine=args.der_engine, der_recompute=args.der_recompute)
+                           **engine_options(vars(args)))
     for line in describe(data):
         run.print(line)
     if not task.has_heldout:

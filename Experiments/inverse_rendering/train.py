@@ -85,7 +85,7 @@ def config_parser():
                         "covers (false: the original convention, pixel (x, y) through position (x, y))")
     g.add_argument("--rerender", action="store_true", help="render the test views again even where renders exist")
 
-    cli.add_supervision_options(p, supervisions=("val", "val_der", "der"), units=False)
+    cli.add_supervision_options(p, supervisions=("val", "val_der", "der"), units=False, estimator=False)
     p.add_argument("--show_der_loss", action="store_true", help="with supervision = val: log the derivative loss too")
     cli.add_engine_options(p, modes=False)
 

@@ -32,6 +32,7 @@ from ..data.images import ImageData, load_image, prepare_image, square_image
 from ..derivatives import value_and_derivatives
 from ..errors import ConfigError, DataError
 from ..losses import sobolev_loss
+from ..regression import RegressionBatch
 from ..metrics import derivative_psnr, psnr, remove_offset, to_unit_range
 from ..runs import RunDirectory, RunIdentity
 from ..targets import image_gradient
@@ -221,8 +222,8 @@ class SeamlessCloning(ImageRegression):
         self.mask, self.source, self.shift = mask, source, shift
         self.outside = (~mask).reshape(-1).to(device)
 
-    def loss(self, model: nn.Module, batch: Optional[Tensor]) -> Dict[str, Tensor]:
-        pick = (lambda t: t) if batch is None else (lambda t: t[batch])
+    def loss(self, model: nn.Module, batch: Optional[RegressionBatch]) -> Dict[str, Tensor]:
+        pick = (batch or RegressionBatch()).pick
         d = value_and_derivatives(model, pick(self.coords), scale=self.scale, mode=self.der_mode,
                                   engine=self.der_engine, recompute_tangents=self.der_recompute)
         keep = pick(self.outside)

@@ -31,7 +31,7 @@ from ..coords import derivative_scale, image_grid, image_step
 from ..data.images import ImageData, prepare_image, resize_image
 from ..errors import DataError
 from ..metrics import derivative_psnr, luma, psnr, rho_ag, ssim, to_unit_range
-from ..regression import SampledSignalRegression, predict, predict_jacobian
+from ..regression import SampledSignalRegression, engine_options, predict, predict_jacobian
 from ..targets import image_gradient
 
 DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")
@@ -161,4 +161,4 @@ def super_resolution_task_from_config(config: Mapping[str, Any], device: torch.d
     data = prepare_image(low, 1, config["der_operator"], source=source, notes=notes)
     return SuperResolution(data, image, factor, config["supervision"], config["lambda_der"], config["der_units"],
                            config["der_mode"], config["der_operator"], config.get("eval_chunk_size", 65536), device,
-                           der_engine=config.get("der_engine", "auto"), der_recompute=config.get("der_recompute", False))
+                           **engine_options(config))
