@@ -10,6 +10,11 @@ times one full training step as ``fit()`` takes it (loss, backward, gradient che
 * ``forward`` / ``reverse``: this package's fused engine in each mode (``auto`` picks the one marked *);
 * ``forward-recompute``: forward mode with ``recompute_tangents`` (the ``--der_recompute`` option: the
   backward pass recomputes the tangents instead of keeping them);
+* ``directional``: not the exact Jacobian but its loss estimated along one random unit direction per
+  sample (``--der_estimator directional``: one forward tangent instead of D; the directions are drawn in
+  the step, as training draws them);
+* ``fraction``: the exact derivative term on a random quarter of the samples, the value on all
+  (``--der_fraction 0.25``, auto mode; the rows are drawn in the step);
 * ``forward-autograd`` / ``reverse-autograd``: the same modes in plain autograd (the engine before
   the fused one, kept for the Laplacian and for models other than MLP);
 * ``forward-func`` (with ``--methods all``): torch.func, ``vmap`` of ``jvp`` over the D directions;
@@ -89,7 +94,8 @@ from sobolev_inr.training import take_step  # noqa: E402
 from common import machine_line, machine_record  # noqa: E402  (bench/common.py)
 
 TOLERANCE = 1e-5  # float32 relative error of the Jacobian against the reference loop
-BASE_METHODS = ("val", "reference", "forward", "forward-recompute", "reverse", "forward-autograd", "reverse-autograd")
+BASE_METHODS = ("val", "reference", "forward", "forward-recompute", "reverse", "forward-autograd", "reverse-autograd",
+                "directional", "fraction")
 EXTRA_METHODS = ("forward-func",)
 COMPILED_METHODS = ("val-compiled", "forward-autograd-compiled")
 
@@ -529,6 +535,15 @@ def make_step(method: str, model: MLP, x, y, target, scale, lambda_der: float = 
 
         def loss_terms():
             return task.loss(model, None)
+    elif base in ("directional", "fraction"):
+        task = SobolevRegression(x, y, target, None, scale.tolist(), "val_der", lambda_der, "pixel", device=x.device,
+                                 der_estimator="directional" if base == "directional" else "exact",
+                                 der_fraction=0.25 if base == "fraction" else 1.0)
+        generator = torch.Generator().manual_seed(0)
+
+        def loss_terms():
+            (batch,) = task.train_batches(generator)
+            return task.loss(model, batch)
     else:
         derivs = derivative_fn(method, model, scale)
 
@@ -575,8 +590,8 @@ def check_jacobians(case: Case, methods: List[str], device: torch.device) -> Dic
     peak = ref_jac.abs().max().item()
     errors = {}
     for method in methods:
-        if method.startswith("val") or method.startswith("reference"):
-            continue
+        if method.startswith(("val", "reference", "directional", "fraction")):
+            continue  # no Jacobian to check (the estimates are tested in tests/test_directional.py)
         fn = derivative_fn(method, model, scale)
         if method.endswith("-compiled"):
             fn = torch.compile(fn)
