@@ -212,11 +212,10 @@ def main(argv=None):
     if "val" not in args.methods:
         args.methods.insert(0, "val")
 
-    import torch
-
     from common import machine_line, machine_record  # bench/common.py
+    from sobolev_inr.cli import resolve_device
 
-    device = torch.device("cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)  # the device main.py will resolve to, for the file names
     print(machine_line(device))
     args.out.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine_record(device, argv), "cases": {}}

@@ -60,16 +60,15 @@ class SobolevRegression:
         self.supervision = get_supervision(supervision)
         if der_estimator not in DER_ESTIMATORS:
             raise ValueError(f"unknown der_estimator {der_estimator!r}; choose from {list(DER_ESTIMATORS)}")
-        if der_estimator == "directional" and self.supervision.needs != "jacobian":
-            raise ValueError(f"der_estimator = directional estimates a Jacobian loss (val_der, der); "
-                             f"supervision {supervision!r} has none")
         if der_directions < 1:
             raise ValueError(f"der_directions must be >= 1, got {der_directions}")
         if not 0.0 < der_fraction <= 1.0:
             raise ValueError(f"der_fraction must be in (0, 1], got {der_fraction}")
-        if der_fraction < 1.0 and self.supervision.needs != "jacobian":
-            raise ValueError(f"der_fraction < 1 subsamples a Jacobian loss (val_der, der); supervision {supervision!r} "
-                             f"has none")
+        for what, active in (("der_estimator = directional", der_estimator == "directional"),
+                             ("der_fraction < 1", der_fraction < 1.0)):
+            if active and self.supervision.needs != "jacobian":
+                raise ValueError(f"{what} estimates a Jacobian loss (val_der, der); supervision {supervision!r} "
+                                 f"has none")
         self.der_estimator, self.der_directions = der_estimator, int(der_directions)
         self.der_fraction = float(der_fraction)
         self.lambda_der, self.der_mode, self.device = lambda_der, der_mode, device
@@ -95,9 +94,9 @@ class SobolevRegression:
         return self.coords.shape[0]
 
     def train_batches(self, generator: torch.Generator) -> Iterator[RegressionBatch]:
-        """One epoch: the full batch, or random chunks of ``batch_size`` samples; with the directional
-        estimator each batch carries its directions, drawn from ``generator`` (so a resumed run draws
-        the same ones)."""
+        """One epoch: the full batch, or random chunks of ``batch_size`` samples; each batch carries its
+        derivative rows (``der_fraction`` < 1) and directions (directional estimator), drawn from
+        ``generator`` (so a resumed run draws the same ones)."""
         n = self.num_samples
         if self.batch_size <= 0 or self.batch_size >= n:
             chunks = [None]
@@ -156,7 +155,8 @@ class SampledSignalRegression(SobolevRegression):
     ``data`` holds coords (all samples), train_coords, train_values, train_jacobian,
     train_second_differences and derivative_step (:class:`~sobolev_inr.data.images.ImageData`,
     :class:`~sobolev_inr.data.audio.AudioData`). ``engine_options``: ``der_engine``, ``der_recompute``,
-    ``target_scale``, ``der_estimator``, ``der_directions`` (:func:`engine_options` reads them from a config).
+    ``target_scale``, ``der_estimator``, ``der_directions``, ``der_fraction`` (:func:`engine_options` reads them
+    from a config).
     """
 
     def __init__(self, data, supervision: str = "val_der", lambda_der: float = 1.0, der_units: str = "pixel",

@@ -32,8 +32,8 @@ from ..data.images import ImageData, load_image, prepare_image, square_image
 from ..derivatives import value_and_derivatives
 from ..errors import ConfigError, DataError
 from ..losses import sobolev_loss
-from ..regression import RegressionBatch
 from ..metrics import derivative_psnr, psnr, remove_offset, to_unit_range
+from ..regression import RegressionBatch, engine_options
 from ..runs import RunDirectory, RunIdentity
 from ..targets import image_gradient
 from ..training import FitConfig
@@ -317,7 +317,7 @@ def run_gradient_composite(config: Mapping[str, Any], identity: RunIdentity, mak
                "composite": without(config, CLONE_KEYS, exp_name=f"{name}/composite")}
     # Every clash with an existing run is reported before anything trains.
     runs = {part: RunDirectory(root, cfg["exp_name"], resume, overwrite, cfg, identity) for part, cfg in configs.items()}
-    engine = dict(der_engine=config["der_engine"], der_recompute=config["der_recompute"])
+    engine = engine_options(config)
     fitted = {}
     for part, image, source in (("f1", image1, sources[0]), ("f2", image2, sources[1])):
         run = runs[part]
@@ -358,7 +358,7 @@ def run_seamless_cloning(config: Mapping[str, Any], identity: RunIdentity, make_
     shift = source_shift(centre, source_centre, h, w)
     task = SeamlessCloning(target, source, mask, shift, config["lambda_der"], config["der_operator"],
                            config["der_mode"], config["batch_size"], config["eval_chunk_size"], device,
-                           der_engine=config["der_engine"], der_recompute=config["der_recompute"])
+                           **engine_options(config))
     from ..experiment import open_run
 
     run_config = without(config, COMPOSITE_KEYS)
