@@ -57,6 +57,23 @@ def image_step(height: int, width: int) -> Tuple[float, float]:
     return 2.0 / width, 2.0 / height
 
 
+def video_grid(frames: int, height: int, width: int, dtype=torch.float32) -> Tensor:
+    """(T*H*W, 3) sample centres (t, y, x) in (-1, 1) of a clip of T frames of H x W pixels, flattened
+    row-major over (frame, row, column): sample ``(k, row, col)`` is entry ``(k * H + row) * W + col``.
+
+    Video keeps SIREN's axis order (t, y, x), the order of the clip's array (T, H, W), not the images'
+    (x, y); every axis follows :func:`pixel_centres` (frame k at (2 k + 1) / T - 1).
+    """
+    t, y, x = torch.meshgrid(pixel_centres(frames, dtype), pixel_centres(height, dtype), pixel_centres(width, dtype),
+                             indexing="ij")
+    return torch.stack((t.reshape(-1), y.reshape(-1), x.reshape(-1)), dim=-1)
+
+
+def video_step(frames: int, height: int, width: int) -> Tuple[float, float, float]:
+    """Coordinate distance between neighbouring samples of a clip, (along t, along y, along x): (2 / T, 2 / H, 2 / W)."""
+    return 2.0 / frames, 2.0 / height, 2.0 / width
+
+
 def derivative_scale(step: Sequence[float], units: str) -> Tensor:
     """(D,) factor that turns d/d(network input) into derivatives in ``units`` (see module doc).
 

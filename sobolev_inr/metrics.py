@@ -8,6 +8,7 @@ Images enter in the training range [-1, 1] as ``(C, H, W)`` and are mapped to [0
 * ``ssim``: kornia's SSIM with an 11-pixel Gaussian window, averaged over the map.
 * :func:`image_quality`: the paper's protocol: luma PSNR over the held-out pixels, SSIM over the
   whole luma image cropped by ``factor`` pixels at every border, and RGB PSNR beside them.
+* :func:`frame_quality`: a clip's PSNR and SSIM frame by frame.
 * :func:`derivative_psnr`: PSNR of derivative maps against their targets, with the target's
   dynamic range (max - min) as the peak.
 * :func:`rho_ag`: SPDER's frequency similarity rho_AG (paper 003, Eq. 5), the cosine similarity of the
@@ -82,6 +83,17 @@ def image_quality(pred: Tensor, target: Tensor, factor: int, mask: Optional[Tens
         "psnr_luma": psnr(yp[:, mask], yt[:, mask]),
         "ssim": ssim(yp[crop], yt[crop]),
     }
+
+
+def frame_quality(pred: Tensor, target: Tensor) -> Dict[str, list]:
+    """Per-frame quality of a clip, ``pred`` and ``target`` (T, C, H, W) in [-1, 1]: ``psnr`` (all channels,
+    values mapped to [0, 1], peak 1) and ``ssim`` (of the luma, whole frame, as :func:`ssim`), lists of T floats."""
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
+    p, t = to_unit_range(pred.float()), to_unit_range(target.float())
+    yp, yt = torch.stack([luma(f) for f in p]), torch.stack([luma(f) for f in t])
+    ssims = kornia.metrics.ssim(yp, yt, 11, max_val=1.0).mean(dim=(1, 2, 3))
+    return {"psnr": [psnr(a, b) for a, b in zip(p, t)], "ssim": ssims.tolist()}
 
 
 def derivative_psnr(pred: Tensor, target: Tensor) -> float:

@@ -7,7 +7,7 @@ display is needed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -126,6 +126,29 @@ def save_training_curves(scalars_csv: Path, path: Path, title: str = "") -> None
     ax_psnr.set_ylabel("PSNR (dB)")
     ax_psnr.legend()
     ax_psnr.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def save_frame_metrics(path: Path, metrics: Mapping[str, Sequence[float]], trained_frames: Sequence[int],
+                       title: str = "") -> None:
+    """A clip's quality frame by frame: one panel per metric (``{"PSNR (dB)": [...], "SSIM": [...]}``), the
+    frames on the training grid filled, the others (never trained on) hollow."""
+    trained = set(int(k) for k in trained_frames)
+    fig, axes = figure(1, len(metrics), (5.2 * len(metrics), 3.6))
+    for ax, (label, values) in zip(axes[0], metrics.items()):
+        frames = np.arange(len(values))
+        ax.plot(frames, values, color="0.6", linewidth=1)
+        on = np.array([k in trained for k in frames])
+        ax.plot(frames[on], np.asarray(values)[on], "o", color="C0", markersize=4, label="trained frames")
+        ax.plot(frames[~on], np.asarray(values)[~on], "o", mfc="none", color="C3", markersize=5,
+                label="frames never trained on")
+        ax.set_xlabel("frame")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -101,6 +101,23 @@ def second_difference(signal: Tensor, dim: int = -1) -> Tensor:
     return out.movedim(-1, dim)
 
 
+def video_gradient(frames: Tensor, operator: str = "sobel") -> Tensor:
+    """First derivatives of a clip ``frames (T, C, H, W)`` per sample step: (T, C, 3, H, W), in the video's
+    coordinate order [d/dt, d/dy, d/dx] (:func:`sobolev_inr.coords.video_grid`).
+
+    Space: :func:`image_gradient` of each frame (``operator``, per pixel step); time: :func:`central_difference`
+    along the frames (per frame step; one-sided at the first and last frame).
+    """
+    if frames.dim() != 4:
+        raise ValueError(f"expected a clip of shape (T, C, H, W), got {tuple(frames.shape)}")
+    if operator not in DERIVATIVE_OPERATORS:
+        raise ValueError(f"unknown der_operator {operator!r}; choose from {sorted(DERIVATIVE_OPERATORS)}")
+    _check_image(frames[0])
+    space = kornia.filters.spatial_gradient(frames, mode=operator, order=1, normalized=True)  # (T, C, 2, H, W): x, y
+    time = central_difference(frames, dim=0)
+    return torch.stack((time, space[:, :, 1], space[:, :, 0]), dim=2)
+
+
 SIREN_POISSON_FACTORS = {"der": 10.0 * 8.0, "lapl": 1e4}
 """SIREN's Poisson targets (``train_poisson_*_img.py``): the [-1, 1] image times 10, then scipy's unnormalised
 Sobel (8 times the per-pixel-step Sobel of :func:`image_gradient`); or the image times 1e4, then scipy's

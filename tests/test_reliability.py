@@ -29,6 +29,8 @@ def _main(args, **kw):
 KILL_CASES = {
     "image": (IMAGE_TASK, lambda png: ["--filename", png]),
     "audio": (REPO / "Experiments" / "audio_regression", lambda png: ["--filename", "synthetic:0.05"]),
+    "video": (REPO / "Experiments" / "video_regression",  # mini-batches: the kill lands inside the data order
+              lambda png: ["--filename", "synthetic:5", "--sidelength", "12", "--batch_size", "200"]),
 }
 
 
