@@ -103,29 +103,45 @@ def save_view_grid(path: Path, rows: Sequence[Sequence[Tuple[str, Tensor]]], sup
     fig.savefig(path, dpi=100)
 
 
+TRAINING_CURVE_PSNRS = (("train/psnr", "train"), ("eval/psnr_heldout", "held-out"),
+                        ("eval/psnr_luma_heldout", "held-out luma"), ("eval/psnr_heldout_frames", "frames never trained on"))
+"""The PSNR series curves.png draws, when the run has them."""
+
+
 def save_training_curves(scalars_csv: Path, path: Path, title: str = "") -> None:
-    """Loss terms (log scale) and PSNR (train and held-out) against the step, from scalars.csv."""
+    """Loss terms (log scale) and PSNR (train and held-out) against the step, from scalars.csv; a task that
+    logs no PSNR (shapes) gets its evaluation metrics in the second panel instead."""
     series = read_scalars(scalars_csv)
     fig, axes = figure(1, 2, (11, 4))
-    ax_loss, ax_psnr = axes[0]
-    for name, label in (("train/value", "value"), ("train/derivative", "derivative"), ("train/total", "total")):
-        if name in series:
-            steps, values = series[name]
-            ax_loss.plot(steps, values, label=label, linewidth=1)
+    ax_loss, ax_eval = axes[0]
+    known = ("train/value", "train/derivative")
+    terms = [n for n in known if n in series] + sorted(
+        n for n in series if n.startswith("train/") and n not in known + ("train/psnr", "train/total"))
+    for name in terms + (["train/total"] if "train/total" in series else []):
+        steps, values = series[name]
+        ax_loss.plot(steps, values, label=name[len("train/"):], linewidth=1)
     ax_loss.set_yscale("log")
     ax_loss.set_xlabel("step")
     ax_loss.set_ylabel("loss")
-    ax_loss.legend()
+    if terms or "train/total" in series:
+        ax_loss.legend()
     ax_loss.grid(alpha=0.3)
-    for name, label in (("train/psnr", "train"), ("eval/psnr_heldout", "held-out"), ("eval/psnr_luma_heldout", "held-out luma")):
-        if name in series:
-            steps, values = series[name]
-            ax_psnr.plot(steps, values, label=label, marker="o" if name.startswith("eval") else None,
-                         markersize=3, linewidth=1)
-    ax_psnr.set_xlabel("step")
-    ax_psnr.set_ylabel("PSNR (dB)")
-    ax_psnr.legend()
-    ax_psnr.grid(alpha=0.3)
+    shown = [(n, label) for n, label in TRAINING_CURVE_PSNRS if n in series]
+    ylabel = "PSNR (dB)"
+    if not shown:
+        shown = [(n, n[len("eval/"):]) for n in sorted(series) if n.startswith("eval/")]
+        ylabel = "evaluation"
+        if shown and all(min(series[n][1]) > 0 for n, _ in shown):
+            ax_eval.set_yscale("log")
+    for name, label in shown:
+        steps, values = series[name]
+        ax_eval.plot(steps, values, label=label, marker="o" if name.startswith("eval") else None,
+                     markersize=3, linewidth=1)
+    ax_eval.set_xlabel("step")
+    ax_eval.set_ylabel(ylabel)
+    if shown:
+        ax_eval.legend()
+    ax_eval.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -218,5 +234,80 @@ def save_spectrograms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: in
     axes[-1, 0].set_xlabel("time (s)")
     if suptitle:
         fig.suptitle(suptitle)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def save_mesh_views(path: Path, mesh: Optional[Tuple[np.ndarray, np.ndarray]],
+                    points: Optional[np.ndarray] = None,
+                    views: Sequence[Tuple[float, float]] = ((25, -60), (25, 30), (85, -90)), suptitle: str = "") -> None:
+    """A triangle mesh (vertices (V, 3), faces (F, 3)) shaded from a few views ((elevation, azimuth) in degrees,
+    lit from the camera), after a panel of ``points`` (N, 3) (the input) when given; axes (x, y, z) in the
+    mesh's units. ``mesh`` None: the panels say there is no surface."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    cols = len(views) + (points is not None)
+    fig = Figure(figsize=(4.0 * cols, 4.4))
+    lows, highs = [], []
+    for m in ([mesh[0]] if mesh is not None else []) + ([points] if points is not None else []):
+        lows.append(m.min(axis=0))
+        highs.append(m.max(axis=0))
+    centre = (np.min(lows, axis=0) + np.max(highs, axis=0)) / 2 if lows else np.zeros(3)
+    half = max(float((np.max(highs, axis=0) - np.min(lows, axis=0)).max()) / 2, 1e-9) if lows else 1.0
+    panels = ([("input points", None)] if points is not None else []) + [(f"elev {e:g}, azim {a:g}", (e, a))
+                                                                        for e, a in views]
+    for i, (title, view) in enumerate(panels):
+        ax = fig.add_subplot(1, cols, i + 1, projection="3d")
+        elev, azim = view if view is not None else views[0]
+        if view is None:
+            ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=0.5, c=points[:, 2], cmap="viridis",
+                       depthshade=False)
+        elif mesh is None:
+            ax.text2D(0.5, 0.5, "no surface", ha="center", transform=ax.transAxes)
+        else:
+            verts, faces = mesh
+            tri = verts[faces]
+            normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+            normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+            e, a = np.radians(elev), np.radians(azim)
+            light = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+            shade = 0.25 + 0.75 * np.abs(normal @ light)
+            colour = np.clip(shade[:, None] * np.array([[0.55, 0.7, 0.95]]), 0, 1)
+            ax.add_collection3d(Poly3DCollection(tri, facecolors=colour, edgecolors="none", linewidths=0))
+        ax.view_init(elev=elev, azim=azim)
+        for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+            setter(c - half, c + half)
+        ax.set_box_aspect((1, 1, 1))
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=6)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def save_sdf_slices(path: Path, slices, suptitle: str = "") -> None:
+    """Signed distances on planes over [-1, 1]^2: ``slices`` maps a name (the fixed axis: "x") to (Phi (S, S),
+    the true SDF (S, S) or None), rows along the plane's second free axis, columns along its first.
+    A diverging map symmetric about 0 (clipped at the 99th percentile of |Phi|), Phi's zero level in black,
+    the true one dashed in green."""
+    names = list(slices)
+    fig, axes = figure(1, len(names), (4.4 * len(names), 4.0))
+    scale = max(float(np.percentile(np.abs(np.concatenate([v[0].reshape(-1) for v in slices.values()])), 99)), 1e-6)
+    for ax, name in zip(axes[0], names):
+        phi, true = slices[name]
+        free = [k for k in "xyz" if k != name]
+        image = ax.imshow(phi, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r", vmin=-scale, vmax=scale)
+        if phi.min() < 0 < phi.max():
+            ax.contour(phi, levels=[0.0], colors="k", linewidths=1.2, extent=(-1, 1, -1, 1), origin="lower")
+        if true is not None and true.min() < 0 < true.max():
+            ax.contour(true, levels=[0.0], colors="limegreen", linewidths=1.0, linestyles="--", extent=(-1, 1, -1, 1),
+                       origin="lower")
+        ax.set_title(f"{name} = 0" + (" (dashed: true surface)" if true is not None else ""), fontsize=9)
+        ax.set_xlabel(free[0])
+        ax.set_ylabel(free[1])
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -168,20 +168,29 @@ class SampledSignalRegression(SobolevRegression):
         self.data = data
         self.eval_chunk_size = eval_chunk_size
         self.eval_coords = data.coords.to(device)
-        self._cache: Dict[str, Tuple[tuple, Tensor]] = {}
+        self.once_per_weights = OncePerWeights()
+        """``once_per_weights(name, model, compute)``: the last evaluation, the final metrics and the figures of
+        a run all render the same network once."""
 
     @property
     def has_heldout(self) -> bool:
         """Whether any sample is held out (``factor = 1`` trains on every one: held-out metrics are absent)."""
         return bool(self.data.heldout.any())
 
-    def once_per_weights(self, name: str, model: nn.Module, compute: Callable[[], Tensor]) -> Tensor:
-        """``compute()``, reused while ``model`` and its weights are unchanged (the last evaluation, the
-        final metrics and the figures of a run all render the same network once)."""
-        key = (id(model), tuple(p._version for p in model.parameters()), tuple(p.data_ptr() for p in model.parameters()))
-        hit = self._cache.get(name)
+
+class OncePerWeights:
+    """A cache of results computed from a model: ``cache(name, model, compute)`` returns ``compute()``, reused
+    while ``model`` and its weights are unchanged (an optimiser step or a load changes their versions)."""
+
+    def __init__(self):
+        self._entries: Dict[str, Tuple[tuple, Any]] = {}
+
+    def __call__(self, name: str, model: nn.Module, compute: Callable[[], Any]) -> Any:
+        params = list(model.parameters())
+        key = (id(model), tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
+        hit = self._entries.get(name)
         if hit is None or hit[0] != key:
-            hit = self._cache[name] = (key, compute())
+            hit = self._entries[name] = (key, compute())
         return hit[1]
 
 

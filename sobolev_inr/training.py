@@ -42,7 +42,8 @@ class Task(Protocol):
     """What :func:`fit` and :func:`~sobolev_inr.experiment.train_and_report` need from a task."""
 
     psnr_peak: float
-    """Peak signal value for the training PSNR shown beside the loss (2.0 for [-1, 1] images)."""
+    """Peak signal value for the training PSNR shown beside the loss (2.0 for [-1, 1] images), computed from the
+    loss's ``value`` term; unused by a task whose loss has none."""
 
     def train_batches(self, generator: torch.Generator) -> Iterable[Any]:
         """The batches of one epoch; every random draw (order, noise) comes from ``generator``, which
@@ -391,8 +392,11 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
                 evaluation = task.evaluate(model)
             log.write(step, {**{f"eval/{k}": v for k, v in evaluation.items()}, "time/train_s": train_time})
             log.flush()
-            shown = {"loss": final_terms.get("train/total", float("nan")), "psnr": final_terms.get("train/psnr", float("nan"))}
-            shown.update({k: v for k, v in evaluation.items() if k.startswith("psnr")})
+            shown = {"loss": final_terms.get("train/total", float("nan"))}
+            if "train/psnr" in final_terms:
+                shown["psnr"] = final_terms["train/psnr"]
+            # The evaluation's PSNRs; a task that reports none (shapes) shows what it reports.
+            shown.update({k: v for k, v in evaluation.items() if k.startswith("psnr")} or evaluation)
             bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             run.log_only(f"{unit} {index} step {step}: " + ", ".join(
                 f"{k} {v:.6g}" for k, v in {**final_terms, **evaluation}.items()))

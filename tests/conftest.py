@@ -1,4 +1,5 @@
-"""Shared fixtures: every test starts from the same global RNG state (threads left at torch's default)."""
+"""Shared fixtures: every test starts from the same global RNG state (threads left at torch's default, but
+under ``one_thread``)."""
 from __future__ import annotations
 
 import random
@@ -16,6 +17,14 @@ def _seed_everything():
     random.seed(0)
     yield
 
+
+@pytest.fixture
+def one_thread():
+    """Small fits run much faster on one thread when the machine's cores are shared; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

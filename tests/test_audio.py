@@ -30,15 +30,6 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 MAIN = load_task_main("audio_regression")
 
 
-@pytest.fixture
-def one_thread():
-    """Small fits run much faster on one thread when the machine's cores are shared; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tone(n=1000, rate=8000):
     t = np.arange(n) / rate
     return 0.7 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 1250 * t + 0.3)

@@ -30,7 +30,7 @@ def test_choice_lists_equal_the_registries_they_name():
     assert cli.DER_ESTIMATOR_NAMES == DER_ESTIMATORS
 
 
-@pytest.mark.parametrize("task", ["image_regression", "audio_regression", "video_regression"])
+@pytest.mark.parametrize("task", ["image_regression", "audio_regression", "video_regression", "sdf"])
 def test_help_and_parser_import_no_torch(task):
     code = textwrap.dedent(f"""
         import importlib.util, sys

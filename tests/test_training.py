@@ -188,3 +188,31 @@ def test_fit_leaves_global_state_as_it_found_it(tmp_path):
     assert torch.equal(before[0], after[0]) and np.array_equal(before[1], after[1]) and before[2] == after[2]
     assert before[3:] == after[3:]
     assert not model.training
+
+
+@pytest.mark.parametrize("names, panel", [
+    (["train/value", "train/derivative", "train/total", "train/psnr", "eval/psnr_heldout"], "PSNR (dB)"),
+    (["train/sdf", "train/inter", "train/grad", "train/total", "eval/surface_abs_phi"], "evaluation"),  # no PSNR
+])
+def test_training_curves_draw_every_loss_term_and_the_evaluation(tmp_path, monkeypatch, names, panel):
+    import warnings
+
+    import sobolev_inr.plots as plots
+
+    lines = ["step,name,value"] + [f"{s},{n},{0.5 / s + 0.1}" for s in (1, 2, 3) for n in names]
+    (tmp_path / "scalars.csv").write_text("\n".join(lines) + "\n")
+    drawn, figure = {}, plots.figure
+
+    def recording_figure(*a, **k):
+        fig, drawn["axes"] = figure(*a, **k)
+        return fig, drawn["axes"]
+
+    monkeypatch.setattr(plots, "figure", recording_figure)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "No artists with labels found to put in legend"
+        plots.save_training_curves(tmp_path / "scalars.csv", tmp_path / "curves.png")
+    loss_axes, eval_axes = drawn["axes"][0]
+    loss_labels = {line.get_label() for line in loss_axes.get_lines()}
+    assert loss_labels == {n[len("train/"):] for n in names if n.startswith("train/") and n != "train/psnr"}
+    assert eval_axes.get_ylabel() == panel and eval_axes.get_lines()
+    assert (tmp_path / "curves.png").stat().st_size > 0

@@ -27,15 +27,6 @@ SHIPPED_CONFIGS = sorted((TASK_DIR / "configs").rglob("*.txt"))
 MAIN = load_task_main("video_regression")
 
 
-@pytest.fixture
-def one_thread():
-    """Small fits run much faster on one thread when the machine's cores are shared; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _ramp_clip(t=5, h=6, w=7, coef=(0.3, 0.2, -0.1)):
     """(T, 1, H, W) clip that is linear in the network's coordinates: f = a t + b y + c x."""
     u = video_grid(t, h, w, dtype=torch.float64)

@@ -16,9 +16,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a clone
 from sobolev_inr import cli  # noqa: E402
 from sobolev_inr.errors import ConfigError  # noqa: E402
 
-SIREN_3D_FREQUENCIES = 10
-"""SIREN's positional encoding of 3-D inputs (its PosEncodingNeRF) takes 10 frequencies, whatever the grid."""
-
 
 def config_parser():
     p = cli.make_parser("Fit a coordinate MLP to a video clip with value and/or derivative supervision.")
@@ -63,6 +60,7 @@ def main(argv=None):
 
     from sobolev_inr.data.video import describe, load_video, prepare_video, square_frames
     from sobolev_inr.experiment import describe_model, open_run, train_and_report
+    from sobolev_inr.models import SIREN_3D_NUM_FREQUENCIES
     from sobolev_inr.regression import engine_options
     from sobolev_inr.tasks.video_regression import VideoRegression
     from sobolev_inr.training import seed_everything
@@ -76,7 +74,7 @@ def main(argv=None):
         return run.read_metrics()
     seed_everything(args.seed, args.deterministic)
     model = cli.build_model(args, in_features=3, out_features=data.channels,
-                            num_frequencies=SIREN_3D_FREQUENCIES).to(device)
+                            num_frequencies=SIREN_3D_NUM_FREQUENCIES).to(device)
     task = VideoRegression(data, args.supervision, args.lambda_der, args.der_units, args.der_mode, args.batch_size,
                            args.eval_chunk_size, device, **engine_options(vars(args)))
     for line in describe(data):

@@ -2,8 +2,8 @@
 ``compile_model`` (torch.compile in place)."""
 from .activations import ACTIVATIONS, Activation, build_activation
 from .compile import compile_model
-from .encodings import ENCODINGS, build_encoding, nyquist_num_frequencies
+from .encodings import ENCODINGS, SIREN_3D_NUM_FREQUENCIES, build_encoding, nyquist_num_frequencies
 from .mlp import INITS, MLP
 
 __all__ = ["ACTIVATIONS", "Activation", "build_activation", "ENCODINGS", "build_encoding",
-           "nyquist_num_frequencies", "INITS", "MLP", "compile_model"]
+           "nyquist_num_frequencies", "SIREN_3D_NUM_FREQUENCIES", "INITS", "MLP", "compile_model"]

@@ -30,6 +30,11 @@ def nyquist_num_frequencies(samples: int) -> int:
     return int(math.floor(math.log2(samples / 4.0)))
 
 
+SIREN_3D_NUM_FREQUENCIES = 10
+"""SIREN's positional encoding of 3-D inputs (video (t, y, x), shapes (x, y, z)): its ``PosEncodingNeRF`` takes
+10 frequencies whatever the grid, where 1-D and 2-D inputs follow :func:`nyquist_num_frequencies`."""
+
+
 class Encoding(nn.Module):
     out_dim: int
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Dict, List, Mapping
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from ..coords import derivative_scale

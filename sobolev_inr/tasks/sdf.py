@@ -1,0 +1,207 @@
+"""Signed distance fitting (SIREN, section 4.2): a network Phi whose zero set is the surface of an oriented point cloud.
+
+Training follows SIREN's ``PointCloud`` data set and ``loss_functions.sdf`` (:mod:`sobolev_inr.sdf_loss`):
+each step takes ``batch_size`` points of the cloud (a random permutation cut into batches, one epoch =
+one pass, a last partial batch dropped as SIREN's ``len = N // batch``) and as many off-surface points
+uniform in [-1, 1]^3. Supervision ``val`` fits the points alone, ``val_der`` the points and their
+normals (grad Phi = n: the derivative supervision). Phi's gradient comes from the derivative engine.
+
+Evaluation, in normalised coordinates (the cloud mapped into [-1, 1]^3, :mod:`sobolev_inr.data.pointclouds`):
+
+* every summary (cheap): ``surface_abs_phi`` = mean |Phi| on a fixed subset of the cloud and, for an
+  embedded shape, ``sdf_error_uniform`` on a fixed set of uniform points;
+* at the end: Phi on a ``mc_resolution``^3 grid over [-1, 1]^3, its zero set by marching cubes, and
+  ``chamfer_l1`` and ``normal_consistency`` (:mod:`sobolev_inr.shape_metrics`) between that mesh
+  (sampled uniformly by area) and the cloud; for an embedded shape also ``sdf_error_uniform``,
+  ``sdf_error_near`` (points of the cloud moved by N(0, NEAR_SIGMA^2) per axis), ``iou`` of
+  {Phi < 0} against {SDF < 0} on the grid's points, and ``chamfer_l1_floor``: the Chamfer-L1 between the
+  cloud and a second, independent sample of the true surface of the same size (what a perfect mesh
+  would score, since both sides are finite samples). A network whose Phi does not cross 0 has no
+  mesh: its mesh metrics are null.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..data.pointclouds import NormalisedCloud, sample_mesh, write_ply
+from ..derivatives import value_and_derivatives
+from ..meshing import evaluate_grid, grid_points, marching_cubes
+from ..regression import OncePerWeights, predict
+from ..sdf_loss import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
+from ..shape_metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+
+NUM_SUMMARY_POINTS = 4096
+"""Points of the fixed sets the periodic evaluation uses (cloud subset, uniform points)."""
+NUM_METRIC_POINTS = 100_000
+"""At most this many points of the cloud, of the mesh's samples and of the uniform and near-surface sets
+enter the final metrics."""
+NEAR_SIGMA = 0.01
+"""Per-axis standard deviation (normalised units) of the near-surface points of ``sdf_error_near``."""
+FIGURE_MAX_FACES = 20_000
+"""The shape figure meshes a coarser stride of the grid until it has at most this many triangles."""
+SLICE_RESOLUTION = 200
+
+
+@dataclass
+class SDFBatch:
+    """index (B,): rows of the cloud on the surface; off_surface (B, 3): points uniform in [-1, 1]^3."""
+
+    index: Tensor
+    off_surface: Tensor
+
+
+class SDFFitting:
+    """Fitting Phi to ``cloud`` (normalised) with SIREN's loss; ``supervision`` in ``val``, ``val_der``.
+
+    ``batch_size``: on-surface points per step (0 or >= the cloud's size: all of them, one step per epoch).
+    ``der_mode``, ``der_engine``: the derivative engine's options for grad Phi (auto picks reverse mode:
+    one output, three inputs).
+    """
+
+    psnr_peak = float("nan")
+    """Required by :class:`~sobolev_inr.training.Task`, unused: the training PSNR is computed from a ``value``
+    loss term, and an SDF loss has none (its terms are ``sdf``, ``inter``, ``normal``, ``grad``)."""
+
+    def __init__(self, cloud: NormalisedCloud, supervision: str = "val_der", weights: SDFLossWeights = SDFLossWeights(),
+                 batch_size: int = 0, device: torch.device = torch.device("cpu"), mc_resolution: int = 128,
+                 eval_chunk_size: int = 65536, der_mode: str = "auto", der_engine: str = "auto"):
+        if supervision not in SDF_SUPERVISIONS:
+            raise ValueError(f"unknown supervision {supervision!r}; choose from {list(SDF_SUPERVISIONS)}")
+        if supervision == "val_der" and cloud.normals is None:
+            raise ValueError("supervision val_der needs normals; the cloud has none")
+        self.cloud, self.supervision, self.weights = cloud, supervision, weights
+        self.batch_size, self.device = batch_size, device
+        self.mc_resolution, self.eval_chunk_size = mc_resolution, eval_chunk_size
+        self.der_mode, self.der_engine = der_mode, der_engine
+        self.points = torch.from_numpy(cloud.points).float().to(device)
+        self.normals = None if cloud.normals is None else torch.from_numpy(cloud.normals).float().to(device)
+        # Fixed evaluation sets, drawn from their own seed (not the training generator: resuming is unaffected).
+        rng = np.random.default_rng(12345)
+        n = cloud.num_points
+        self.metric_rows = np.sort(rng.permutation(n)[:NUM_METRIC_POINTS])
+        self.summary_rows = self.metric_rows[rng.permutation(len(self.metric_rows))[:NUM_SUMMARY_POINTS]]
+        self.uniform = rng.uniform(-1, 1, size=(NUM_METRIC_POINTS, 3)).astype(np.float32)
+        near = cloud.points[self.metric_rows] + rng.normal(0, NEAR_SIGMA, size=(len(self.metric_rows), 3))
+        self.near = near.astype(np.float32)
+        self.has_shape = cloud.shape is not None
+        if self.has_shape:
+            self.uniform_sdf = cloud.true_sdf(self.uniform)
+            self.near_sdf = cloud.true_sdf(self.near)
+        self._once_per_weights = OncePerWeights()
+
+    # ------------------------------------------------------------------------------------- training
+    def train_batches(self, generator: torch.Generator) -> Iterator[SDFBatch]:
+        """One epoch: a permutation of the cloud cut into ``batch_size`` rows (the last partial batch dropped),
+        each with as many uniform off-surface points, all drawn from ``generator``."""
+        n = self.cloud.num_points
+        size = n if self.batch_size <= 0 or self.batch_size >= n else self.batch_size
+        perm = torch.randperm(n, generator=generator)
+        for k in range(n // size):
+            index = perm[k * size:(k + 1) * size]
+            off = torch.rand(size, 3, generator=generator) * 2 - 1
+            yield SDFBatch(index.to(self.device), off.to(self.device))
+
+    def loss(self, model: nn.Module, batch: SDFBatch) -> Dict[str, Tensor]:
+        """SIREN's SDF loss terms of ``batch`` (:func:`~sobolev_inr.sdf_loss.sdf_loss`)."""
+        on = self.points[batch.index]
+        x = torch.cat([on, batch.off_surface])
+        d = value_and_derivatives(model, x, mode=self.der_mode, engine=self.der_engine)
+        normals = self.normals[batch.index] if self.supervision == "val_der" else None
+        return sdf_loss(d.value[:, 0], d.jacobian[:, 0, :], on.shape[0], normals, self.weights)
+
+    # ----------------------------------------------------------------------------------- evaluation
+    def _phi(self, model: nn.Module, x: np.ndarray) -> np.ndarray:
+        coords = torch.from_numpy(np.asarray(x, np.float32)).to(self.device)
+        return predict(model, coords, self.eval_chunk_size)[:, 0].cpu().double().numpy()
+
+    def evaluate(self, model: nn.Module) -> Dict[str, float]:
+        """Cheap metrics for every summary (module docstring)."""
+        metrics = {"surface_abs_phi": float(np.abs(self._phi(model, self.cloud.points[self.summary_rows])).mean())}
+        if self.has_shape:
+            rows = slice(0, NUM_SUMMARY_POINTS)
+            metrics["sdf_error_uniform"] = sdf_error(self._phi(model, self.uniform[rows]), self.uniform_sdf[rows])
+        return metrics
+
+    def grid(self, model: nn.Module) -> np.ndarray:
+        """Phi on the ``mc_resolution``^3 grid over [-1, 1]^3, (R, R, R) (:mod:`sobolev_inr.meshing`)."""
+        return self._once_per_weights("grid", model, lambda: evaluate_grid(
+            model, self.mc_resolution, self.eval_chunk_size, self.device))
+
+    def mesh(self, model: nn.Module) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """The zero set of the grid: vertices (V, 3) normalised, triangles (F, 3); None if Phi does not cross 0."""
+        return self._once_per_weights("mesh", model, lambda: marching_cubes(self.grid(model)))
+
+    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
+        """What ``metrics.json`` reports (module docstring); distances in normalised units."""
+        model.eval()
+        cloud, rows = self.cloud, self.metric_rows
+        metrics: Dict[str, Any] = {
+            "surface_abs_phi": float(np.abs(self._phi(model, cloud.points[rows])).mean()),
+            "mc_resolution": self.mc_resolution, "num_points": cloud.num_points,
+        }
+        mesh = self.mesh(model)
+        metrics.update(chamfer_l1=None, chamfer_l1_input_units=None, normal_consistency=None,
+                       mesh_vertices=0, mesh_faces=0)
+        if mesh is not None:
+            verts, faces = mesh
+            samples, sample_normals = sample_mesh(verts, faces, len(rows), np.random.default_rng(0))
+            chamfer = chamfer_l1(samples, cloud.points[rows])
+            metrics.update(chamfer_l1=chamfer, chamfer_l1_input_units=chamfer / cloud.transform.scale,
+                           mesh_vertices=len(verts), mesh_faces=len(faces))
+            if cloud.normals is not None:
+                metrics["normal_consistency"] = normal_consistency(cloud.points[rows], cloud.normals[rows],
+                                                                   samples, sample_normals)
+        if self.has_shape:
+            true_grid = cloud.true_sdf(grid_points(self.mc_resolution))
+            fresh = cloud.transform.apply(cloud.shape.sample(len(rows), seed=98765)[0])
+            metrics["chamfer_l1_floor"] = chamfer_l1(fresh, cloud.points[rows])
+            metrics.update(sdf_error_uniform=sdf_error(self._phi(model, self.uniform), self.uniform_sdf),
+                           sdf_error_near=sdf_error(self._phi(model, self.near), self.near_sdf),
+                           iou=occupancy_iou(self.grid(model).reshape(-1), true_grid))
+        return metrics
+
+    def slices(self, model: nn.Module) -> Dict[str, Tuple[np.ndarray, Optional[np.ndarray]]]:
+        """Phi and the true SDF (or None) on the planes x = 0, y = 0, z = 0 of the normalised cube,
+        each (S, S) over [-1, 1]^2: rows along the plane's second axis, columns along its first."""
+        axis = np.linspace(-1, 1, SLICE_RESOLUTION)
+        a, b = np.meshgrid(axis, axis, indexing="xy")  # a: columns, b: rows
+        out = {}
+        for name, fixed in (("x", 0), ("y", 1), ("z", 2)):
+            free = [k for k in range(3) if k != fixed]
+            pts = np.zeros((a.size, 3))
+            pts[:, free[0]], pts[:, free[1]] = a.reshape(-1), b.reshape(-1)
+            true = self.cloud.true_sdf(pts)
+            out[name] = (self._phi(model, pts).reshape(a.shape), None if true is None else true.reshape(a.shape))
+        return out
+
+    def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
+        """mesh.ply (binary, in the INPUT's coordinates: the normalisation undone), shape.png (the input points
+        and the mesh from three views) and slices.png (Phi on three planes, zero level drawn)."""
+        from ..plots import save_mesh_views, save_sdf_slices
+
+        run_dir = Path(run_dir)
+        model.eval()
+        mesh = self.mesh(model)
+        title = (f"Chamfer-L1 {metrics['chamfer_l1']:.4g} (normalised units)" if metrics.get("chamfer_l1") is not None
+                 else "no surface: Phi does not cross 0 on the grid")
+        if metrics.get("iou") is not None:
+            title += f", IoU {metrics['iou']:.3f}"
+        figure_mesh = None
+        if mesh is not None:
+            verts, faces = mesh
+            write_ply(run_dir / "mesh.ply", self.cloud.transform.invert(verts), faces)
+            stride = 1
+            figure_mesh = mesh
+            while figure_mesh is not None and len(figure_mesh[1]) > FIGURE_MAX_FACES:
+                stride += 1
+                figure_mesh = marching_cubes(self.grid(model), stride=stride)
+        shown = self.cloud.points[self.summary_rows]
+        save_mesh_views(run_dir / "shape.png", figure_mesh, shown, suptitle=f"{self.cloud.source}: {title}")
+        save_sdf_slices(run_dir / "slices.png", self.slices(model),
+                        suptitle=f"Phi on the planes through the centre (normalised units); {title}")
