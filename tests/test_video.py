@@ -265,3 +265,20 @@ def test_fit_and_time_derivatives_help_interpolation(tmp_path, one_thread):
     assert val_der["psnr_heldout_frames"] > val["psnr_heldout_frames"] + 4.0, (val_der["psnr_heldout_frames"],
                                                                                val["psnr_heldout_frames"])
     assert val_der["ssim_heldout_frames"] > val["ssim_heldout_frames"]
+
+
+def test_load_run_rebuilds_the_run_and_compare_draws_it(tmp_path, one_thread):
+    from sobolev_inr.tasks.video_regression import load_run
+
+    common = dict(filename="synthetic:5", sidelength=12, num_epochs=3, hidden_features=16, epochs_til_summary=3)
+    metrics = run_main(MAIN, [], tmp_path, exp_name="a", supervision="val", **common)
+    run_main(MAIN, [], tmp_path, exp_name="b", **common)
+    model, task, saved = load_run(tmp_path / "a")
+    assert saved == metrics
+    assert task.final_metrics(model)["psnr_full"] == pytest.approx(metrics["psnr_full"], abs=1e-9)
+    compare = load_task_main("video_regression", "compare")
+    compare.main([str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "val", "val_der", "--out",
+                  str(tmp_path / "compare.png")])
+    assert (tmp_path / "compare.png").stat().st_size > 10_000
+    with pytest.raises(SystemExit):
+        compare.main([str(tmp_path / "a"), "--labels", "x", "y"])

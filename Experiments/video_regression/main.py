@@ -58,25 +58,20 @@ def main(argv=None):
     device = cli.resolve_device(args.device)
     metadata = cli.run_metadata(args)
 
-    from sobolev_inr.data.video import describe, load_video, prepare_video, square_frames
+    from sobolev_inr.data.video import describe
     from sobolev_inr.experiment import describe_model, open_run, train_and_report
     from sobolev_inr.models import SIREN_3D_NUM_FREQUENCIES
-    from sobolev_inr.regression import engine_options
-    from sobolev_inr.tasks.video_regression import VideoRegression
+    from sobolev_inr.tasks.video_regression import video_data_from_config, video_task_from_config
     from sobolev_inr.training import seed_everything
 
-    clip = load_video(args.filename, args.data_root, args.is_gray, args.num_frames, args.first_frame)
-    frames, resize_notes = square_frames(clip.frames, args.sidelength)
-    data = prepare_video(frames, args.time_factor, args.space_factor, args.der_operator, clip.fps, clip.source,
-                         [*clip.notes, *resize_notes])
+    data = video_data_from_config(vars(args))
     run = open_run(args.logging_root, args.exp_name, metadata, parser.identity, args.resume, args.overwrite)
     if run.mode == "skip":
         return run.read_metrics()
     seed_everything(args.seed, args.deterministic)
     model = cli.build_model(args, in_features=3, out_features=data.channels,
                             num_frequencies=SIREN_3D_NUM_FREQUENCIES).to(device)
-    task = VideoRegression(data, args.supervision, args.lambda_der, args.der_units, args.der_mode, args.batch_size,
-                           args.eval_chunk_size, device, **engine_options(vars(args)))
+    task = video_task_from_config(vars(args), data, device)
     for line in describe(data):
         run.print(line)
     describe_model(model, args.supervision, device, run)

@@ -17,15 +17,16 @@ of the colours in [0, 1], SSIM of the luma):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from ..coords import derivative_scale
-from ..data.video import VideoData, to_uint8, write_animation
+from ..data.video import VideoData, load_video, prepare_video, square_frames, to_uint8, write_animation
 from ..metrics import derivative_psnr, frame_quality, psnr, to_unit_range
-from ..regression import SampledSignalRegression, predict, predict_jacobian
+from ..regression import SampledSignalRegression, engine_options, predict, predict_jacobian
 
 FIGURE_FRAMES = 4
 """Held-out frames shown in frames.png."""
@@ -133,3 +134,88 @@ class VideoRegression(SampledSignalRegression):
                  else f"{metrics['psnr_full']:.2f} dB over the clip")
         save_frame_metrics(run_dir / "per_frame.png", {"PSNR (dB)": per_frame, "SSIM": metrics["ssim_per_frame"]},
                            self.data.train_frames, title=title)
+
+
+def video_data_from_config(config: Mapping[str, Any], base_dir: Path = Path(".")) -> VideoData:
+    """The clip and split a config's video options describe (``Experiments/video_regression/main.py``'s);
+    relative paths in the config are relative to ``base_dir``."""
+    base = Path(base_dir)
+    filename, data_root = config["filename"], config["data_root"]
+    if not filename.startswith("synthetic") and not Path(filename).is_absolute() and (base / filename).exists():
+        filename = str(base / filename)
+    data_root = data_root if Path(data_root).is_absolute() else str(base / data_root)
+    clip = load_video(filename, data_root, config["is_gray"], config["num_frames"], config["first_frame"])
+    frames, resize_notes = square_frames(clip.frames, config["sidelength"])
+    return prepare_video(frames, config["time_factor"], config["space_factor"], config["der_operator"], clip.fps,
+                         clip.source, [*clip.notes, *resize_notes])
+
+
+def video_task_from_config(config: Mapping[str, Any], data: Optional[VideoData] = None,
+                           device: torch.device = torch.device("cpu"), base_dir: Path = Path(".")) -> VideoRegression:
+    """The :class:`VideoRegression` a run's resolved config describes (what main.py builds and :func:`load_run`
+    rebuilds), on ``data`` if given, else on :func:`video_data_from_config`."""
+    data = data if data is not None else video_data_from_config(config, base_dir)
+    return VideoRegression(data, config["supervision"], config["lambda_der"], config["der_units"], config["der_mode"],
+                           config["batch_size"], config["eval_chunk_size"], device, **engine_options(config))
+
+
+def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
+    """(model, VideoRegression task, metrics) of a finished video run, rebuilt from its newest checkpoint and
+    resolved config."""
+    import json
+
+    from ..checkpoints import latest_checkpoint, load_checkpoint
+    from ..models import MLP
+
+    run_dir = Path(run_dir)
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
+    state = load_checkpoint(ckpt)
+    model = MLP(**state["model_config"])
+    model.load_state_dict(state["model"])
+    task = video_task_from_config(state["config"], device=device, base_dir=Path(state.get("working_dir", ".")))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return model.to(device).eval(), task, metrics
+
+
+def compare_runs(run_dirs: Sequence[Path], out: Path, labels: Optional[Sequence[str]] = None, num_frames: int = 4
+                 ) -> None:
+    """One figure comparing finished runs on the same clip: ``num_frames`` frames never trained on (ground
+    truth, then each run's, with its PSNR), and every run's PSNR frame by frame below (trained frames filled)."""
+    from matplotlib.figure import Figure
+
+    loaded = [load_run(d) for d in run_dirs]
+    labels = list(labels or [Path(d).name for d in run_dirs])
+    task0 = loaded[0][1]
+    pool = task0.data.heldout_frames or task0.data.train_frames
+    shown = [pool[i] for i in np.linspace(0, len(pool) - 1, min(num_frames, len(pool))).round().astype(int)]
+    rows = [("ground truth", to_unit_range(task0.data.frames), None)]
+    rows += [(label, to_unit_range(task.render(model).clamp(-1.0, 1.0)), metrics["psnr_per_frame"])
+             for (model, task, metrics), label in zip(loaded, labels)]
+    fig = Figure(figsize=(2.6 * len(shown), 2.7 * (len(rows) + 1)))
+    grid = fig.add_gridspec(len(rows) + 1, len(shown))
+    for r, (label, clip, per_frame) in enumerate(rows):
+        for c, k in enumerate(shown):
+            ax = fig.add_subplot(grid[r, c])
+            frame = clip[k].permute(1, 2, 0).numpy()
+            ax.imshow(frame[..., 0] if frame.shape[-1] == 1 else frame, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_title(f"{label}, frame {k}" + (f"\n{per_frame[k]:.2f} dB" if per_frame else ""), fontsize=8)
+            ax.axis("off")
+    plot = fig.add_subplot(grid[-1, :])  # the last row, full width
+    trained = np.zeros(task0.data.shape[0], dtype=bool)
+    trained[task0.data.train_frames] = True
+    for i, (label, _, per_frame) in enumerate(rows[1:]):
+        values = np.asarray(per_frame)
+        frames = np.arange(len(values))
+        plot.plot(frames, values, color=f"C{i}", linewidth=1, label=label)
+        plot.plot(frames[trained], values[trained], "o", color=f"C{i}", markersize=3)
+        plot.plot(frames[~trained], values[~trained], "o", mfc="none", color=f"C{i}", markersize=4)
+    plot.set_xlabel("frame (filled: trained on; hollow: never trained on)")
+    plot.set_ylabel("PSNR (dB)")
+    plot.grid(alpha=0.3)
+    plot.legend(fontsize=8)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
