@@ -84,6 +84,18 @@ def model_from_state(state: Dict[str, Any]):
     return model
 
 
+def load_run_model(run_dir: Path):
+    """(model, state) of the newest checkpoint of a run directory: its MLP, weights loaded, on the CPU, and the
+    checkpoint's contents (the resolved ``config``, the ``working_dir`` relative paths start from, ...).
+    FileNotFoundError when the run has no checkpoint."""
+    directory = Path(run_dir) / "checkpoints"
+    path = latest_checkpoint(directory)
+    if path is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    state = load_checkpoint(path)
+    return model_from_state(state), state
+
+
 def load_model(path: Path, map_location="cpu"):
     """Rebuilds the :class:`~sobolev_inr.models.MLP` stored in a checkpoint, weights loaded, on the device
     ``map_location`` names (CPU by default, whatever device the run trained on)."""

@@ -199,16 +199,10 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     newest checkpoint and resolved config."""
     import json
 
-    from ..checkpoints import latest_checkpoint, load_checkpoint
-    from ..models import MLP
+    from ..checkpoints import load_run_model
 
     run_dir = Path(run_dir)
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
-    state = load_checkpoint(ckpt)
-    model = MLP(**state["model_config"])
-    model.load_state_dict(state["model"])
+    model, state = load_run_model(run_dir)
     task = image_task_from_config(state["config"], device, Path(state.get("working_dir", ".")))
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else task.final_metrics(model.to(device))

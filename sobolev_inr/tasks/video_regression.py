@@ -164,16 +164,10 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     resolved config."""
     import json
 
-    from ..checkpoints import latest_checkpoint, load_checkpoint
-    from ..models import MLP
+    from ..checkpoints import load_run_model
 
     run_dir = Path(run_dir)
-    ckpt = latest_checkpoint(run_dir / "checkpoints")
-    if ckpt is None:
-        raise FileNotFoundError(f"no checkpoint in {run_dir / 'checkpoints'}")
-    state = load_checkpoint(ckpt)
-    model = MLP(**state["model_config"])
-    model.load_state_dict(state["model"])
+    model, state = load_run_model(run_dir)
     task = video_task_from_config(state["config"], device=device, base_dir=Path(state.get("working_dir", ".")))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return model.to(device).eval(), task, metrics
