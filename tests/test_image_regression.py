@@ -314,3 +314,17 @@ def test_poisson_run_reports_aligned_psnrs_and_laplacian_figure(tmp_path):
     assert metrics["target_scale"] == pytest.approx(1e4 * (2 / 16) ** 2)  # 1e4 step^2, step = 2 / 16
     assert (tmp_path / "p" / "laplacian.png").is_file()
     assert "psnr_offset_full" in (tmp_path / "p" / "scalars.csv").read_text()
+
+
+def test_load_run_rebuilds_a_finished_run_and_compare_draws_it(tiny_rgb_png, tmp_path):
+    from sobolev_inr.tasks.image_regression import load_run
+
+    common = dict(filename=tiny_rgb_png, num_epochs=3, hidden_features=16, factor=2)
+    metrics = _run([], tmp_path, exp_name="val", supervision="val", **common)
+    _run([], tmp_path, exp_name="val_der", **common)
+    model, task, saved = load_run(tmp_path / "val")
+    assert saved == metrics
+    assert task.final_metrics(model)["psnr_heldout"] == pytest.approx(metrics["psnr_heldout"], abs=1e-9)
+    compare = load_task_main("image_regression", "compare")
+    compare.main([str(tmp_path / "val"), str(tmp_path / "val_der"), "--out", str(tmp_path / "c.png")])
+    assert (tmp_path / "c.png").stat().st_size > 10_000
