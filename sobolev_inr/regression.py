@@ -154,7 +154,7 @@ class SampledSignalRegression(SobolevRegression):
 
     ``data`` holds coords (all samples), train_coords, train_values, train_jacobian,
     train_second_differences and derivative_step (:class:`~sobolev_inr.data.images.ImageData`,
-    :class:`~sobolev_inr.data.audio.AudioData`). ``engine_options``: ``der_engine``, ``der_recompute``,
+    :class:`~sobolev_inr.data.audio.AudioData`, :class:`~sobolev_inr.data.video.VideoData`). ``engine_options``: ``der_engine``, ``der_recompute``,
     ``target_scale``, ``der_estimator``, ``der_directions``, ``der_fraction`` (:func:`engine_options` reads them
     from a config).
     """
