@@ -238,52 +238,103 @@ def save_spectrograms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: in
     fig.savefig(path, dpi=100)
 
 
+def _mesh_bounds(arrays: Sequence[np.ndarray]) -> Tuple[np.ndarray, float]:
+    """(centre (3,), half-width) of the cube holding every array of points (N, 3); the unit cube if none."""
+    arrays = [a for a in arrays if a is not None and len(a)]
+    if not arrays:
+        return np.zeros(3), 1.0
+    low = np.min([a.min(axis=0) for a in arrays], axis=0)
+    high = np.max([a.max(axis=0) for a in arrays], axis=0)
+    return (low + high) / 2, max(float((high - low).max()) / 2, 1e-9)
+
+
+def _draw_mesh(ax, mesh: Optional[Tuple[np.ndarray, np.ndarray]], elev: float, azim: float, centre: np.ndarray,
+               half: float) -> None:
+    """A triangle mesh on a 3-D axes, shaded by |cos| to a light at the camera; "no surface" for None."""
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    if mesh is None:
+        ax.text2D(0.5, 0.5, "no surface", ha="center", transform=ax.transAxes)
+    else:
+        verts, faces = mesh
+        tri = verts[faces]
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+        e, a = np.radians(elev), np.radians(azim)
+        light = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+        shade = 0.25 + 0.75 * np.abs(normal @ light)
+        colour = np.clip(shade[:, None] * np.array([[0.55, 0.7, 0.95]]), 0, 1)
+        ax.add_collection3d(Poly3DCollection(tri, facecolors=colour, edgecolors="none", linewidths=0))
+    _set_view(ax, elev, azim, centre, half)
+
+
+def _set_view(ax, elev: float, azim: float, centre: np.ndarray, half: float) -> None:
+    """A 3-D axes seen from (elevation, azimuth) in degrees, on the cube of half-width ``half`` about ``centre``."""
+    ax.view_init(elev=elev, azim=azim)
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
+        setter(c - half, c + half)
+    ax.set_box_aspect((1, 1, 1))
+    ax.tick_params(labelsize=6)
+
+
 def save_mesh_views(path: Path, mesh: Optional[Tuple[np.ndarray, np.ndarray]],
                     points: Optional[np.ndarray] = None,
                     views: Sequence[Tuple[float, float]] = ((25, -60), (25, 30), (85, -90)), suptitle: str = "") -> None:
     """A triangle mesh (vertices (V, 3), faces (F, 3)) shaded from a few views ((elevation, azimuth) in degrees,
     lit from the camera), after a panel of ``points`` (N, 3) (the input) when given; axes (x, y, z) in the
     mesh's units. ``mesh`` None: the panels say there is no surface."""
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
-
     cols = len(views) + (points is not None)
     fig = Figure(figsize=(4.0 * cols, 4.4))
-    lows, highs = [], []
-    for m in ([mesh[0]] if mesh is not None else []) + ([points] if points is not None else []):
-        lows.append(m.min(axis=0))
-        highs.append(m.max(axis=0))
-    centre = (np.min(lows, axis=0) + np.max(highs, axis=0)) / 2 if lows else np.zeros(3)
-    half = max(float((np.max(highs, axis=0) - np.min(lows, axis=0)).max()) / 2, 1e-9) if lows else 1.0
-    panels = ([("input points", None)] if points is not None else []) + [(f"elev {e:g}, azim {a:g}", (e, a))
-                                                                        for e, a in views]
-    for i, (title, view) in enumerate(panels):
-        ax = fig.add_subplot(1, cols, i + 1, projection="3d")
-        elev, azim = view if view is not None else views[0]
-        if view is None:
-            ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=0.5, c=points[:, 2], cmap="viridis",
-                       depthshade=False)
-        elif mesh is None:
-            ax.text2D(0.5, 0.5, "no surface", ha="center", transform=ax.transAxes)
-        else:
-            verts, faces = mesh
-            tri = verts[faces]
-            normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-            normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
-            e, a = np.radians(elev), np.radians(azim)
-            light = np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
-            shade = 0.25 + 0.75 * np.abs(normal @ light)
-            colour = np.clip(shade[:, None] * np.array([[0.55, 0.7, 0.95]]), 0, 1)
-            ax.add_collection3d(Poly3DCollection(tri, facecolors=colour, edgecolors="none", linewidths=0))
-        ax.view_init(elev=elev, azim=azim)
-        for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), centre):
-            setter(c - half, c + half)
-        ax.set_box_aspect((1, 1, 1))
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=6)
+    centre, half = _mesh_bounds([mesh[0] if mesh is not None else None, points])
+    if points is not None:
+        ax = fig.add_subplot(1, cols, 1, projection="3d")
+        ax.scatter(points[:, 0], points[:, 1], points[:, 2], s=0.5, c=points[:, 2], cmap="viridis", depthshade=False)
+        _set_view(ax, *views[0], centre, half)
+        ax.set_title("input points", fontsize=9)
+    for i, (elev, azim) in enumerate(views):
+        ax = fig.add_subplot(1, cols, i + 1 + (points is not None), projection="3d")
+        _draw_mesh(ax, mesh, elev, azim, centre, half)
+        ax.set_title(f"elev {elev:g}, azim {azim:g}", fontsize=9)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def save_mesh_grid(path: Path, rows: Sequence[Sequence[Tuple[str, Optional[Tuple[np.ndarray, np.ndarray]]]]],
+                   view: Tuple[float, float] = (25, -60)) -> None:
+    """Rows of titled meshes (vertices (V, 3), faces (F, 3), or None), each from one ``view``, on the cube of
+    [-1, 1]^3 (the SDF task's normalised coordinates): several runs side by side."""
+    cols = max(len(row) for row in rows)
+    fig = Figure(figsize=(3.6 * cols, 3.7 * len(rows)))
+    for r, row in enumerate(rows):
+        for c, (title, mesh) in enumerate(row):
+            ax = fig.add_subplot(len(rows), cols, r * cols + c + 1, projection="3d")
+            _draw_mesh(ax, mesh, *view, np.zeros(3), 1.0)
+            ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def _draw_sdf_slice(fig, ax, phi: np.ndarray, true: Optional[np.ndarray], scale: float, title: str,
+                    labels: Tuple[str, str]) -> None:
+    """Phi (S, S) over [-1, 1]^2 in a diverging map clipped at +-``scale``, its zero level in black, the true
+    one (when given) dashed in green, with a colour bar."""
+    image = ax.imshow(phi, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r", vmin=-scale, vmax=scale)
+    if phi.min() < 0 < phi.max():
+        ax.contour(phi, levels=[0.0], colors="k", linewidths=1.2, extent=(-1, 1, -1, 1), origin="lower")
+    if true is not None and true.min() < 0 < true.max():
+        ax.contour(true, levels=[0.0], colors="limegreen", linewidths=1.0, linestyles="--", extent=(-1, 1, -1, 1),
+                   origin="lower")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+
+
+def _slice_scale(phis: Sequence[np.ndarray]) -> float:
+    """The colour range of signed-distance maps: the 99th percentile of |Phi| over all of them."""
+    return max(float(np.percentile(np.abs(np.concatenate([p.reshape(-1) for p in phis])), 99)), 1e-6)
 
 
 def save_sdf_slices(path: Path, slices, suptitle: str = "") -> None:
@@ -293,21 +344,27 @@ def save_sdf_slices(path: Path, slices, suptitle: str = "") -> None:
     the true one dashed in green."""
     names = list(slices)
     fig, axes = figure(1, len(names), (4.4 * len(names), 4.0))
-    scale = max(float(np.percentile(np.abs(np.concatenate([v[0].reshape(-1) for v in slices.values()])), 99)), 1e-6)
+    scale = _slice_scale([v[0] for v in slices.values()])
     for ax, name in zip(axes[0], names):
         phi, true = slices[name]
         free = [k for k in "xyz" if k != name]
-        image = ax.imshow(phi, origin="lower", extent=(-1, 1, -1, 1), cmap="RdBu_r", vmin=-scale, vmax=scale)
-        if phi.min() < 0 < phi.max():
-            ax.contour(phi, levels=[0.0], colors="k", linewidths=1.2, extent=(-1, 1, -1, 1), origin="lower")
-        if true is not None and true.min() < 0 < true.max():
-            ax.contour(true, levels=[0.0], colors="limegreen", linewidths=1.0, linestyles="--", extent=(-1, 1, -1, 1),
-                       origin="lower")
-        ax.set_title(f"{name} = 0" + (" (dashed: true surface)" if true is not None else ""), fontsize=9)
-        ax.set_xlabel(free[0])
-        ax.set_ylabel(free[1])
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        title = f"{name} = 0" + (" (dashed: true surface)" if true is not None else "")
+        _draw_sdf_slice(fig, ax, phi, true, scale, title, (free[0], free[1]))
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def save_sdf_slice_grid(path: Path, rows: Sequence[Sequence[Tuple[str, np.ndarray, Optional[np.ndarray]]]],
+                        labels: Tuple[str, str] = ("x", "y")) -> None:
+    """Rows of titled signed-distance slices (Phi (S, S), the true SDF or None) over [-1, 1]^2 (as
+    :func:`save_sdf_slices`), each row on its own colour range: several runs side by side."""
+    cols = max(len(row) for row in rows)
+    fig, axes = figure(len(rows), cols, (4.2 * cols, 3.9 * len(rows)))
+    for r, row in enumerate(rows):
+        scale = _slice_scale([phi for _, phi, _ in row])
+        for c, (title, phi, true) in enumerate(row):
+            _draw_sdf_slice(fig, axes[r, c], phi, true, scale, title, labels)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -443,3 +443,21 @@ def test_bad_options_end_in_one_line(tmp_path, args, words, capsys, monkeypatch)
     assert info.value.code == 2 and err.startswith("error:") and len(err.splitlines()) == 1, err
     for w in words:
         assert w in err, (w, err)
+
+
+def test_load_run_rebuilds_the_run_and_compare_draws_it(tmp_path, one_thread):
+    from sobolev_inr.tasks.sdf import load_run
+
+    common = dict(SMALL, point_cloud="shape:sphere")
+    metrics = run_main(MAIN, [], tmp_path, exp_name="val", supervision="val", **common)
+    run_main(MAIN, [], tmp_path, exp_name="val_der", **common)
+    model, task, saved = load_run(tmp_path / "val")
+    assert saved == metrics and task.supervision == "val" and task.cloud.num_points == metrics["num_points"]
+    assert task.final_metrics(model)["surface_abs_phi"] == pytest.approx(metrics["surface_abs_phi"], rel=1e-6)
+    compare = load_task_main("sdf", "compare")
+    out = [str(tmp_path / "meshes.png"), str(tmp_path / "slices.png")]
+    compare.main([str(tmp_path / "val"), str(tmp_path / "val_der"), "--columns", "2", "--meshes_out", out[0],
+                  "--slices_out", out[1]])
+    assert all(Path(p).stat().st_size > 10_000 for p in out)
+    with pytest.raises(SystemExit):
+        compare.main([str(tmp_path / "val"), str(tmp_path / "val_der"), "--columns", "3"])

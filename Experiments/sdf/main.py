@@ -74,8 +74,7 @@ def main(argv=None):
     from sobolev_inr.errors import DataError
     from sobolev_inr.experiment import describe_model, open_run, train_and_report
     from sobolev_inr.models import SIREN_3D_NUM_FREQUENCIES
-    from sobolev_inr.sdf_loss import SDFLossWeights
-    from sobolev_inr.tasks.sdf import SDFFitting
+    from sobolev_inr.tasks.sdf import sdf_task_from_config
     from sobolev_inr.training import seed_everything
 
     cloud = normalise_cloud(load_point_cloud(args.point_cloud, args.num_points, args.seed))
@@ -87,10 +86,7 @@ def main(argv=None):
         return run.read_metrics()
     seed_everything(args.seed, args.deterministic)
     model = cli.build_model(args, in_features=3, out_features=1, num_frequencies=SIREN_3D_NUM_FREQUENCIES).to(device)
-    weights = SDFLossWeights(args.lambda_sdf, args.lambda_inter, args.lambda_normal, args.lambda_grad,
-                             args.inter_alpha)
-    task = SDFFitting(cloud, args.supervision, weights, args.batch_size, device, args.mc_resolution,
-                      args.eval_chunk_size, args.der_mode, args.der_engine)
+    task = sdf_task_from_config(vars(args), cloud, device)
     run.print(f"point cloud {cloud.source}: {cloud.num_points} points, "
               f"{'with' if cloud.normals is not None else 'without'} normals; normalised to [-1, 1]^3 by "
               f"x' = (x - centre) * scale, centre {[round(c, 6) for c in cloud.transform.centre]}, "

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.pointclouds import NormalisedCloud, sample_mesh, write_ply
+from ..data.pointclouds import NormalisedCloud, load_point_cloud, normalise_cloud, sample_mesh, write_ply
+from ..data.shapes import SHAPE_PREFIX
 from ..derivatives import value_and_derivatives
 from ..meshing import evaluate_grid, grid_points, marching_cubes
 from ..regression import OncePerWeights, predict
@@ -137,6 +138,15 @@ class SDFFitting:
         """The zero set of the grid: vertices (V, 3) normalised, triangles (F, 3); None if Phi does not cross 0."""
         return self._once_per_weights("mesh", model, lambda: marching_cubes(self.grid(model)))
 
+    def figure_mesh(self, model: nn.Module) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """The mesh of :meth:`mesh`, or of a coarser stride of its grid until it has at most ``FIGURE_MAX_FACES``
+        triangles (matplotlib draws every one)."""
+        mesh, stride = self.mesh(model), 1
+        while mesh is not None and len(mesh[1]) > FIGURE_MAX_FACES:
+            stride += 1
+            mesh = marching_cubes(self.grid(model), stride=stride)
+        return mesh
+
     def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
         """What ``metrics.json`` reports (module docstring); distances in normalised units."""
         model.eval()
@@ -192,16 +202,67 @@ class SDFFitting:
                  else "no surface: Phi does not cross 0 on the grid")
         if metrics.get("iou") is not None:
             title += f", IoU {metrics['iou']:.3f}"
-        figure_mesh = None
         if mesh is not None:
             verts, faces = mesh
             write_ply(run_dir / "mesh.ply", self.cloud.transform.invert(verts), faces)
-            stride = 1
-            figure_mesh = mesh
-            while figure_mesh is not None and len(figure_mesh[1]) > FIGURE_MAX_FACES:
-                stride += 1
-                figure_mesh = marching_cubes(self.grid(model), stride=stride)
         shown = self.cloud.points[self.summary_rows]
-        save_mesh_views(run_dir / "shape.png", figure_mesh, shown, suptitle=f"{self.cloud.source}: {title}")
+        save_mesh_views(run_dir / "shape.png", self.figure_mesh(model), shown,
+                        suptitle=f"{self.cloud.source}: {title}")
         save_sdf_slices(run_dir / "slices.png", self.slices(model),
                         suptitle=f"Phi on the planes through the centre (normalised units); {title}")
+
+
+def sdf_task_from_config(config: Mapping[str, Any], cloud: Optional[NormalisedCloud] = None,
+                         device: torch.device = torch.device("cpu"), base_dir: Path = Path(".")) -> SDFFitting:
+    """The :class:`SDFFitting` a run's resolved config describes (what main.py builds and :func:`load_run`
+    rebuilds), on ``cloud`` if given, else on the config's ``point_cloud`` (a relative path from ``base_dir``)."""
+    if cloud is None:
+        source = config["point_cloud"]
+        if not source.startswith(SHAPE_PREFIX) and not Path(source).is_absolute():
+            source = str(Path(base_dir) / source)
+        cloud = normalise_cloud(load_point_cloud(source, config["num_points"], config["seed"]))
+    weights = SDFLossWeights(config["lambda_sdf"], config["lambda_inter"], config["lambda_normal"],
+                             config["lambda_grad"], config["inter_alpha"])
+    return SDFFitting(cloud, config["supervision"], weights, config["batch_size"], device, config["mc_resolution"],
+                      config["eval_chunk_size"], config["der_mode"], config["der_engine"])
+
+
+def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
+    """(model, SDFFitting task, metrics) of a finished SDF run, rebuilt from its newest checkpoint and resolved
+    config."""
+    import json
+
+    from ..checkpoints import load_run_model
+
+    run_dir = Path(run_dir)
+    model, state = load_run_model(run_dir)
+    task = sdf_task_from_config(state["config"], device=device, base_dir=Path(state.get("working_dir", ".")))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return model.to(device).eval(), task, metrics
+
+
+def compare_runs(run_dirs: Sequence[Path], columns: int, meshes_out: Path, slices_out: Path,
+                 labels: Optional[Sequence[str]] = None) -> None:
+    """Two figures of finished runs laid out in rows of ``columns`` (e.g. one row per shape, one column per
+    model and supervision): their meshes from one view, and Phi on the plane z = 0 with the true surface dashed
+    (embedded shapes). Titles: ``labels`` (one per column) and each run's IoU or Chamfer-L1."""
+    from ..plots import save_mesh_grid, save_sdf_slice_grid
+
+    labels = list(labels or [])
+    mesh_rows, slice_rows = [], []
+    for i, run_dir in enumerate(run_dirs):
+        model, task, metrics = load_run(run_dir)
+        label = labels[i % columns] if labels else Path(run_dir).name
+        score = (f"IoU {metrics['iou']:.3f}" if metrics.get("iou") is not None else
+                 f"Chamfer-L1 {metrics['chamfer_l1']:.4f}" if metrics.get("chamfer_l1") is not None else "no surface")
+        title = f"{label}\n{Path(run_dir).parent.name}: {score}"
+        if i % columns == 0:
+            mesh_rows.append([])
+            slice_rows.append([])
+        phi, true = task.slices(model)["z"]
+        mesh_rows[-1].append((title, task.figure_mesh(model)))
+        slice_rows[-1].append((title, phi, true))
+    for path in (meshes_out, slices_out):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_mesh_grid(meshes_out, mesh_rows)
+    save_sdf_slice_grid(slices_out, slice_rows)
