@@ -166,11 +166,14 @@ def _to_frames(array: np.ndarray, source: str, is_gray: bool) -> Tuple[Tensor, L
     else:
         raise DataError(f"{source}: unsupported frame type {array.dtype}; save 8- or 16-bit frames")
     frames = torch.from_numpy(np.ascontiguousarray(values)).permute(0, 3, 1, 2)
-    if is_gray and frames.shape[1] == 3:
-        from ..metrics import luma
+    return (_luma_frames(frames) if is_gray else frames).contiguous(), notes
 
-        frames = torch.stack([luma(f) for f in frames])
-    return frames.contiguous(), notes
+
+def _luma_frames(frames: Tensor) -> Tensor:
+    """(T, C, H, W) in [0, 1] -> (T, 1, H, W), the luma of every frame (:func:`sobolev_inr.metrics.luma`)."""
+    from ..metrics import luma
+
+    return frames if frames.shape[1] == 1 else torch.stack([luma(f) for f in frames])
 
 
 def _read_frame_folder(folder: Path, is_gray: bool) -> Tuple[Tensor, List[str]]:
@@ -243,10 +246,7 @@ def load_video(filename: str, data_root: str = "../../data", is_gray: bool = Fal
     if filename == SYNTHETIC_PREFIX or filename.startswith(SYNTHETIC_PREFIX + ":"):
         total = _parse_synthetic(filename)
         frames = synthetic_clip(total)
-        if is_gray:
-            from ..metrics import luma
-
-            frames = torch.stack([luma(f) for f in frames])
+        frames = _luma_frames(frames) if is_gray else frames
         source, fps = f"synthetic clip ({total} frames, {SYNTHETIC_SIZE}x{SYNTHETIC_SIZE}, generated)", SYNTHETIC_FPS
     else:
         path = resolve_video_path(filename, data_root)

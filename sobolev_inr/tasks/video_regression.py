@@ -61,17 +61,25 @@ class VideoRegression(SampledSignalRegression):
         return self.once_per_weights("gradient", model, compute)
 
     def frame_metrics(self, model: nn.Module) -> Dict[str, list]:
-        return frame_quality(self.render(model), self.data.frames)
+        """PSNR and SSIM of every frame (:func:`~sobolev_inr.metrics.frame_quality`), once per weights."""
+        return self.once_per_weights("frame_quality", model, lambda: frame_quality(self.render(model),
+                                                                                   self.data.frames))
+
+    def _frame_means(self, model: nn.Module, frames: Sequence[int], suffix: str) -> Dict[str, float]:
+        """``psnr_<suffix>`` and ``ssim_<suffix>``: the means of the per-frame metrics over ``frames``."""
+        per_frame = self.frame_metrics(model)
+        return {f"psnr_{suffix}": _mean([per_frame["psnr"][k] for k in frames]),
+                f"ssim_{suffix}": _mean([per_frame["ssim"][k] for k in frames])}
+
+    def _psnr_full(self, model: nn.Module) -> float:
+        return psnr(to_unit_range(self.render(model)), to_unit_range(self.data.frames))
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         """PSNR and SSIM of the frames never trained on, PSNR over all held-out samples."""
-        per_frame = self.frame_metrics(model)
-        held = self.data.heldout_frames
         out = {"psnr_heldout": self._psnr_heldout(model)} if self.has_heldout else {}
-        if held:
-            out.update(psnr_heldout_frames=_mean([per_frame["psnr"][k] for k in held]),
-                       ssim_heldout_frames=_mean([per_frame["ssim"][k] for k in held]))
-        return {**out, "psnr_full": psnr(to_unit_range(self.render(model)), to_unit_range(self.data.frames))}
+        if self.data.heldout_frames:
+            out.update(self._frame_means(model, self.data.heldout_frames, "heldout_frames"))
+        return {**out, "psnr_full": self._psnr_full(model)}
 
     def _psnr_heldout(self, model: nn.Module) -> float:
         pred, target, mask = self.render(model), self.data.frames, self.data.heldout
@@ -80,32 +88,30 @@ class VideoRegression(SampledSignalRegression):
     def final_metrics(self, model: nn.Module) -> Dict[str, object]:
         """Everything ``metrics.json`` reports for a clip (see the module docstring)."""
         model.eval()
-        pred, target, mask = self.render(model), self.data.frames, self.data.heldout
+        mask = self.data.heldout
         per_frame = self.frame_metrics(model)
         trained, held = self.data.train_frames, self.data.heldout_frames
         grad = self.render_gradient(model)
         grad_mask = mask[:, None, None].expand_as(grad)
         metrics: Dict[str, object] = {
-            "psnr_full": psnr(to_unit_range(pred), to_unit_range(target)),
+            "psnr_full": self._psnr_full(model),
             "ssim_full": _mean(per_frame["ssim"]),
-            "psnr_train_frames": _mean([per_frame["psnr"][k] for k in trained]),
-            "ssim_train_frames": _mean([per_frame["ssim"][k] for k in trained]),
+            **self._frame_means(model, trained, "train_frames"),
             "psnr_der_full": derivative_psnr(grad, self.data.gradient),
             "num_heldout_samples": int(mask.sum()), "num_heldout_frames": len(held),
             "psnr_per_frame": per_frame["psnr"], "ssim_per_frame": per_frame["ssim"], "train_frames": list(trained),
         }
         if held:
-            metrics.update(psnr_heldout_frames=_mean([per_frame["psnr"][k] for k in held]),
-                           ssim_heldout_frames=_mean([per_frame["ssim"][k] for k in held]))
+            metrics.update(self._frame_means(model, held, "heldout_frames"))
         if self.has_heldout:
             metrics.update(psnr_heldout=self._psnr_heldout(model),
                            psnr_der_heldout=derivative_psnr(grad[grad_mask], self.data.gradient[grad_mask]))
         return metrics
 
-    def figure_frames(self) -> List[int]:
-        """Up to ``FIGURE_FRAMES`` frames never trained on, spread over the clip (trained ones if none is held out)."""
+    def figure_frames(self, num: int = FIGURE_FRAMES) -> List[int]:
+        """Up to ``num`` frames never trained on, spread over the clip (trained ones if none is held out)."""
         pool = self.data.heldout_frames or self.data.train_frames
-        picks = np.linspace(0, len(pool) - 1, min(FIGURE_FRAMES, len(pool))).round().astype(int)
+        picks = np.linspace(0, len(pool) - 1, min(num, len(pool))).round().astype(int)
         return [pool[i] for i in picks]
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, object]) -> None:
@@ -182,8 +188,7 @@ def compare_runs(run_dirs: Sequence[Path], out: Path, labels: Optional[Sequence[
     loaded = [load_run(d) for d in run_dirs]
     labels = list(labels or [Path(d).name for d in run_dirs])
     task0 = loaded[0][1]
-    pool = task0.data.heldout_frames or task0.data.train_frames
-    shown = [pool[i] for i in np.linspace(0, len(pool) - 1, min(num_frames, len(pool))).round().astype(int)]
+    shown = task0.figure_frames(num_frames)
     rows = [("ground truth", to_unit_range(task0.data.frames), None)]
     rows += [(label, to_unit_range(task.render(model).clamp(-1.0, 1.0)), metrics["psnr_per_frame"])
              for (model, task, metrics), label in zip(loaded, labels)]
