@@ -1,12 +1,27 @@
 """Importing the library changes nothing: no plotting backend chosen, no torch setting touched."""
+import os
 import subprocess
 import sys
 
+import pytest
 from task_entry import REPO
 
+# Imports every module of the package named by argv[1] (at least argv[2] of them) in a fresh interpreter.
+# The backend check compares with what the environment chose before any of them ran (MPLBACKEND, a
+# matplotlibrc: None when neither sets one), so it holds whatever the machine sets, and it also records
+# every matplotlib.use call, so a module that picks the same backend as MPLBACKEND is still caught.
 IMPORT_EVERYTHING = """
 import importlib, pkgutil, sys
+import matplotlib
 import torch
+
+backend_before = matplotlib.rcParams._get_backend_or_none()
+use_calls = []
+_use = matplotlib.use
+def _recording_use(*args, **kwargs):
+    use_calls.append(args)
+    return _use(*args, **kwargs)
+matplotlib.use = _recording_use
 
 def settings():
     return (torch.get_num_threads(), torch.get_num_interop_threads(), torch.get_default_dtype(),
@@ -14,21 +29,57 @@ def settings():
             torch.backends.cudnn.benchmark, torch.is_grad_enabled())
 
 before = settings()
-import sobolev_inr
-names = [m.name for m in pkgutil.walk_packages(sobolev_inr.__path__, "sobolev_inr.")]
+package = importlib.import_module(sys.argv[1])
+names = [m.name for m in pkgutil.walk_packages(package.__path__, sys.argv[1] + ".")]
 for name in names:
     importlib.import_module(name)
-assert len(names) > 20, names
-assert settings() == before, "importing sobolev_inr changed torch's global settings"
+assert len(names) >= int(sys.argv[2]), names
+assert settings() == before, "importing the package changed torch's global settings"
 assert "matplotlib.pyplot" not in sys.modules, "a module imports pyplot at import time"
-if "matplotlib" in sys.modules:
-    import matplotlib
-    assert matplotlib.rcParams._get_backend_or_none() is None, "a module chose the plotting backend at import"
+assert not use_calls, f"a module chose the plotting backend at import: matplotlib.use{use_calls[0]}"
+backend_after = matplotlib.rcParams._get_backend_or_none()
+assert backend_after == backend_before, (
+    f"a module chose the plotting backend at import: {backend_before!r} -> {backend_after!r}")
 print("ok", len(names))
 """
 
 
-def test_importing_every_module_has_no_side_effects():
-    done = subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING], cwd=REPO, capture_output=True, text=True)
+def _import_everything(package, at_least, pythonpath=None):
+    """Runs IMPORT_EVERYTHING in a subprocess with this process's environment (so monkeypatch.setenv reaches it)."""
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return subprocess.run([sys.executable, "-c", IMPORT_EVERYTHING, package, str(at_least)], cwd=REPO,
+                          capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("mplbackend", [None, "Agg"], ids=["MPLBACKEND-unset", "MPLBACKEND=Agg"])
+def test_importing_every_module_has_no_side_effects(monkeypatch, mplbackend):
+    """Holds with MPLBACKEND unset and with MPLBACKEND=Agg (usual on headless servers and in containers)."""
+    if mplbackend is None:
+        monkeypatch.delenv("MPLBACKEND", raising=False)
+    else:
+        monkeypatch.setenv("MPLBACKEND", mplbackend)
+    done = _import_everything("sobolev_inr", at_least=21)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("ok")
+
+
+@pytest.mark.parametrize("mplbackend", [None, "Agg"], ids=["MPLBACKEND-unset", "MPLBACKEND=Agg"])
+@pytest.mark.parametrize("body", ['matplotlib.use("Agg")', 'matplotlib.rcParams["backend"] = "pdf"',
+                                  "import matplotlib.pyplot"], ids=["use", "rcParams", "pyplot"])
+def test_the_import_check_catches_a_module_that_chooses_the_backend(tmp_path, monkeypatch, mplbackend, body):
+    """The check is not vacuous: a submodule that picks a backend fails it, even one that picks the backend
+    MPLBACKEND already names (use("Agg") under MPLBACKEND=Agg)."""
+    if mplbackend is None:
+        monkeypatch.delenv("MPLBACKEND", raising=False)
+    else:
+        monkeypatch.setenv("MPLBACKEND", mplbackend)
+    package = tmp_path / "picks_a_backend"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plots.py").write_text(f"import matplotlib\n{body}\n")
+    done = _import_everything("picks_a_backend", at_least=1, pythonpath=tmp_path)
+    assert done.returncode != 0
+    expected = "imports pyplot" if "pyplot" in body else "chose the plotting backend"
+    assert expected in done.stderr, done.stderr
