@@ -9,6 +9,8 @@ import pytest
 from task_entry import load_task_main, run_main
 import torch
 
+from sobolev_inr.errors import ConfigError
+
 REPO = Path(__file__).resolve().parents[1]
 TASK_DIR = REPO / "Experiments" / "image_regression"
 SHIPPED_CONFIGS = sorted((TASK_DIR / "configs").rglob("*.txt"))
@@ -114,7 +116,7 @@ def test_bad_values_fail_with_one_line(tiny_rgb_png, tmp_path, args, words):
 def test_cuda_requested_without_gpu_is_a_clear_error(tiny_rgb_png, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(Exception, match="no CUDA device"):
+    with pytest.raises(ConfigError, match="no CUDA device"):
         _run([], tmp_path, filename=tiny_rgb_png, num_epochs=1, device="cuda")
 
 
@@ -128,9 +130,9 @@ def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(
     # How derivatives are computed is not what is computed: another engine still finds the run finished.
     _run(common + ["--der_engine", "autograd", "--der_recompute"], tmp_path, num_epochs=2)
     assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns == stamp
-    with pytest.raises(Exception, match=r"lrate: 0.0001 -> 0.001.*--overwrite"):
+    with pytest.raises(ConfigError, match=r"lrate: 0.0001 -> 0.001.*--overwrite"):
         _run(common, tmp_path, num_epochs=2, lrate=1e-3)
-    with pytest.raises(Exception, match=r"num_epochs: 2 -> 4.*--resume"):
+    with pytest.raises(ConfigError, match=r"num_epochs: 2 -> 4.*--resume"):
         _run(common, tmp_path, num_epochs=4)
     redone = _run(common + ["--overwrite"], tmp_path, num_epochs=2, lrate=1e-3)
     assert redone["steps"] == 2 and first["steps"] == 2
@@ -140,7 +142,7 @@ def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_run(tiny_rgb_png, tm
     precious = tmp_path / "notes"
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me")
-    with pytest.raises(Exception, match="does not look like a run directory"):
+    with pytest.raises(ConfigError, match="does not look like a run directory"):
         _run(["--filename", str(tiny_rgb_png), "--exp_name", "notes", "--overwrite"], tmp_path, num_epochs=1)
     assert (precious / "thesis.tex").read_text() == "keep me"
 
@@ -225,9 +227,9 @@ def test_resume_refuses_a_changed_config_and_records_every_start(tiny_rgb_png, t
     common = ["--filename", str(tiny_rgb_png), "--hidden_features", "8", "--exp_name", "r", "--epochs_til_ckpt", "2"]
     _run(common, tmp_path, num_epochs=2)
     before = (tmp_path / "r" / "config.json").read_text()
-    with pytest.raises(Exception, match=r"--resume: .*lrate: 0.0001 -> 0.01"):
+    with pytest.raises(ConfigError, match=r"--resume: .*lrate: 0.0001 -> 0.01"):
         _run(common + ["--resume"], tmp_path, num_epochs=4, lrate=1e-2)
-    with pytest.raises(Exception, match=r"seed: 0 -> 1.*supervision: val_der -> val"):
+    with pytest.raises(ConfigError, match=r"seed: 0 -> 1.*supervision: val_der -> val"):
         _run(common + ["--resume", "--seed", "1", "--supervision", "val"], tmp_path, num_epochs=4)
     assert (tmp_path / "r" / "config.json").read_text() == before  # the refused runs changed nothing
     resumed = _run(common + ["--resume", "--der_engine", "autograd", "--device", "cpu"], tmp_path, num_epochs=4)
