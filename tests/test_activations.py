@@ -71,7 +71,11 @@ class TestRegistry:
         act = build_activation(name, W0)
         z = torch.randn(5, 7)
         assert act(z).shape == (5, 7)
-        assert isinstance(repr(act), str)
+        # the repr names the class and the frequency w0 exactly where the activation uses it (a model's
+        # printout shows it), e.g. Sine(w0=30.0), SPDER(w0=30.0, delta='sqrt', eps=0.0001), ReLU()
+        text = repr(act)
+        assert text.startswith(f"{type(act).__name__}(") and text.endswith(")"), text
+        assert (f"w0={W0}" in text) == act.uses_w0 == (name == "sine" or name in SPDERS), text
 
     def test_unknown_name_lists_valid_names(self):
         with pytest.raises(ValueError) as info:
