@@ -6,19 +6,34 @@ counters, the state of the random generator training draws from, and the resolve
 Checkpoints are named by the run's unit: ``epoch_XXXXXXX.pt`` or ``step_XXXXXXX.pt``. It is written
 to a temporary file in the same folder and renamed over the target, so a kill during the write
 leaves the previous checkpoint intact. Loading maps tensors to CPU unless told otherwise.
+
+Checkpoints hold tensors and plain values only (dict, list, tuple, str, int, float, bool, None), so they
+load with ``torch.load(..., weights_only=True)``, which runs no code from the file: :func:`save_checkpoint`
+turns NumPy arrays into tensors, NumPy scalars into numbers and paths into strings, refuses any other
+object (TypeError naming where it is), and stamps the checkpoint with :func:`~sobolev_inr.provenance.provenance`
+(``package_version``, ``torch_version``, ``git_commit``, ``git_dirty``). A file that holds other objects (a
+checkpoint written elsewhere, say with NumPy content) fails to load with :class:`CheckpointError`; if you
+trust the file, ``load_checkpoint(path, trusted=True)`` loads it with full unpickling.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
+
+from .errors import DataError
+from .provenance import provenance
 
 CHECKPOINT_PATTERN = re.compile(r"^(epoch|step)_(\d+)\.pt$")
 CHECKPOINT_UNITS = ("epoch", "step")
+_PLAIN_LEAVES = (str, bytes, int, float, complex, bool, torch.dtype, torch.device, torch.Size)
 
 
 def checkpoint_path(directory: Path, index: int, unit: str = "epoch") -> Path:
@@ -42,8 +57,51 @@ def latest_checkpoint(directory: Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
+class CheckpointError(DataError):
+    """A checkpoint that cannot be loaded safely (it holds objects other than tensors and plain values)."""
+
+
+def plain_checkpoint(state: Any, where: str = "checkpoint") -> Any:
+    """``state`` with only what ``torch.load(weights_only=True)`` loads: tensors, dicts (OrderedDicts kept),
+    lists, tuples, sets, str, bytes, int, float, complex, bool, None, torch dtypes, devices and sizes. NumPy
+    arrays become tensors, NumPy scalars numbers, paths and ``str`` subclasses strings, named tuples tuples;
+    anything else raises TypeError naming where it is. Containers with nothing to convert are returned as
+    they are (a model's state dict keeps its ``_metadata``)."""
+    if state is None or type(state) in _PLAIN_LEAVES or isinstance(state, torch.Tensor):
+        return state
+    if isinstance(state, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(state))
+    if isinstance(state, np.generic):
+        return state.item()
+    if isinstance(state, (str, os.PathLike)):
+        return os.fspath(state) if isinstance(state, os.PathLike) else str(state)
+    if isinstance(state, bool):
+        return bool(state)
+    if isinstance(state, int):
+        return int(state)
+    if isinstance(state, float):
+        return float(state)
+    if isinstance(state, dict):
+        items = [(plain_checkpoint(k, f"{where} key {k!r}"), plain_checkpoint(v, f"{where}[{k!r}]"))
+                 for k, v in state.items()]
+        if type(state) in (dict, OrderedDict) and all(a is k and b is v for (a, b), (k, v) in zip(items, state.items())):
+            return state
+        return (OrderedDict if isinstance(state, OrderedDict) else dict)(items)
+    if isinstance(state, (list, tuple, set, frozenset)):
+        kind = list if isinstance(state, list) else set if isinstance(state, (set, frozenset)) else tuple
+        items = [plain_checkpoint(v, f"{where}[{i}]") for i, v in enumerate(state)]
+        if type(state) is kind and all(a is b for a, b in zip(items, state)):
+            return state
+        return kind(items)
+    raise TypeError(f"{where} is a {type(state).__module__}.{type(state).__qualname__}; checkpoints hold tensors "
+                    f"and plain values only (dict, list, tuple, str, int, float, bool, None), so that they load "
+                    f"with weights_only=True")
+
+
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    """Writes ``state`` to ``path`` atomically (temporary file + rename)."""
+    """Writes ``state`` to ``path`` atomically (temporary file + rename), as plain values
+    (:func:`plain_checkpoint`), with the :func:`~sobolev_inr.provenance.provenance` keys it does not set."""
+    state = plain_checkpoint({**state, **{k: v for k, v in provenance().items() if k not in state}})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
@@ -62,9 +120,22 @@ def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: Path, map_location="cpu") -> Dict[str, Any]:
-    """Loads a checkpoint written by :func:`save_checkpoint` (tensors on CPU by default)."""
-    return torch.load(path, map_location=map_location, weights_only=False)
+def load_checkpoint(path: Path, map_location="cpu", *, trusted: bool = False) -> Dict[str, Any]:
+    """Loads a checkpoint written by :func:`save_checkpoint` (tensors on CPU by default) with
+    ``weights_only=True``. :class:`CheckpointError` (one line) when the file holds other objects, e.g. NumPy
+    arrays; ``trusted=True`` loads such a file with full unpickling, which can run code from it: only for
+    files you made or trust."""
+    if trusted:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain values"
+                              f"{' (' + found.group(1) + ')' if found else ''}, so it does not load with "
+                              f"weights_only=True (written elsewhere or by an older version?); if you trust the "
+                              f"file, load it with sobolev_inr.checkpoints.load_checkpoint(path, trusted=True) and "
+                              f"save it again with save_checkpoint") from None
 
 
 def prune_checkpoints(directory: Path, keep: int) -> None:

@@ -71,14 +71,16 @@ def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(tas
 
 SLOW_WRITER = textwrap.dedent("""
     import sys, time
+    import torch
     from sobolev_inr.checkpoints import save_checkpoint
 
-    class Slow:
-        def __reduce__(self):
-            time.sleep(30)
-            return (list, ())
+    def slow_save(obj, f, *args, **kwargs):  # a write that hangs halfway
+        f.write(b"PK\\x03\\x04partial")
+        f.flush()
+        time.sleep(30)
 
-    save_checkpoint(sys.argv[1], {"epoch": 2, "payload": Slow()})
+    torch.save = slow_save
+    save_checkpoint(sys.argv[1], {"epoch": 2, "weights": torch.arange(9)})
 """)
 
 
