@@ -84,7 +84,8 @@ def plain_checkpoint(state: Any, where: str = "checkpoint") -> Any:
     if isinstance(state, dict):
         items = [(plain_checkpoint(k, f"{where} key {k!r}"), plain_checkpoint(v, f"{where}[{k!r}]"))
                  for k, v in state.items()]
-        if type(state) in (dict, OrderedDict) and all(a is k and b is v for (a, b), (k, v) in zip(items, state.items())):
+        unchanged = all(a is k and b is v for (a, b), (k, v) in zip(items, state.items()))
+        if type(state) in (dict, OrderedDict) and unchanged:
             return state
         return (OrderedDict if isinstance(state, OrderedDict) else dict)(items)
     if isinstance(state, (list, tuple, set, frozenset)):
