@@ -10,7 +10,9 @@
   (:mod:`sobolev_inr.checkpoints`);
 * ``history.jsonl``: one line per start of the run (first or resumed): when, from which step,
   the resolved config and what changed since the previous start;
-* ``metrics.json``: the final metrics, a flat object; its presence marks a finished run;
+* ``metrics.json``: the final metrics, a flat object; its presence marks a finished run. Every task's
+  shares the keys of :func:`run_metrics` and the :func:`~sobolev_inr.provenance.provenance` keys
+  (``package_version``, ``torch_version``, ``git_commit``, ``git_dirty``);
 * figures as PNG.
 """
 from __future__ import annotations
@@ -23,15 +25,27 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from tqdm.auto import tqdm
 
 from .checkpoints import latest_checkpoint
 from .errors import ConfigError
+from .provenance import provenance
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .training import FitResult
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.jsonl"
+RECORDED_CONFIG_KEYS = ("exp_name", "supervision", "activations", "lambda_der", "der_units", "der_mode",
+                        "der_estimator", "der_directions", "der_fraction", "seed")
+"""Config keys that :func:`run_metrics` repeats in ``metrics.json``, so that the report and the sweeps group runs
+by them without reading ``config.json``: the run's name and seed, and the Sobolev-training options (which
+supervision, which derivatives and how they are estimated). A task without one of them leaves it out."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +178,9 @@ class RunDirectory:
         return self.path / name
 
     def write_metrics(self, metrics: Mapping[str, object]) -> Path:
-        """Writes the final metrics (non-finite floats become null, as JSON has no NaN)."""
+        """Writes the final metrics (non-finite floats become null, as JSON has no NaN), with the
+        :func:`~sobolev_inr.provenance.provenance` keys that ``metrics`` does not set."""
+        metrics = {**provenance(), **metrics}
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         path = self.file(METRICS_FILE)
         tmp = path.with_suffix(".json.tmp")
@@ -222,6 +238,26 @@ class ScalarLog:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def run_metrics(task_name: str, metadata: Mapping[str, Any], result: "FitResult", model: "nn.Module",
+                device: "torch.device", *, config_keys: Sequence[str] = RECORDED_CONFIG_KEYS) -> Dict[str, Any]:
+    """The keys every task's ``metrics.json`` shares, beside the task's own quality metrics: the task, the
+    ``config_keys`` of the resolved run config ``metadata`` that it has (:data:`RECORDED_CONFIG_KEYS`), the
+    model's encoding and size, and the training record of :func:`~sobolev_inr.training.fit` (length, time,
+    memory, skipped steps, the last logged loss terms as ``final_<term>``)."""
+    per_1k = 1000.0 * result.train_time_s / result.steps if result.steps else None
+    return {
+        "task": task_name, **{k: metadata[k] for k in config_keys if k in metadata},
+        "encoding": getattr(model, "config", {}).get("encoding"),
+        "epochs": result.epochs, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
+        "train_time_s": round(result.train_time_s, 3),
+        "time_per_1k_steps_s": round(per_1k, 3) if per_1k is not None else None,
+        "peak_memory_mb": round(result.peak_memory_mb, 1) if result.peak_memory_mb is not None else None,
+        "peak_memory_kind": result.peak_memory_kind, "skipped_steps": result.skipped_steps,
+        "device": str(device), "num_params": sum(p.numel() for p in model.parameters()),
+        **{f"final_{k.split('/', 1)[1]}": v for k, v in result.final_terms.items() if k.startswith("train/")},
+    }
 
 
 def format_config(config: Dict[str, Any]) -> str:

@@ -10,6 +10,15 @@ draws, so a resumed run matches an uninterrupted one, also when it was stopped i
 A run is measured in epochs (full passes over the task's batches: the image and audio tasks) or
 in optimisation steps (batches drawn across epochs, reshuffled at each epoch's start: NeRF's
 ``N_iters``); summaries and checkpoints count in the same unit.
+
+:func:`fit` is made of named pieces, each usable and testable alone:
+
+* :class:`TrainingState`: model, optimizer, position in the data and counters, checkpointed and
+  restored as one object (``state_dict`` / ``load_state_dict``);
+* :func:`resume`: loads a run's newest checkpoint into a state;
+* :class:`NonFinitePolicy`: what a step with a non-finite loss or gradient does (stop, or skip and count);
+* :class:`Summaries`: the scalars (CSV, TensorBoard), the progress bar and the log lines;
+* :class:`Callback`: hooks called at each summary and after each checkpoint (:class:`KillAfterCheckpoint`).
 """
 from __future__ import annotations
 
@@ -30,20 +39,25 @@ from torch import Tensor, nn
 
 from .checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .errors import ConfigError, TrainingError
-from .runs import RunDirectory, ScalarLog
+from .runs import RunDirectory, ScalarLog, run_metrics  # noqa: F401  (run_metrics: its former home, re-exported)
 
 NAN_POLICIES = ("stop", "skip")
 KILL_AFTER_CHECKPOINT_ENV = "SOBOLEV_INR_KILL_AFTER_CHECKPOINT"
-"""Fault injection for the kill tests: with this variable set to N, the process kills itself (SIGKILL)
-right after the N-th checkpoint it writes, a deterministic point at any machine speed."""
+"""Test-only fault injection, read once when :func:`fit` starts: with this variable set to N, fit adds
+:class:`KillAfterCheckpoint` (N) to its callbacks."""
 
 
 class Task(Protocol):
-    """What :func:`fit` and :func:`~sobolev_inr.experiment.train_and_report` need from a task."""
+    """What :func:`fit` and :func:`~sobolev_inr.experiment.train_and_report` need from a task.
+
+    Optional: ``train_psnr(terms) -> Optional[float]``, the training PSNR shown beside the loss, from the
+    batch's loss terms (floats by name); without it, :func:`train_psnr` derives it from ``psnr_peak``.
+    """
 
     psnr_peak: float
     """Peak signal value for the training PSNR shown beside the loss (2.0 for [-1, 1] images), computed from the
-    loss's ``value`` term; unused by a task whose loss has none."""
+    loss's ``value`` term (the mean squared error of the values) by :func:`train_psnr`; unused by a task whose
+    loss has none or that defines ``train_psnr``."""
 
     def train_batches(self, generator: torch.Generator) -> Iterable[Any]:
         """The batches of one epoch; every random draw (order, noise) comes from ``generator``, which
@@ -60,6 +74,19 @@ class Task(Protocol):
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """Figures and other files of the finished run, written into ``run_dir``."""
+
+
+def train_psnr(task: Any, terms: Mapping[str, float]) -> Optional[float]:
+    """The training PSNR of a batch's loss ``terms`` (floats by name): the task's own ``train_psnr(terms)`` if
+    it has one, else ``10 log10(psnr_peak^2 / terms["value"])`` (inf for a zero error); None when the task has
+    no ``psnr_peak`` or the loss no ``value`` term."""
+    own = getattr(task, "train_psnr", None)
+    if own is not None:
+        return own(terms)
+    peak, mse = getattr(task, "psnr_peak", None), terms.get("value")
+    if peak is None or mse is None:
+        return None
+    return 10 * math.log10(peak ** 2 / mse) if mse > 0 else float("inf")
 
 
 @dataclass
@@ -207,7 +234,23 @@ def _peak_rss_mb() -> float:
     return peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
 
 
-class _Batches:
+def _peak_memory_mb(device: torch.device, previous: Optional[float]) -> float:
+    """The most memory training has used: CUDA's peak allocation since the last reset, or the process's peak
+    RSS, and never less than ``previous`` (the peak of earlier segments and sessions)."""
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else _peak_rss_mb()
+    return max(peak, previous or 0.0)
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _memory_kind(device: torch.device) -> str:
+    return "cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss"
+
+
+class BatchStream:
     """The task's batches across epochs, with the position needed to resume inside an epoch: the
     generator's state at the start of the current epoch and how many of its batches were drawn."""
 
@@ -239,208 +282,347 @@ class _Batches:
         return True, batch
 
 
-def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadata: Mapping[str, Any],
-        periodic: Sequence[Periodic] = ()) -> FitResult:
-    """Trains ``model`` on ``task`` as ``cfg`` says; writes scalars and checkpoints into ``run``.
+@dataclass
+class TrainingState:
+    """Everything a run's continuation depends on, checkpointed and restored as one object: the model, the
+    optimizer, the position in the data (:class:`BatchStream`), the epoch and step counters, the skipped
+    steps, and the time and peak memory of the run so far (earlier sessions included).
 
-    ``metadata`` (the resolved run config, plain values) is stored in every checkpoint. Seed the global
-    RNGs before building the model (:func:`seed_everything`); fit itself draws only from its own
-    generator and leaves torch's global state as it found it (its grad mode included), but for the
-    CUDA device's peak-memory statistics, which it resets to measure the training steps alone.
+    :meth:`state_dict` gives plain values and tensors (the checkpoint's ``model``, ``optimizer``, ``epoch``,
+    ``step``, ``rng``, ``wall_time_s``, ``train_time_s``, ``skipped_steps`` and ``peak_memory_mb``);
+    :meth:`load_state_dict` restores them, so that the run goes on exactly as if it had not stopped.
     """
-    cfg.check()
-    unit, length = cfg.unit, cfg.length
-    params = [p for p in model.parameters() if p.requires_grad]
-    device = params[0].device if params else torch.device("cpu")
-    optimizer = torch.optim.Adam(params, lr=cfg.lrate)
-    generator = torch.Generator().manual_seed(cfg.seed + 1)
-    batches = _Batches(task, generator)
-    epoch, step, wall, train_time, skipped, prev_peak = 0, 0, 0.0, 0.0, 0, None
 
-    if cfg.resume:
-        ckpt_file = latest_checkpoint(run.checkpoints)
-        if ckpt_file is None:
-            run.print(f"resume: no checkpoint in {run.checkpoints}; starting from scratch")
-        else:
-            state = load_checkpoint(ckpt_file)
-            done = state["epoch"] if unit == "epoch" else state["step"]
-            if done > length:
-                raise ConfigError(f"the run in {run.path} has trained {done} {unit}s; num_{unit}s = {length} is "
-                                  f"shorter (resume continues a run, it cannot shorten it)")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            rng = state["rng"]  # checkpoints before step-based runs kept the generator's state at an epoch's end
-            batches.restore(rng.get("epoch_start", rng.get("generator")), rng.get("batches_drawn", 0))
-            epoch, step = state["epoch"], state["step"]
-            wall, train_time = state.get("wall_time_s", 0.0), state.get("train_time_s", 0.0)
-            skipped, prev_peak = state.get("skipped_steps", 0), state.get("peak_memory_mb")
-            run.print(f"resume: continuing from {ckpt_file.name} (epoch {epoch}, step {step})")
-    run.record_start(epoch, step)
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    batches: BatchStream
+    params: List[nn.Parameter]
+    epoch: int = 0
+    step: int = 0
+    train_time_s: float = 0.0
+    """Time in training steps (the device synchronised before each reading), all sessions."""
+    skipped_steps: int = 0
+    peak_memory_mb: Optional[float] = None
+    earlier_wall_time_s: float = 0.0
+    """Wall time of the run's earlier sessions (before the latest resume)."""
+    session_start: float = field(default_factory=time.perf_counter)
 
-    position = lambda: epoch if unit == "epoch" else step  # noqa: E731
-    log = ScalarLog(run, start_step=step, tensorboard=cfg.tensorboard)
-    pending: List[Tuple[int, Dict[str, Tensor]]] = []
-    final_terms: Dict[str, float] = {}
-    session_start = time.perf_counter()
-    kill_after, saved_count = int(os.environ.get(KILL_AFTER_CHECKPOINT_ENV, "0") or 0), [0]
+    @classmethod
+    def start(cls, model: nn.Module, task: Task, cfg: FitConfig) -> "TrainingState":
+        """A fresh state: Adam over the trainable parameters at ``cfg.lrate``, batches drawn from a generator
+        seeded with ``cfg.seed + 1``."""
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=cfg.lrate)
+        generator = torch.Generator().manual_seed(cfg.seed + 1)
+        return cls(model, optimizer, BatchStream(task, generator), params)
 
-    def flush() -> Dict[str, float]:
-        """Moves the buffered per-step terms to the logs (one device sync per summary)."""
-        nonlocal pending
-        if not pending:
-            return {}
-        names = list(pending[0][1])
-        values = torch.stack([torch.stack([t[n] for n in names]) for _, t in pending]).double().cpu().tolist()
+    @property
+    def device(self) -> torch.device:
+        return self.params[0].device if self.params else torch.device("cpu")
+
+    def position(self, unit: str) -> int:
+        """Epochs or steps done, in the run's ``unit``."""
+        return self.epoch if unit == "epoch" else self.step
+
+    def wall_time_s(self) -> float:
+        """Wall time of the run so far, earlier sessions included."""
+        return self.earlier_wall_time_s + (time.perf_counter() - self.session_start)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "epoch": self.epoch, "step": self.step,
+                "rng": {"epoch_start": self.batches.epoch_start_state, "batches_drawn": self.batches.drawn},
+                "wall_time_s": self.wall_time_s(), "train_time_s": self.train_time_s,
+                "skipped_steps": self.skipped_steps, "peak_memory_mb": self.peak_memory_mb}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        rng = state["rng"]  # checkpoints before step-based runs kept the generator's state at an epoch's end
+        self.batches.restore(rng.get("epoch_start", rng.get("generator")), rng.get("batches_drawn", 0))
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.earlier_wall_time_s, self.train_time_s = state.get("wall_time_s", 0.0), state.get("train_time_s", 0.0)
+        self.skipped_steps, self.peak_memory_mb = state.get("skipped_steps", 0), state.get("peak_memory_mb")
+
+    def result(self, final_terms: Optional[Dict[str, float]] = None, wall_time_s: Optional[float] = None) -> FitResult:
+        return FitResult(self.epoch, self.step, self.wall_time_s() if wall_time_s is None else wall_time_s,
+                         self.train_time_s, dict(final_terms or {}), self.skipped_steps, self.peak_memory_mb,
+                         _memory_kind(self.device))
+
+
+def resume(state: TrainingState, run: RunDirectory, cfg: FitConfig) -> Optional[Path]:
+    """Loads the newest checkpoint of ``run`` into ``state`` and returns its path; None (and a note) when the
+    run has none. ConfigError when the run has trained further than ``cfg`` asks: resume continues a run, it
+    cannot shorten it."""
+    path = latest_checkpoint(run.checkpoints)
+    if path is None:
+        run.print(f"resume: no checkpoint in {run.checkpoints}; starting from scratch")
+        return None
+    saved = load_checkpoint(path)
+    done = saved["epoch"] if cfg.unit == "epoch" else saved["step"]
+    if done > cfg.length:
+        raise ConfigError(f"the run in {run.path} has trained {done} {cfg.unit}s; num_{cfg.unit}s = {cfg.length} is "
+                          f"shorter (resume continues a run, it cannot shorten it)")
+    state.load_state_dict(saved)
+    run.print(f"resume: continuing from {path.name} (epoch {state.epoch}, step {state.step})")
+    return path
+
+
+def write_checkpoint(run: RunDirectory, state: TrainingState, unit: str, metadata: Mapping[str, Any],
+                     keep: int) -> Path:
+    """Saves ``state`` as the run's checkpoint at its current position, with what rebuilds the model and the
+    run (``model_config``, the resolved ``config``, the ``working_dir`` its relative paths start from), then
+    keeps the newest ``keep``. Returns the checkpoint's path."""
+    path = checkpoint_path(run.checkpoints, state.position(unit), unit)
+    save_checkpoint(path, {**state.state_dict(), "model_config": getattr(state.model, "config", None),
+                           "config": dict(metadata), "unit": unit, "working_dir": os.getcwd()})
+    prune_checkpoints(run.checkpoints, keep)
+    return path
+
+
+@dataclass
+class NonFinitePolicy:
+    """What a step whose loss or gradient norm is not finite does (``FitConfig.nan_policy``); its update is
+    never applied. ``stop``: the run ends there. ``skip``: the step is counted in the state's
+    ``skipped_steps`` and training goes on, until ``max_skipped_steps`` in a row end the run."""
+
+    policy: str = "stop"
+    max_skipped_steps: int = 10
+    in_a_row: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: FitConfig) -> "NonFinitePolicy":
+        return cls(cfg.nan_policy, cfg.max_skipped_steps)
+
+    @property
+    def skips(self) -> bool:
+        return self.policy == "skip"
+
+    def bad_step(self, state: TrainingState, what: str) -> Optional[str]:
+        """Applies the policy to the bad step ``what`` (where and what it was); returns why the run must stop,
+        or None to go on without that update."""
+        if not self.skips:
+            return f"non-finite loss or gradient at {what}; stopped before applying that update"
+        state.skipped_steps += 1
+        self.in_a_row += 1
+        if self.in_a_row >= self.max_skipped_steps:
+            return (f"{self.in_a_row} steps in a row had a non-finite loss or gradient (the last at {what}; "
+                    f"max_skipped_steps = {self.max_skipped_steps}); the run cannot go on")
+        return None
+
+    def good_step(self) -> None:
+        self.in_a_row = 0
+
+
+def _describe_bad_step(state: TrainingState, unit: str, terms: Mapping[str, Tensor], norm: Tensor) -> str:
+    return (f"step {state.step + 1}" + (f" (epoch {state.epoch + 1})" if unit == "epoch" else "")
+            + f": loss {float(terms['total'].detach()):.4g}, gradient norm {float(norm):.4g}")
+
+
+class Summaries:
+    """What a run shows and logs: each step's loss terms (kept on the device, written to ``scalars.csv`` and
+    TensorBoard at each summary or checkpoint, one device synchronisation each, with the task's training PSNR,
+    :func:`train_psnr`), the evaluation of each summary, the progress bar and the log lines.
+
+    A context manager: leaving it closes the logs and the bar; a :class:`TrainingError` raised inside first
+    writes the buffered terms, so the logs reach the step that stopped the run."""
+
+    def __init__(self, run: RunDirectory, task: Task, cfg: FitConfig, start_step: int):
+        self.run, self.task, self.unit = run, task, cfg.unit
+        self.log = ScalarLog(run, start_step=start_step, tensorboard=cfg.tensorboard)
+        self.pending: List[Tuple[int, Dict[str, Tensor]]] = []
+        self.last_terms: Dict[str, float] = {}
+        """The latest logged training terms (``train/<name>``)."""
+        self.bar = None
+
+    def open_bar(self, length: int, position: int, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=length, initial=position, desc=self.run.path.name, disable=not progress,
+                        dynamic_ncols=True, unit=self.unit)
+
+    def add(self, step: int, terms: Mapping[str, Tensor]) -> None:
+        """Buffers the loss terms of ``step`` (detached, on their device)."""
+        self.pending.append((step, {k: v.detach() for k, v in terms.items()}))
+
+    def flush(self) -> None:
+        """Moves the buffered terms to the logs; :attr:`last_terms` becomes the last step's."""
+        if not self.pending:
+            return
+        names = list(self.pending[0][1])
+        values = torch.stack([torch.stack([t[n] for n in names]) for _, t in self.pending]).double().cpu().tolist()
         rows = []
-        for (s, _), vals in zip(pending, values):
+        for (s, _), vals in zip(self.pending, values):
             row = {f"train/{n}": v for n, v in zip(names, vals)}
-            if "value" in names:
-                mse = row["train/value"]
-                row["train/psnr"] = 10 * math.log10(task.psnr_peak ** 2 / mse) if mse > 0 else float("inf")
+            psnr = train_psnr(self.task, dict(zip(names, vals)))
+            if psnr is not None:
+                row["train/psnr"] = psnr
             rows.append((s, row))
-        log.write_many(rows)
-        pending = []
-        return rows[-1][1]
+        self.log.write_many(rows)
+        self.pending = []
+        self.last_terms = rows[-1][1]
 
-    def peak_memory() -> Optional[float]:
-        if device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(device) / 2 ** 20
-        else:
-            peak = _peak_rss_mb()
-        return max(peak, prev_peak or 0.0)
+    def skipped(self, step: int, skipped: int) -> None:
+        self.log.write(step, {"train/skipped_steps": skipped})
 
-    def save() -> None:
-        save_checkpoint(checkpoint_path(run.checkpoints, position(), unit), {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "model_config": getattr(model, "config", None), "config": dict(metadata),
-            "epoch": epoch, "step": step, "unit": unit,
-            "rng": {"epoch_start": batches.epoch_start_state, "batches_drawn": batches.drawn},
-            "wall_time_s": wall + (time.perf_counter() - session_start), "train_time_s": train_time,
-            "skipped_steps": skipped, "peak_memory_mb": peak_memory(),
-            "working_dir": os.getcwd(),  # relative paths in the config are from here
-        })
-        prune_checkpoints(run.checkpoints, cfg.keep_checkpoints)
-        saved_count[0] += 1
-        if kill_after and saved_count[0] == kill_after:
+    def advance(self) -> None:
+        self.bar.update(1)
+
+    def summary(self, index: int, state: TrainingState, evaluation: Mapping[str, float]) -> Dict[str, float]:
+        """Logs the evaluation at ``index`` (the run's unit), shows the loss and PSNRs on the bar, writes the log
+        line; returns the summary's values (the last training terms and ``eval/<name>``)."""
+        self.log.write(state.step, {**{f"eval/{k}": v for k, v in evaluation.items()},
+                                    "time/train_s": state.train_time_s})
+        self.log.flush()
+        terms = self.last_terms
+        shown = {"loss": terms.get("train/total", float("nan"))}
+        if "train/psnr" in terms:
+            shown["psnr"] = terms["train/psnr"]
+        # The evaluation's PSNRs; a task that reports none (shapes) shows what it reports.
+        shown.update({k: v for k, v in evaluation.items() if k.startswith("psnr")} or evaluation)
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+        self.run.log_only(f"{self.unit} {index} step {state.step}: " + ", ".join(
+            f"{k} {v:.6g}" for k, v in {**terms, **evaluation}.items()))
+        if state.skipped_steps:
+            self.run.print(f"{self.unit} {index}: {state.skipped_steps} steps with a non-finite loss or gradient "
+                           f"skipped so far")
+        return {**terms, **{f"eval/{k}": v for k, v in evaluation.items()}}
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.log.close()
+
+    def __enter__(self) -> "Summaries":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if isinstance(error, TrainingError):
+            self.flush()
+        self.close()
+
+
+class Callback:
+    """Hooks into :func:`fit` (``fit(..., callbacks=[...])``); override the ones you need, each does nothing
+    here. ``index`` counts in the run's unit (epochs or steps); the hooks run in the training process,
+    between steps."""
+
+    def on_summary(self, index: int, values: Mapping[str, float]) -> None:
+        """After the summary at ``index``: the logged values (``train/<term>``, ``eval/<metric>``)."""
+
+    def on_checkpoint(self, index: int, path: Path) -> None:
+        """Right after the checkpoint at ``index`` was written to ``path`` (and older ones pruned)."""
+
+
+class KillAfterCheckpoint(Callback):
+    """Test-only fault injection: the process kills itself (SIGKILL) right after the ``n``-th checkpoint that
+    this :func:`fit` writes, a deterministic point at any machine speed, for the tests that a killed run,
+    rerun, gives the uninterrupted result. Also set by the environment variable
+    ``SOBOLEV_INR_KILL_AFTER_CHECKPOINT=n`` (:data:`KILL_AFTER_CHECKPOINT_ENV`), read once when fit starts."""
+
+    def __init__(self, n: int):
+        self.n, self.written = n, 0
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> List["KillAfterCheckpoint"]:
+        """``[KillAfterCheckpoint(n)]`` when the environment asks for it, else ``[]``."""
+        n = int(environ.get(KILL_AFTER_CHECKPOINT_ENV, "0") or 0)
+        return [cls(n)] if n else []
+
+    def on_checkpoint(self, index: int, path: Path) -> None:
+        self.written += 1
+        if self.written == self.n:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def stop(message: str) -> None:
-        flush()
-        log.close()
-        bar.close()
-        raise TrainingError(f"{message}; the last good checkpoint is kept in {run.checkpoints}")
 
-    if position() >= length:
-        run.print(f"nothing to train: the run is at {unit} {position()} of {length}")
-        log.close()
-        return FitResult(epoch, step, wall, train_time, skipped_steps=skipped, peak_memory_mb=prev_peak,
-                         peak_memory_kind=_memory_kind(device))
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=length, initial=position(), desc=run.path.name, disable=not cfg.progress, dynamic_ncols=True,
-               unit=unit)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    was_training = model.training
-    model.train()
-    consecutive_bad = 0
-    segment_start = time.perf_counter()
-    while position() < length:
-        more, batch = batches.next()
-        if not more:
-            epoch += 1
-            if unit == "step":
-                continue
-            advanced = True
-        else:
-            terms, norm, applied = take_step(optimizer, params, lambda: task.loss(model, batch), cfg.clip_grad_norm,
-                                             cfg.lrate_at(step) if cfg.lrate_decay_steps else None)
-            if not applied:
-                what = (f"step {step + 1}" + (f" (epoch {epoch + 1})" if unit == "epoch" else "")
-                        + f": loss {float(terms['total'].detach()):.4g}, gradient norm {float(norm):.4g}")
-                if cfg.nan_policy == "stop":
-                    stop(f"non-finite loss or gradient at {what}; stopped before applying that update")
-                skipped += 1
-                consecutive_bad += 1
-                log.write(step, {"train/skipped_steps": skipped})
-                if consecutive_bad >= cfg.max_skipped_steps:
-                    stop(f"{consecutive_bad} steps in a row had a non-finite loss or gradient (the last at {what}; "
-                         f"max_skipped_steps = {cfg.max_skipped_steps}); the run cannot go on")
-                continue
-            consecutive_bad = 0
-            step += 1
-            pending.append((step, {k: v.detach() for k, v in terms.items()}))
-            advanced = unit == "step"
-        if not advanced:
-            continue
-        bar.update(1)
-        index = position()
-        last = index >= length
-        summary = index % cfg.summary_every == 0 or last
-        due = [p for p in periodic if index % p.every == 0]
-        checkpoint = index % cfg.checkpoint_every == 0 or last
-        if not (summary or due or checkpoint):
-            continue
-        synchronize(device)
-        train_time += time.perf_counter() - segment_start
-        prev_peak = peak_memory()
-        if summary:
-            final_terms = flush() or final_terms
-            model.eval()
-            with torch.no_grad():
-                evaluation = task.evaluate(model)
-            log.write(step, {**{f"eval/{k}": v for k, v in evaluation.items()}, "time/train_s": train_time})
-            log.flush()
-            shown = {"loss": final_terms.get("train/total", float("nan"))}
-            if "train/psnr" in final_terms:
-                shown["psnr"] = final_terms["train/psnr"]
-            # The evaluation's PSNRs; a task that reports none (shapes) shows what it reports.
-            shown.update({k: v for k, v in evaluation.items() if k.startswith("psnr")} or evaluation)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
-            run.log_only(f"{unit} {index} step {step}: " + ", ".join(
-                f"{k} {v:.6g}" for k, v in {**final_terms, **evaluation}.items()))
-            if skipped:
-                run.print(f"{unit} {index}: {skipped} steps with a non-finite loss or gradient skipped so far")
-        if checkpoint:  # before the periodic outputs: a long render that is interrupted loses no training
-            final_terms = flush() or final_terms
-            save()
-        for p in due:
-            model.eval()
-            with torch.no_grad():
-                p.action(model, index)
-        model.train()
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)  # evaluation and outputs do not count as training memory
-        segment_start = time.perf_counter()
-    bar.close()
-    log.close()
-    model.train(was_training)
-    wall += time.perf_counter() - session_start
-    return FitResult(epoch, step, wall, train_time, final_terms, skipped, prev_peak, _memory_kind(device))
+def _in_eval_mode(model: nn.Module, action: Callable[[], Any]) -> Any:
+    """``action()`` with the model in eval mode and gradients off (the caller sets the mode back)."""
+    model.eval()
+    with torch.no_grad():
+        return action()
 
 
-def _memory_kind(device: torch.device) -> str:
-    return "cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss"
+def _next_batch(state: TrainingState, task: Task, cfg: FitConfig, nonfinite: NonFinitePolicy, summaries: Summaries,
+                run: RunDirectory) -> bool:
+    """Trains on the next batch (or closes the epoch at its end); True when that completes one unit of the run.
+    A non-finite step is left out as ``nonfinite`` says, or ends the run (TrainingError)."""
+    more, batch = state.batches.next()
+    if not more:
+        state.epoch += 1
+        return cfg.unit == "epoch"
+    terms, norm, applied = take_step(state.optimizer, state.params, lambda: task.loss(state.model, batch),
+                                     cfg.clip_grad_norm, cfg.lrate_at(state.step) if cfg.lrate_decay_steps else None)
+    if not applied:
+        stop = nonfinite.bad_step(state, _describe_bad_step(state, cfg.unit, terms, norm))
+        if nonfinite.skips:
+            summaries.skipped(state.step, state.skipped_steps)
+        if stop:
+            raise TrainingError(f"{stop}; the last good checkpoint is kept in {run.checkpoints}")
+        return False
+    nonfinite.good_step()
+    state.step += 1
+    summaries.add(state.step, terms)
+    return cfg.unit == "step"
 
 
-def run_metrics(task_name: str, metadata: Mapping[str, Any], result: FitResult, model: nn.Module,
-                device: torch.device) -> Dict[str, Any]:
-    """The keys every task's ``metrics.json`` shares, beside the task's own quality metrics.
+def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadata: Mapping[str, Any],
+        periodic: Sequence[Periodic] = (), *, callbacks: Sequence[Callback] = ()) -> FitResult:
+    """Trains ``model`` on ``task`` as ``cfg`` says; writes scalars and checkpoints into ``run``.
 
-    ``metadata``: the resolved run config (plain values); the keys a task does not have are left out.
+    ``metadata`` (the resolved run config, plain values) is stored in every checkpoint. ``callbacks`` are
+    called at each summary and after each checkpoint (:class:`Callback`). Seed the global RNGs before building
+    the model (:func:`seed_everything`); fit itself draws only from its own generator and leaves torch's global
+    state as it found it (its grad mode included), but for the CUDA device's peak-memory statistics, which it
+    resets to measure the training steps alone.
     """
-    shared = ("exp_name", "supervision", "activations", "lambda_der", "der_units", "der_mode", "der_estimator",
-              "der_directions", "der_fraction", "seed")
-    per_1k = 1000.0 * result.train_time_s / result.steps if result.steps else None
-    return {
-        "task": task_name, **{k: metadata[k] for k in shared if k in metadata},
-        "encoding": getattr(model, "config", {}).get("encoding"),
-        "epochs": result.epochs, "steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-        "train_time_s": round(result.train_time_s, 3),
-        "time_per_1k_steps_s": round(per_1k, 3) if per_1k is not None else None,
-        "peak_memory_mb": round(result.peak_memory_mb, 1) if result.peak_memory_mb is not None else None,
-        "peak_memory_kind": result.peak_memory_kind, "skipped_steps": result.skipped_steps,
-        "device": str(device), "num_params": sum(p.numel() for p in model.parameters()),
-        **{f"final_{k.split('/', 1)[1]}": v for k, v in result.final_terms.items() if k.startswith("train/")},
-    }
+    cfg.check()
+    callbacks = [*callbacks, *KillAfterCheckpoint.from_environment()]
+    unit, length = cfg.unit, cfg.length
+    state = TrainingState.start(model, task, cfg)
+    if cfg.resume:
+        resume(state, run, cfg)
+    run.record_start(state.epoch, state.step)
+    summaries = Summaries(run, task, cfg, start_step=state.step)
+    state.session_start = time.perf_counter()
+    if state.position(unit) >= length:
+        run.print(f"nothing to train: the run is at {unit} {state.position(unit)} of {length}")
+        summaries.close()
+        return state.result(wall_time_s=state.earlier_wall_time_s)
+
+    nonfinite, device, was_training = NonFinitePolicy.from_config(cfg), state.device, model.training
+    with summaries:
+        summaries.open_bar(length, state.position(unit), cfg.progress)
+        _reset_peak_memory(device)
+        model.train()
+        segment_start = time.perf_counter()
+        while state.position(unit) < length:
+            if not _next_batch(state, task, cfg, nonfinite, summaries, run):
+                continue
+            summaries.advance()
+            index = state.position(unit)
+            last = index >= length
+            summary = index % cfg.summary_every == 0 or last
+            due = [p for p in periodic if index % p.every == 0]
+            checkpoint = index % cfg.checkpoint_every == 0 or last
+            if not (summary or due or checkpoint):
+                continue
+            synchronize(device)
+            state.train_time_s += time.perf_counter() - segment_start
+            state.peak_memory_mb = _peak_memory_mb(device, state.peak_memory_mb)
+            if summary:
+                summaries.flush()
+                values = summaries.summary(index, state, _in_eval_mode(model, lambda: task.evaluate(model)))
+                for callback in callbacks:
+                    callback.on_summary(index, values)
+            if checkpoint:  # before the periodic outputs: a long render that is interrupted loses no training
+                summaries.flush()
+                path = write_checkpoint(run, state, unit, metadata, cfg.keep_checkpoints)
+                for callback in callbacks:
+                    callback.on_checkpoint(index, path)
+            for p in due:
+                _in_eval_mode(model, lambda: p.action(model, index))
+            model.train()
+            _reset_peak_memory(device)  # evaluation and outputs do not count as training memory
+            segment_start = time.perf_counter()
+    model.train(was_training)
+    return state.result(summaries.last_terms)
