@@ -239,6 +239,7 @@ def _run(args, tmp_path, **overrides):
     return run_main(MAIN, args, tmp_path, **overrides)
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_runs_two_steps(tiny_wav, tmp_path, one_thread, monkeypatch):
     """Parse, build, train 2 steps, evaluate. Figures and WAVs are left out here (their own test below)."""
     monkeypatch.setattr("sobolev_inr.tasks.audio_regression.AudioRegression.write_outputs", lambda *a, **k: None)
@@ -260,6 +261,7 @@ def test_original_configs_are_the_original_four():
                             f"activations = [sine, sine, sine, sine]\n")
 
 
+@pytest.mark.e2e
 def test_run_directory_contents_and_metric_names(tiny_wav, tmp_path, one_thread):
     metrics = _run([], tmp_path, filename=tiny_wav, num_epochs=3, hidden_features=16, exp_name="a/b",
                    epochs_til_summary=1)
@@ -280,6 +282,7 @@ def test_run_directory_contents_and_metric_names(tiny_wav, tmp_path, one_thread)
     assert again.exp_name == "a/b" and again.num_epochs == 3 and again.der_operator == "diff"
 
 
+@pytest.mark.e2e
 def test_embedded_default_runs_and_stereo_is_reported(tmp_path, one_thread):
     metrics = _run([], tmp_path, num_epochs=1, hidden_features=8, exp_name="default")
     assert metrics["audio"].startswith("synthetic") and metrics["num_samples"] == 3 * 44100
@@ -289,6 +292,7 @@ def test_embedded_default_runs_and_stereo_is_reported(tmp_path, one_thread):
     assert "stereo mixed down to mono" in (tmp_path / "stereo" / "log.txt").read_text()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("options", [
     ["--supervision", "der"],
     ["--supervision", "lapl"],
@@ -300,6 +304,7 @@ def test_option_combinations_train(tiny_wav, tmp_path, options):
     assert metrics["steps"] >= 2 and np.isfinite(metrics["final_total"])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args, words", [
     (["--filename", "no_such.wav"], ["no_such.wav", "Audio/no_such.wav", "data/README.md"]),
     (["--filename", "synthetic:x"], ["synthetic:<seconds>"]),
@@ -321,6 +326,7 @@ def test_bad_values_fail_with_one_line(tmp_path, args, words, capsys, monkeypatc
         assert w in err, (w, err)
 
 
+@pytest.mark.e2e
 def test_non_wav_file_fails_with_one_line(tmp_path):
     bad = tmp_path / "song.wav"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
@@ -344,6 +350,7 @@ def test_real_clips_load_as_the_paper_counts_them():
         assert sig.rate == 44100 and sig.num_samples == 537936
 
 
+@pytest.mark.e2e
 def test_resume_matches_uninterrupted_run(tiny_wav, tmp_path, one_thread):
     common = ["--filename", str(tiny_wav), "--hidden_features", "16", "--epochs_til_ckpt", "2"]
     full = _run(common + ["--exp_name", "full"], tmp_path, num_epochs=6)
@@ -356,6 +363,7 @@ def test_resume_matches_uninterrupted_run(tiny_wav, tmp_path, one_thread):
     assert full["psnr_heldout"] == resumed["psnr_heldout"]
 
 
+@pytest.mark.e2e
 def test_factor_one_reports_no_held_out_metrics(tiny_wav, tmp_path, one_thread):
     metrics = _run(["--filename", str(tiny_wav), "--factor", "1"], tmp_path, num_epochs=2, hidden_features=8,
                    exp_name="f1")

@@ -59,6 +59,7 @@ def test_tangents_of_nerf_points_on_cuda():
     assert _relative(value, ref_value) < 1e-5 and _relative(out, ref_out) < 1e-5
 
 
+@pytest.mark.e2e
 def test_short_fit_on_cuda_and_its_checkpoint_on_the_cpu(tiny_gray_png, tmp_path):
     """The same run on the GPU and on the CPU reaches the same quality; the GPU run's checkpoint loads and
     continues on the CPU."""

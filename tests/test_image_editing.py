@@ -28,6 +28,7 @@ def _no_figures(monkeypatch):
     monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_runs_two_steps(tmp_path, monkeypatch):
     """Parse, load the embedded images (tiny), train 2 steps per fit, report the edit's metrics."""
     _no_figures(monkeypatch)
@@ -44,6 +45,7 @@ def test_every_shipped_config_runs_two_steps(tmp_path, monkeypatch):
     assert edits == {"composite", "clone"}
 
 
+@pytest.mark.e2e
 def test_composite_writes_three_runs_and_reuses_finished_ones(tmp_path):
     common = ["--edit", "composite", "--exp_name", "c", "--filename", "skimage:camera", "--filename2", "skimage:brick"]
     first = _run(common, tmp_path, **TINY)
@@ -74,6 +76,7 @@ def test_composite_writes_three_runs_and_reuses_finished_ones(tmp_path):
         assert again[key] == pytest.approx(first[key], rel=1e-6), key
 
 
+@pytest.mark.e2e
 def test_clone_writes_its_run_and_figure(tmp_path):
     metrics = _run(["--edit", "clone", "--exp_name", "k", "--mask_radii", "0.4", "0.3", "--source_centre", "0.2", "0.1"],
                    tmp_path, **TINY)
@@ -113,6 +116,7 @@ def test_cloning_keeps_the_target_outside_and_the_source_gradients_inside(tmp_pa
     assert psnr(to_unit_range(task.naive_paste())[:, inside], expected[:, inside]) < 20.0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args, words", [
     (["--edit", "blend"], ["edit", "composite", "clone"]),
     (["--alpha", "1.5"], ["alpha must be in [0, 1]", "1.5"]),

@@ -23,6 +23,7 @@ def _run(args, tmp_path, **overrides):
     return run_main(MAIN, args, tmp_path, **overrides)
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch):
     """Parse, build, train 2 steps, evaluate; figures are left out here (checked by the next test)."""
     monkeypatch.setattr("sobolev_inr.tasks.image_regression.ImageRegression.write_outputs", lambda *a, **k: None)
@@ -40,6 +41,7 @@ def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch
         assert metrics["supervision"] in text, cfg
 
 
+@pytest.mark.e2e
 def test_run_directory_contents_and_metric_names(tiny_rgb_png, tmp_path):
     _run([], tmp_path, filename=tiny_rgb_png, num_epochs=3, hidden_features=16, exp_name="a/b", supervision="val_der",
          epochs_til_summary=1)
@@ -63,6 +65,7 @@ def test_run_directory_contents_and_metric_names(tiny_rgb_png, tmp_path):
     assert again.exp_name == "a/b" and again.num_epochs == 3 and again.hidden_features == 16
 
 
+@pytest.mark.e2e
 def test_original_config_with_unknown_key_is_rejected(tmp_path):
     cfg = tmp_path / "bad.txt"
     cfg.write_text("exp_name = baby/val_der/sine\nfilename = baby\nsupervision = val_der\n"
@@ -73,6 +76,7 @@ def test_original_config_with_unknown_key_is_rejected(tmp_path):
     assert "learning_rate" in proc.stderr and "unrecognized" in proc.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("line, words", [
     ("supervision = sobolev", ["supervision", "val_der", "lapl"]),
     ("activations = [sine, swish, sine, sine]", ["activations", "swish", "spder"]),
@@ -87,6 +91,7 @@ def test_bad_choice_is_rejected_naming_key_and_choices(tmp_path, line, words):
         assert w in proc.stderr, (w, proc.stderr)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args, words", [
     (["--filename", "no_such_image"], ["no_such_image", "Set5/HR/no_such_image.png", "data/README.md"]),
     (["--factor", "5"], ["not a multiple of factor = 5", "crop"]),
@@ -113,6 +118,7 @@ def test_bad_values_fail_with_one_line(tiny_rgb_png, tmp_path, args, words):
         assert w in proc.stderr, (w, proc.stderr)
 
 
+@pytest.mark.e2e
 def test_cuda_requested_without_gpu_is_a_clear_error(tiny_rgb_png, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -120,6 +126,7 @@ def test_cuda_requested_without_gpu_is_a_clear_error(tiny_rgb_png, tmp_path):
         _run([], tmp_path, filename=tiny_rgb_png, num_epochs=1, device="cuda")
 
 
+@pytest.mark.e2e
 def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(tiny_rgb_png, tmp_path):
     common = ["--filename", str(tiny_rgb_png), "--hidden_features", "8", "--exp_name", "r"]
     first = _run(common, tmp_path, num_epochs=2)
@@ -138,6 +145,7 @@ def test_existing_run_is_skipped_refused_or_overwritten_never_silently_replaced(
     assert redone["steps"] == 2 and first["steps"] == 2
 
 
+@pytest.mark.e2e
 def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_run(tiny_rgb_png, tmp_path):
     precious = tmp_path / "notes"
     precious.mkdir()
@@ -147,6 +155,7 @@ def test_overwrite_refuses_to_delete_a_folder_that_is_not_a_run(tiny_rgb_png, tm
     assert (precious / "thesis.tex").read_text() == "keep me"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("supervision, extra", [
     ("val_der", []), ("val", ["--batch_size", "20"]),
     # the directions and the derivative rows are drawn again alike
@@ -190,6 +199,7 @@ def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
     assert after["psnr_der_heldout"] > 20.0, after
 
 
+@pytest.mark.e2e
 def test_derivative_engines_train_alike(tiny_rgb_png, tmp_path):
     """--der_engine and --der_recompute change how the Jacobian is computed, not the run's result."""
     common = ["--filename", str(tiny_rgb_png), "--hidden_features", "16", "--supervision", "val_der"]
@@ -201,6 +211,7 @@ def test_derivative_engines_train_alike(tiny_rgb_png, tmp_path):
         assert runs[name]["psnr_heldout"] == pytest.approx(runs["fused"]["psnr_heldout"], abs=1e-3), name
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("options", [
     ["--supervision", "der"],
     ["--supervision", "lapl"],
@@ -219,6 +230,7 @@ def test_option_combinations_train(tiny_rgb_png, tmp_path, options):
     assert np.isfinite(metrics["final_total"])
 
 
+@pytest.mark.e2e
 def test_resume_refuses_a_changed_config_and_records_every_start(tiny_rgb_png, tmp_path):
     """--resume compares configs as a rerun does: the run's length and options that do not change the
     result may differ, anything else is refused naming the keys; history.jsonl records every start."""
@@ -240,6 +252,7 @@ def test_resume_refuses_a_changed_config_and_records_every_start(tiny_rgb_png, t
     assert history[1]["config"]["num_epochs"] == 4 and history[0]["config"]["num_epochs"] == 2
 
 
+@pytest.mark.e2e
 def test_factor_one_trains_on_every_pixel_and_reports_no_held_out_metrics(tiny_rgb_png, tmp_path):
     metrics = _run(["--filename", str(tiny_rgb_png), "--factor", "1"], tmp_path, num_epochs=2, hidden_features=8,
                    exp_name="f1", epochs_til_summary=1)
@@ -307,6 +320,7 @@ def test_an_analytic_image_is_recovered_from_its_exact_gradient_up_to_a_constant
     assert raw < aligned - 10.0, (raw, aligned)  # the offset was not learnt: only the gradient was seen
 
 
+@pytest.mark.e2e
 def test_poisson_run_reports_aligned_psnrs_and_laplacian_figure(tmp_path):
     metrics = _run(["--filename", "skimage:camera", "--is_gray", "--sidelength", "16", "--factor", "1",
                     "--supervision", "lapl", "--der_units", "coord", "--target_scaling", "siren"], tmp_path,
@@ -318,6 +332,7 @@ def test_poisson_run_reports_aligned_psnrs_and_laplacian_figure(tmp_path):
     assert "psnr_offset_full" in (tmp_path / "p" / "scalars.csv").read_text()
 
 
+@pytest.mark.e2e
 def test_load_run_rebuilds_a_finished_run_and_compare_draws_it(tiny_rgb_png, tmp_path):
     from sobolev_inr.tasks.image_regression import load_run
 

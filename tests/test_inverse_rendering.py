@@ -63,6 +63,7 @@ def test_original_defaults_are_the_original_train_py(tmp_path):
                                                                                         0, 0)
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_trains_a_few_steps(tiny_scene, tmp_path, monkeypatch):
     """Parse, load (the tiny scene stands in for the LLFF scenes), train 2 steps, score the test views."""
     monkeypatch.setattr(ir.InverseRendering, "write_outputs", lambda *a, **k: None)
@@ -76,6 +77,7 @@ def test_every_shipped_config_trains_a_few_steps(tiny_scene, tmp_path, monkeypat
         assert metrics["supervision"] in cfg.read_text(), cfg
 
 
+@pytest.mark.e2e
 def test_no_ndc_and_lindisp_reach_the_renderer(tiny_scene, tmp_path):
     """The original parsed them and never passed them on: here each changes the rays and the result."""
     common = ["--config", str(TASK_DIR / "configs/synthetic/val/relu.txt"), *TINY, "--N_iters", "2"]
@@ -88,6 +90,7 @@ def test_no_ndc_and_lindisp_reach_the_renderer(tiny_scene, tmp_path):
     assert len(set(results.values())) == 3, results
 
 
+@pytest.mark.e2e
 def test_run_directory_outputs_and_eval_scores(tiny_scene, tmp_path):
     argv = ["--config", str(TASK_DIR / "configs/synthetic/val_der/relu.txt"), *TINY, "--expname", "r",
             "--datadir", str(tiny_scene), "--llff_factor", "2", "--factor", "2", "--N_iters", "4",
@@ -168,6 +171,7 @@ def test_score_txt_is_the_original_format():
                                   "Mean PSNR: 24.5618, Mean SSIM: 0.8062\n")
 
 
+@pytest.mark.e2e
 def test_resume_matches_the_uninterrupted_run(tiny_scene, tmp_path):
     """Perturbation and density noise on: their draws come from the checkpointed generator."""
     common = ["--config", str(TASK_DIR / "configs/synthetic/val_der/sine.txt"), *TINY, "--datadir", str(tiny_scene),
@@ -182,6 +186,7 @@ def test_resume_matches_the_uninterrupted_run(tiny_scene, tmp_path):
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(tiny_scene, tmp_path):
     """train.py kills itself (SIGKILL) right after its 2nd checkpoint, at step 6, where a test render is also
@@ -242,6 +247,7 @@ def test_task_loss_matches_the_original_three_autograd_calls(tiny_scene):
         torch.testing.assert_close(g, r, rtol=1e-8, atol=1e-12)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_the_synthetic_scene_reaches_a_psnr_floor(tmp_path):
     argv = ["--config", str(TASK_DIR / "configs/synthetic/val_der/relu.txt"), "--expname", "fit", "--no_progress",
@@ -262,6 +268,7 @@ BAD = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_scenes_and_options_fail_with_one_line(case, tiny_scene, tmp_path):
     import shutil

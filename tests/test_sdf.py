@@ -334,6 +334,7 @@ def chamfer_free_distance(x, surface):
 SMALL = dict(num_points=400, batch_size=200, num_epochs=1, hidden_features=16, mc_resolution=16)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_every_shipped_config_runs_two_steps_and_writes_its_outputs(tmp_path, one_thread):
     assert len(SHIPPED_CONFIGS) == 12
@@ -385,6 +386,7 @@ def test_outputs_of_an_exact_sphere_sdf_and_the_mesh_in_input_coordinates(tmp_pa
     assert exact["chamfer_l1"] == pytest.approx(exact["chamfer_l1_floor"], rel=0.2)  # the sampling's own floor
 
 
+@pytest.mark.e2e
 def test_points_without_normals_fit_with_val(tmp_path, one_thread):
     pts = get_shape("sphere").sample(400, seed=0)[0]
     path = tmp_path / "sphere.xyz"
@@ -395,6 +397,7 @@ def test_points_without_normals_fit_with_val(tmp_path, one_thread):
     assert "iou" not in metrics and metrics["steps"] == 2
 
 
+@pytest.mark.e2e
 def test_resume_matches_an_uninterrupted_run(tmp_path, one_thread):
     common = ["--epochs_til_ckpt", "2"]
     run_main(MAIN, common + ["--exp_name", "full"], tmp_path, **{**SMALL, "num_epochs": 4})
@@ -406,6 +409,7 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, one_thread):
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name, content, args, words", [
     ("empty.xyz", "# nothing\n", [], ["holds no points"]),
     ("points.xyz", "0 0 0\n1 1 1\n0 1 0\n", [], ["no normals", "supervision = val"]),
@@ -426,6 +430,7 @@ def test_bad_inputs_end_in_one_line(tmp_path, name, content, args, words):
         assert w in err, (w, err)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args, words", [
     (["--point_cloud", "shape:cube"], ["unknown embedded shape", "shape:spheres_boxes"]),
     (["--mc_resolution", "4"], ["mc_resolution must be >= 8"]),
@@ -445,6 +450,7 @@ def test_bad_options_end_in_one_line(tmp_path, args, words, capsys, monkeypatch)
         assert w in err, (w, err)
 
 
+@pytest.mark.e2e
 def test_load_run_rebuilds_the_run_and_compare_draws_it(tmp_path, one_thread):
     from sobolev_inr.tasks.sdf import load_run
 

@@ -28,6 +28,7 @@ def _config(**overrides):
     return {**vars(MAIN.config_parser().parse_args([])), **overrides}
 
 
+@pytest.mark.e2e
 def test_every_shipped_config_runs_two_steps(tmp_path, monkeypatch):
     """camera x2, x4, x8 x val, val_der x SIREN, ReLU + PE, SPDER, on a 32x32 camera with small layers."""
     monkeypatch.setattr("sobolev_inr.tasks.super_resolution.SuperResolution.write_outputs", lambda *a, **k: None)
@@ -43,6 +44,7 @@ def test_every_shipped_config_runs_two_steps(tmp_path, monkeypatch):
             assert np.isfinite(metrics[key]), (cfg, key)
 
 
+@pytest.mark.e2e
 def test_run_directory_outputs_and_metric_names(tmp_path):
     _run(["--sidelength", "32", "--sr_factor", "2", "--supervision", "val_der"], tmp_path, num_epochs=3,
          hidden_features=16, exp_name="sr", epochs_til_summary=1)
@@ -104,6 +106,7 @@ def test_a_smooth_image_is_super_resolved_better_than_a_floor():
     assert task.evaluate(model)["psnr_heldout"] > 45.0
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("argv, words", [
     (["--sr_factor", "1"], "sr_factor must be >= 2"),
     (["--supervision", "der"], "invalid choice"),

@@ -40,6 +40,7 @@ def test_summary_ratios_refer_to_the_value_only_run():
     assert falls["val_der"]["time_to_val_best_s"] == pytest.approx(3.0)
 
 
+@pytest.mark.e2e
 def test_a_tiny_benchmark_runs_every_method_and_writes_its_table_and_figure(tmp_path):
     results = ttq.main(["--cases", "camera", "--epochs", "3", "--every", "1", "--runs", str(tmp_path / "runs"),
                         "--out", str(tmp_path / "out"), "--device", "cpu",

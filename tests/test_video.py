@@ -194,6 +194,7 @@ def test_bad_sources_raise_clear_errors(tmp_path, kind, message):
         load_video(str(_bad_source(tmp_path, kind)))
 
 
+@pytest.mark.e2e
 def test_bad_inputs_end_in_one_line(tmp_path):
     (tmp_path / "broken.gif").write_bytes(b"GIF89a garbage")
     _write_frames(tmp_path / "one", [np.zeros((4, 4, 3), np.uint8)], ["a.png"])
@@ -232,6 +233,7 @@ def test_render_in_chunks_equals_one_pass():
 
 
 # ---------------------------------------------------------------------------------------- end to end
+@pytest.mark.e2e
 @pytest.mark.parametrize("config", SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(TASK_DIR / "configs")))
 def test_shipped_config_runs_two_steps(config, tmp_path, one_thread):
     metrics = run_main(MAIN, ["--config", str(config)], tmp_path, num_epochs=2, batch_size=0, sidelength=16,
@@ -252,6 +254,7 @@ def test_shipped_configs_cover_both_supervisions_and_models():
             "synthetic_space_time/val_der_sine.txt"} == names
 
 
+@pytest.mark.e2e
 def test_fit_and_time_derivatives_help_interpolation(tmp_path, one_thread):
     """A small SIREN on a 17-frame 16 x 16 clip trained on its 9 even frames: value supervision fits them
     closely but interpolates the 8 others poorly (the clip moves 1-3 pixels per frame); the derivative
@@ -267,6 +270,7 @@ def test_fit_and_time_derivatives_help_interpolation(tmp_path, one_thread):
     assert val_der["ssim_heldout_frames"] > val["ssim_heldout_frames"]
 
 
+@pytest.mark.e2e
 def test_load_run_rebuilds_the_run_and_compare_draws_it(tmp_path, one_thread):
     from sobolev_inr.tasks.video_regression import load_run
 
