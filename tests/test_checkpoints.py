@@ -133,3 +133,82 @@ class TestPrune:
         prune_checkpoints(tmp_path, keep)
         assert [load_checkpoint(p)["epoch"] for p in list_checkpoints(tmp_path)] == left
         assert (tmp_path / "metrics.json").exists()
+
+
+class TestWeightsOnly:
+    """Checkpoints hold tensors and plain values, so they load with weights_only=True (no code runs from the
+    file), and record where they came from."""
+
+    def test_saved_checkpoint_loads_with_weights_only_and_records_provenance(self, tmp_path):
+        from sobolev_inr.provenance import PROVENANCE_KEYS
+
+        model = small_model()
+        save_checkpoint(tmp_path / "epoch_1.pt", make_state(model))
+        raw = torch.load(tmp_path / "epoch_1.pt", weights_only=True)
+        assert set(PROVENANCE_KEYS) <= set(raw)
+        assert raw["torch_version"] == str(torch.__version__) and isinstance(raw["package_version"], str)
+        assert raw["git_commit"] is None or len(raw["git_commit"]) == 40
+
+    def test_numpy_and_paths_become_tensors_and_plain_values(self, tmp_path):
+        import numpy as np
+        from pathlib import Path
+
+        save_checkpoint(tmp_path / "epoch_1.pt", {"a": np.arange(4.0), "b": np.float32(1.5), "c": np.int64(3),
+                                                  "d": Path("data/x.png"), "e": [np.bool_(True), (1, 2)]})
+        loaded = torch.load(tmp_path / "epoch_1.pt", weights_only=True)
+        assert torch.equal(loaded["a"], torch.arange(4.0, dtype=torch.float64))
+        assert loaded["b"] == 1.5 and type(loaded["b"]) is float and loaded["c"] == 3 and type(loaded["c"]) is int
+        assert loaded["d"] == "data/x.png" and loaded["e"] == [True, (1, 2)]
+
+    def test_other_objects_are_refused_before_anything_is_written(self, tmp_path):
+        with pytest.raises(TypeError, match=r"checkpoint\['config'\]\['f'\] is a builtins.object"):
+            save_checkpoint(tmp_path / "epoch_1.pt", {"config": {"f": object()}})
+        assert list(tmp_path.iterdir()) == []
+
+    def test_a_file_with_other_objects_fails_in_one_line_unless_trusted(self, tmp_path):
+        import numpy as np
+
+        path = tmp_path / "epoch_1.pt"
+        torch.save({"epoch": 1, "rng": np.random.get_state()}, path)  # what an older writer might have stored
+        with pytest.raises(ckpt.CheckpointError, match=r"numpy.*weights_only=True.*trusted=True") as caught:
+            load_checkpoint(path)
+        assert "\n" not in str(caught.value)
+        assert load_checkpoint(path, trusted=True)["epoch"] == 1
+
+
+class TestProvenance:
+    def test_keys_and_the_repository_commit(self):
+        from sobolev_inr.provenance import PROVENANCE_KEYS, provenance
+
+        record = provenance()
+        assert tuple(record) == PROVENANCE_KEYS
+        import sobolev_inr
+
+        assert record["package_version"] == sobolev_inr.__version__
+        assert record["git_dirty"] in (True, False, None)
+
+    def test_no_git_gives_none_not_an_error(self, monkeypatch, tmp_path):
+        import sobolev_inr.provenance as prov
+
+        prov._git_state.cache_clear()
+        monkeypatch.setenv("PATH", str(tmp_path))  # no git executable
+        try:
+            assert prov._git_state(str(tmp_path)) == (None, None)
+            record = prov.provenance()
+            assert record["git_commit"] is None and record["git_dirty"] is None
+        finally:
+            prov._git_state.cache_clear()
+
+    def test_a_folder_inside_another_repository_is_not_its_commit(self, tmp_path):
+        """An installed package (site-packages) inside some other repository records no commit."""
+        import shutil
+        import subprocess
+
+        import sobolev_inr.provenance as prov
+
+        if shutil.which("git") is None:
+            pytest.skip("no git")
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+        inner = tmp_path / "site-packages"
+        inner.mkdir()
+        assert prov._git_state(str(inner)) == (None, None)

@@ -216,3 +216,82 @@ def test_training_curves_draw_every_loss_term_and_the_evaluation(tmp_path, monke
     assert loss_labels == {n[len("train/"):] for n in names if n.startswith("train/") and n != "train/psnr"}
     assert eval_axes.get_ylabel() == panel and eval_axes.get_lines()
     assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+class TestPieces:
+    """fit's named pieces: callbacks, the training state as one checkpointed object, the task's training PSNR."""
+
+    def test_callbacks_see_every_summary_and_checkpoint(self, tmp_path):
+        from sobolev_inr.training import Callback
+
+        class Recorder(Callback):
+            def __init__(self):
+                self.summaries, self.checkpoints = [], []
+
+            def on_summary(self, index, values):
+                self.summaries.append((index, sorted(values)))
+
+            def on_checkpoint(self, index, path):
+                self.checkpoints.append((index, path.name, path.exists()))
+
+        recorder = Recorder()
+        fit(_model(), _NoisyBatches(), quiet(num_steps=10, summary_every=4, checkpoint_every=5),
+            RunDirectory(str(tmp_path), "cb"), {}, callbacks=[recorder])
+        assert [i for i, _ in recorder.summaries] == [4, 8, 10]
+        assert recorder.summaries[0][1] == ["train/psnr", "train/total", "train/value"]
+        assert recorder.checkpoints == [(5, "step_0000005.pt", True), (10, "step_0000010.pt", True)]
+
+    def test_the_kill_variable_becomes_a_callback_once(self, monkeypatch):
+        from sobolev_inr.training import KILL_AFTER_CHECKPOINT_ENV, KillAfterCheckpoint
+
+        assert KillAfterCheckpoint.from_environment({}) == []
+        [kill] = KillAfterCheckpoint.from_environment({KILL_AFTER_CHECKPOINT_ENV: "3"})
+        assert isinstance(kill, KillAfterCheckpoint) and kill.n == 3
+        killed = []
+        monkeypatch.setattr("os.kill", lambda pid, sig: killed.append(sig))
+        for i in range(5):
+            kill.on_checkpoint(i, None)
+        assert len(killed) == 1  # after the 3rd checkpoint only
+
+    def test_training_state_round_trip_continues_the_same_run(self, tmp_path):
+        """state_dict() of a state part-way through an epoch, loaded into a fresh state, draws the same batches."""
+        from sobolev_inr.training import TrainingState
+
+        cfg = quiet(num_steps=3)
+        a = TrainingState.start(_model(1), _NoisyBatches(), cfg)
+        for _ in range(3):
+            a.batches.next()
+        a.step, a.skipped_steps = 3, 1
+        b = TrainingState.start(_model(2), _NoisyBatches(), cfg)
+        b.load_state_dict(a.state_dict())
+        assert (b.step, b.skipped_steps, b.batches.drawn) == (3, 1, 3)
+        for (more_a, batch_a), (more_b, batch_b) in [(a.batches.next(), b.batches.next()) for _ in range(4)]:
+            assert more_a == more_b and (not more_a or torch.equal(batch_a[1], batch_b[1]))
+        for p, q in zip(a.model.parameters(), b.model.parameters()):
+            assert torch.equal(p, q)
+
+    def test_a_task_may_give_its_own_training_psnr(self, tmp_path):
+        class OwnPsnr(_Curve):
+            def train_psnr(self, terms):
+                return 42.0
+
+        class NoPeak(_Curve):
+            psnr_peak = None
+
+        for task, expected in ((OwnPsnr(), [42.0, 42.0]), (NoPeak(), None)):
+            run = RunDirectory(str(tmp_path), type(task).__name__)
+            fit(_model(), task, quiet(num_epochs=2), run, {})
+            assert read_scalars(run.file("scalars.csv")).get("train/psnr", (None, None))[1] == expected
+
+    def test_fit_checkpoints_load_with_weights_only_and_record_provenance(self, tmp_path):
+        from sobolev_inr.provenance import PROVENANCE_KEYS
+
+        run = RunDirectory(str(tmp_path), "w")
+        model = _model()
+        result = fit(model, _NoisyBatches(), quiet(num_steps=7, checkpoint_every=5), run, {"exp_name": "w", "seed": 0})
+        for path in list_checkpoints(run.checkpoints):
+            state = torch.load(path, weights_only=True)
+            assert set(PROVENANCE_KEYS) <= set(state) and state["config"] == {"exp_name": "w", "seed": 0}
+        run.write_metrics(run_metrics("t", {"exp_name": "w", "seed": 0}, result, model, torch.device("cpu")))
+        written = run.read_metrics()
+        assert set(PROVENANCE_KEYS) <= set(written) and written["torch_version"] == str(torch.__version__)
