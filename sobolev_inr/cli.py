@@ -306,6 +306,12 @@ def add_engine_options(p: ArgumentParser, modes: bool = True) -> None:
     p.declare(ignored=["der_mode", "der_engine", "der_recompute"])
 
 
+def add_eval_chunk_option(p: ArgumentParser, group, what: str) -> None:
+    """``--eval_chunk_size``: samples per network call when rendering or scoring (memory, never the result)."""
+    group.add_argument("--eval_chunk_size", type=int, default=65536, help=what)
+    p.declare(ignored=["eval_chunk_size"], check=lambda a: _at_least(a, 1, ["eval_chunk_size"]))
+
+
 # ------------------------------------------------------------------------------------ parsing, use
 def parse_args(parser: ArgumentParser, argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parses, fills ``exp_name`` from the config path, and runs the groups' checks (ConfigError)."""

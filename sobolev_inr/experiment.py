@@ -15,7 +15,7 @@ from torch import nn
 
 from .errors import TrainingError
 from .runs import RunDirectory, RunIdentity
-from .training import FitConfig, Periodic, Task, fit, run_metrics
+from .training import Callback, FitConfig, Periodic, Task, fit, run_metrics
 
 
 def open_run(logging_root: str, exp_name: str, metadata: Mapping[str, Any], identity: RunIdentity,
@@ -36,14 +36,16 @@ def describe_model(model: nn.Module, supervision: str, device: torch.device, run
 
 def train_and_report(task_name: str, model: nn.Module, task: Task, run: RunDirectory, fit_cfg: FitConfig,
                      metadata: Mapping[str, Any], device: torch.device, extra_metrics: Optional[Dict[str, Any]] = None,
-                     summary: Iterable[str] = ("psnr_heldout",), periodic: Sequence[Periodic] = ()) -> Dict[str, Any]:
+                     summary: Iterable[str] = ("psnr_heldout",), periodic: Sequence[Periodic] = (),
+                     callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
     """Trains ``model`` on ``task`` (:func:`fit`), then writes ``metrics.json``, the task's outputs
     (``task.write_outputs``) and ``curves.png``; prints the ``summary`` metrics and the run directory.
+    ``callbacks`` hook into the training loop (:class:`~sobolev_inr.training.Callback`).
 
     A run whose final metrics are not numbers (NaN) stops with :class:`TrainingError` instead of
     "finishing" with null metrics.
     """
-    result = fit(model, task, fit_cfg, run, metadata, periodic)
+    result = fit(model, task, fit_cfg, run, metadata, periodic, callbacks=callbacks)
     quality = task.final_metrics(model)
     bad = sorted(k for k, v in quality.items() if isinstance(v, float) and math.isnan(v))
     if bad:

@@ -7,11 +7,11 @@
 
 A sweep file is a txt file of ``key = value`` lines and bare config paths (``#`` starts a comment):
 
-    task = image_regression              # the task folder <experiments>/<task>/
+    task = image_regression              # a registered task (`sobolev-inr list`), or a task folder's name
     experiments = ../Experiments         # optional: the folder of task folders, relative to this file
     args = --num_epochs 1000             # extra arguments for every run (optional)
-    logging_root = logs/cpu              # where the runs go, relative to the task folder (optional)
-    configs/activation_study/relu.txt    # config paths, relative to the task folder
+    logging_root = logs/cpu              # where the runs go, relative to the run folder (optional)
+    configs/activation_study/relu.txt    # config paths, relative to the run folder
     grid supervision = [val, val_der]    # optional: every combination of the grid values, applied
     grid activations = [[sine, sine], [tanh, tanh]]   # to every config listed (or to the task defaults)
 
@@ -20,15 +20,19 @@ passed as ``--activations sine sine``) or a quoted string (``"a, b"``, passed as
 ``true``/``false`` give the flag ``--<option>`` or nothing. Grid runs are named after their values
 (``<sweep>/<config>/supervision=val/activations=sine-sine``).
 
+A task is looked up in the registry (:mod:`sobolev_inr.tasks`): each run is ``python -m sobolev_inr
+<task> train <args>`` and then, for a task with an ``eval`` command, ``... eval <args>`` if training
+succeeded, both logged to the run's log. The run folder (where the commands run, and what config paths
+and ``logging_root`` are relative to) is the task's folder ``<experiments>/<task>/`` when there is one,
+else the sweep file's folder, so a sweep file runs outside a clone of the repository too. A task name
+that is not registered is a folder of entry scripts: ``main.py``, else ``train.py`` then ``eval.py``.
+
 The experiments folder is ``--experiments DIR``, else the sweep file's ``experiments`` line, else the
 first ``Experiments/`` found walking up from the sweep file's folder, else the one beside this
-package (a clone). A task folder with ``main.py`` runs it; one with ``train.py`` runs it and then,
-if it succeeded, ``eval.py`` (when present) with the same arguments, both logged to the run's log.
-Each run is ``python <script> --config <config> <args> <grid values> --no_progress`` in the task
-folder. Before any run starts, every run's arguments are parsed by each entry script's
-``config_parser()``, so a bad value stops the sweep instead of failing its runs one by one. The
-task's scripts skip a run whose ``metrics.json`` exists with the same config and resume an
-interrupted one, so rerunning a sweep only does what is left.
+package (a clone). Before any run starts, every run's arguments are parsed by each step's parser, so
+a bad value stops the sweep instead of failing its runs one by one. The task skips a run whose
+``metrics.json`` exists with the same config and resumes an interrupted one, so rerunning a sweep only
+does what is left.
 """
 from __future__ import annotations
 
@@ -177,9 +181,10 @@ def available_tasks(experiments: Path = PACKAGE_EXPERIMENTS) -> List[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and task_scripts(p)) if folder.is_dir() else []
 
 
-def find_experiments(sweep_file: Path, explicit: Optional[Path] = None) -> Path:
+def find_experiments(sweep_file: Path, explicit: Optional[Path] = None, required: bool = True) -> Optional[Path]:
     """The folder of task folders: ``explicit`` if given, else the first ``Experiments/`` walking up
-    from the sweep file's folder, else the package's parent's; a clear error when none exists."""
+    from the sweep file's folder, else the package's parent's; when none exists, None, or (``required``,
+    for a task that is only a folder) a clear error."""
     if explicit is not None:
         if not Path(explicit).is_dir():
             raise ConfigError(f"{sweep_file}: experiments folder {explicit} not found")
@@ -190,6 +195,8 @@ def find_experiments(sweep_file: Path, explicit: Optional[Path] = None) -> Path:
             return folder / "Experiments"
     if PACKAGE_EXPERIMENTS.is_dir():
         return PACKAGE_EXPERIMENTS
+    if not required:
+        return None
     raise ConfigError(f"{sweep_file}: no Experiments/ folder in {start} or any folder above it, nor beside the "
                       f"sobolev_inr package ({PACKAGE_EXPERIMENTS}); point at the task folders with "
                       f"--experiments DIR or an `experiments = DIR` line in the sweep file")
@@ -197,12 +204,13 @@ def find_experiments(sweep_file: Path, explicit: Optional[Path] = None) -> Path:
 
 @dataclass
 class RunSpec:
-    """One run of a sweep: its task folder, arguments, a short label and the scripts it executes."""
+    """One run of a sweep: the folder it runs in, its arguments, a short label, and its steps: the
+    command line before the arguments of each (``-m sobolev_inr <task> train``, or a script's name)."""
 
-    task_dir: Path
+    work_dir: Path
     argv: List[str]
     label: str
-    scripts: Tuple[str, ...] = ("main.py",)
+    steps: Tuple[Tuple[str, ...], ...] = (("main.py",),)
 
 
 @dataclass
@@ -211,7 +219,7 @@ class Sweep:
 
     name: str
     task: str
-    experiments: Path = PACKAGE_EXPERIMENTS
+    experiments: Optional[Path] = PACKAGE_EXPERIMENTS
     path: Optional[Path] = None
     configs: List[str] = field(default_factory=list)
     args: List[str] = field(default_factory=list)
@@ -220,12 +228,39 @@ class Sweep:
     logging_root: Optional[str] = None
 
     @property
-    def task_dir(self) -> Path:
-        return self.experiments / self.task
+    def registered(self) -> bool:
+        """Whether the task is a registered one (else a folder of entry scripts)."""
+        from .tasks import task_names
+
+        return self.task in task_names()
 
     @property
-    def scripts(self) -> Tuple[str, ...]:
-        return task_scripts(self.task_dir)
+    def task_dir(self) -> Optional[Path]:
+        """The task's folder ``<experiments>/<task>/``, if there is one."""
+        folder = self.experiments / self.task if self.experiments is not None else None
+        return folder if folder is not None and folder.is_dir() else None
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the runs run: the task's folder, else (a registered task outside a clone) the sweep file's."""
+        if self.task_dir is not None:
+            return self.task_dir
+        return Path(os.path.abspath(self.path)).parent if self.path is not None else Path.cwd()
+
+    @property
+    def commands(self) -> Tuple[str, ...]:
+        """What each run does in order: the registered task's train (then eval), or the folder's scripts."""
+        if self.registered:
+            from .tasks import get_task
+
+            return tuple(c for c in ("train", "eval") if c in get_task(self.task).commands)
+        return task_scripts(self.task_dir) if self.task_dir is not None else ()
+
+    @property
+    def steps(self) -> Tuple[Tuple[str, ...], ...]:
+        if self.registered:
+            return tuple(("-m", "sobolev_inr", self.task, command) for command in self.commands)
+        return tuple((script,) for script in self.commands)
 
     def runs(self, extra_args: Sequence[str] = (), logging_root: Optional[str] = None) -> List[RunSpec]:
         """Every run of the sweep, configs x grid combinations, in file order; grid runs get distinct names."""
@@ -250,7 +285,7 @@ class Sweep:
                     argv += ["--exp_name", exp_name]
                 if root:
                     argv += ["--logging_root", root]
-                specs.append(RunSpec(self.task_dir, argv + list(extra_args), label, self.scripts))
+                specs.append(RunSpec(self.work_dir, argv + list(extra_args), label, self.steps))
         return specs
 
 
@@ -302,16 +337,20 @@ def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
         else:
             raise ConfigError(f"{where}: unknown sweep key {key!r}; use task, experiments, args, logging_root, "
                               f"'grid <option> = [...]', or a bare config path")
-    sweep.experiments = find_experiments(path, experiments if experiments is not None else experiments_line)
-    tasks = ", ".join(available_tasks(sweep.experiments)) or "none"
+    from .tasks import task_names
+
+    sweep.experiments = find_experiments(path, experiments if experiments is not None else experiments_line,
+                                         required=sweep.task not in task_names())
+    folders = available_tasks(sweep.experiments) if sweep.experiments is not None else []
+    tasks = ", ".join(sorted(set(task_names()) | set(folders)))
     if not sweep.task:
-        raise ConfigError(f"{path}: no `task = <name>` line (tasks in {sweep.experiments}: {tasks})")
-    if not sweep.scripts:
-        raise ConfigError(f"{path}: task {sweep.task!r} has no main.py or train.py in {sweep.task_dir} "
-                          f"(tasks in {sweep.experiments}: {tasks})")
-    missing = [c for c in sweep.configs if not (sweep.task_dir / c).is_file()]
+        raise ConfigError(f"{path}: no `task = <name>` line (tasks: {tasks})")
+    if not sweep.commands:
+        raise ConfigError(f"{path}: task {sweep.task!r} is not a registered task, and has no main.py or train.py in "
+                          f"{sweep.experiments / sweep.task} (tasks: {tasks})")
+    missing = [c for c in sweep.configs if not (sweep.work_dir / c).is_file()]
     if missing:
-        raise ConfigError(f"{path}: config(s) not found under {sweep.task_dir}: {', '.join(missing)}")
+        raise ConfigError(f"{path}: config(s) not found under {sweep.work_dir}: {', '.join(missing)}")
     if not sweep.configs and not sweep.grid:
         raise ConfigError(f"{path}: lists no config and no grid")
     return sweep
@@ -354,7 +393,7 @@ def load_config_parser(script: Path):
         sys.modules.pop(name, None)
 
 
-def _check_grid_options(sweep: Sweep, parser, script: str) -> None:
+def _check_grid_options(sweep: Sweep, parser, step: str) -> None:
     """Each grid option exists and takes the kind of value its grid gives (a flag, one value or a list)."""
     actions = getattr(parser, "_option_string_actions", None)  # argparse's own table; absent: argv check only
     if actions is None:
@@ -363,7 +402,7 @@ def _check_grid_options(sweep: Sweep, parser, script: str) -> None:
         where = f"{sweep.path}:{sweep.grid_lines[key]}: grid {key}"
         action = actions.get(f"--{key}")
         if action is None:
-            raise ConfigError(f"{where}: {script} has no option --{key}")
+            raise ConfigError(f"{where}: {step} has no option --{key}")
         for value in values:
             shown = " ".join(value.words)
             if action.nargs == 0 and not value.is_boolean:
@@ -374,13 +413,27 @@ def _check_grid_options(sweep: Sweep, parser, script: str) -> None:
                 raise ConfigError(f"{where}: [{', '.join(value.words)}] is a list, but --{key} takes one value")
 
 
+def _step_parser(sweep: Sweep, command: str):
+    """The parser of one step: the registered task's command's, or the entry script's ``config_parser()``."""
+    if sweep.registered:
+        from .tasks import get_task
+
+        return get_task(sweep.task).parser(command)
+    return load_config_parser(sweep.task_dir / command)
+
+
+def _step_name(sweep: Sweep, command: str) -> str:
+    return f"{sweep.task} {command}" if sweep.registered else command
+
+
 def check_runs(sweep: Sweep, specs: Sequence[RunSpec]) -> None:
-    """Parses every run's arguments with each entry script's parser, in the task folder (config paths
-    are relative to it), before any run starts: a bad value stops the sweep with a ConfigError naming
-    the run instead of failing runs one by one."""
-    for script in sweep.scripts:
-        with _working_directory(sweep.task_dir):
-            parser = load_config_parser(sweep.task_dir / script)
+    """Parses every run's arguments with each step's parser, in the run folder (config paths are
+    relative to it), before any run starts: a bad value stops the sweep with a ConfigError naming the
+    run instead of failing runs one by one."""
+    for command in sweep.commands:
+        script = _step_name(sweep, command)
+        with _working_directory(sweep.work_dir):
+            parser = _step_parser(sweep, command)
             _check_grid_options(sweep, parser, script)
             for spec in specs:
                 messages = io.StringIO()
@@ -411,17 +464,17 @@ def _status(returncode: int, output: str) -> str:
 
 
 def run_local(spec: RunSpec, log_file: Path) -> RunResult:
-    """Runs the entry scripts of one run in order, in subprocesses, all output going to ``log_file``;
-    a script that fails ends the run (``eval.py`` does not run after a failed ``train.py``)."""
+    """Runs the steps of one run in order, in subprocesses, all output going to ``log_file``; a step
+    that fails ends the run (``eval`` does not run after a failed ``train``)."""
     start = time.time()
     log_file.parent.mkdir(parents=True, exist_ok=True)
     returncode = 0
     with open(log_file, "w") as log:
-        for script in spec.scripts:
-            cmd = [sys.executable, script, *spec.argv, *RUN_FLAGS]
-            log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + f"\n# cwd: {spec.task_dir}\n")
+        for step in spec.steps:
+            cmd = [sys.executable, *step, *spec.argv, *RUN_FLAGS]
+            log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + f"\n# cwd: {spec.work_dir}\n")
             log.flush()
-            returncode = subprocess.run(cmd, cwd=spec.task_dir, stdout=log, stderr=subprocess.STDOUT).returncode
+            returncode = subprocess.run(cmd, cwd=spec.work_dir, stdout=log, stderr=subprocess.STDOUT).returncode
             if returncode != 0:
                 break
     output = log_file.read_text()
@@ -456,12 +509,12 @@ def _ray_runner(address: str):
     gpus = ray.cluster_resources().get("GPU", 0)
 
     @ray.remote(num_cpus=0 if gpus else 1, num_gpus=1 if gpus else 0)
-    def remote_run(task_dir: str, argv: List[str], scripts: Tuple[str, ...], log_file: str):
-        result = run_local(RunSpec(Path(task_dir), argv, "", scripts), Path(log_file))
+    def remote_run(work_dir: str, argv: List[str], steps: Tuple[Tuple[str, ...], ...], log_file: str):
+        result = run_local(RunSpec(Path(work_dir), argv, "", steps), Path(log_file))
         return result.returncode, result.seconds, result.status, result.message
 
     def submit(spec: RunSpec, log_file: Path):
-        return remote_run.remote(str(spec.task_dir), spec.argv, spec.scripts, str(log_file))
+        return remote_run.remote(str(spec.work_dir), spec.argv, spec.steps, str(log_file))
 
     return ray, submit
 
@@ -474,14 +527,14 @@ def run_sweep(sweep: Sweep, jobs: int = 1, extra_args: Sequence[str] = (), loggi
     """
     specs = sweep.runs(extra_args, logging_root)
     check_runs(sweep, specs)
-    log_dir = sweep.task_dir / (logging_root or sweep.logging_root or "logs") / "sweeps" / sweep.name
+    log_dir = sweep.work_dir / (logging_root or sweep.logging_root or "logs") / "sweeps" / sweep.name
     logs = [log_dir / f"{i:03d}.log" for i in range(len(specs))]
-    print(f"sweep {sweep.name}: {len(specs)} runs of {sweep.task_dir} ({' then '.join(sweep.scripts)}); "
-          f"logs in {log_dir}")
+    print(f"sweep {sweep.name}: {len(specs)} runs of {sweep.task} in {sweep.work_dir} "
+          f"({' then '.join(_step_name(sweep, c) for c in sweep.commands)}); logs in {log_dir}")
     if dry_run:
         for spec in specs:
-            for script in spec.scripts:
-                print(f"  python {script} " + " ".join(shlex.quote(a) for a in spec.argv + RUN_FLAGS))
+            for step in spec.steps:
+                print("  python " + " ".join(shlex.quote(a) for a in [*step, *spec.argv, *RUN_FLAGS]))
         return []
     results: List[Optional[RunResult]] = [None] * len(specs)
 
@@ -519,10 +572,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("sweep_file", help="the sweep file (e.g. configs/activation_study.txt)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine")
     p.add_argument("--ray-address", default=None, help="run each config as a Ray task on this cluster (auto | HOST:PORT)")
-    p.add_argument("--logging_root", default=None, help="override the sweep's logging_root (relative to the task folder)")
+    p.add_argument("--logging_root", default=None, help="override the sweep's logging_root (relative to the run folder)")
     p.add_argument("--experiments", type=Path, default=None,
-                   help="the folder of task folders (default: the sweep file's `experiments` line, else the first "
-                        "Experiments/ above the sweep file, else the one beside the package)")
+                   help="the folder of task folders, where runs run and configs are found (default: the sweep "
+                        "file's `experiments` line, else the first Experiments/ above the sweep file, else the one "
+                        "beside the package, else the sweep file's folder)")
     p.add_argument("--dry-run", action="store_true", help="check and print the commands, and stop")
     p.epilog = "Arguments after `--` are added to every run, e.g. `-- --num_epochs 100 --device cuda`."
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -116,7 +116,7 @@ def test_shipped_sweep_files_parse_and_list_their_runs():
 
 @pytest.mark.parametrize("text, message", [
     ("configs/baby/val/sine.txt\n", "no `task = <name>`"),
-    ("task = no_such_task\nconfigs/x.txt\n", "task 'no_such_task' has no main.py or train.py"),
+    ("task = no_such_task\nconfigs/x.txt\n", "task 'no_such_task' is not a registered task, and has no main.py or train.py"),
     ("task = image_regression\nconfigs/nope.txt\n", "nope.txt"),
     ("task = image_regression\nepochs = 3\n", ":2: unknown sweep key 'epochs'"),
     ("task = image_regression\ngrid activations = [[sine, sine], [tanh, tanh]\n", r":2: grid activations .*missing '\]'"),
@@ -216,7 +216,7 @@ def test_local_sweep_runs_a_grid_of_lists_from_a_task_tree_beside_the_sweep_file
 
 def test_a_bad_value_for_the_task_stops_the_sweep_before_any_run(tiny_gray_png, tmp_path):
     sweep = parse_sweep(_sweep_file(tmp_path, tiny_gray_png, extra="grid supervision = [val, sobolev]\n"))
-    with pytest.raises(ConfigError, match=r"run 'activation_study/sine supervision=sobolev': main.py rejects its "
+    with pytest.raises(ConfigError, match=r"run 'activation_study/sine supervision=sobolev': image_regression train rejects its "
                                           r"arguments: .*invalid choice: 'sobolev'"):
         run_sweep(sweep)
     assert not (tmp_path / "runs").exists()
@@ -247,7 +247,7 @@ def test_an_entry_script_without_config_parser_is_a_clear_error(tmp_path):
 
 def test_train_then_eval_run_as_one_run_that_fails_if_either_fails(project):
     sweep = parse_sweep(_two_step_sweep(project))
-    assert sweep.scripts == ("train.py", "eval.py")
+    assert sweep.commands == ("train.py", "eval.py")
     results = run_sweep(sweep)
     assert [r.status for r in results] == ["done", "failed", "failed"], [r.message for r in results]
     _assert_two_steps_ran(project)

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..coords import derivative_scale
-from ..data.video import VideoData, load_video, prepare_video, square_frames, to_uint8, write_animation
-from ..metrics import derivative_psnr, frame_quality, psnr, to_unit_range
-from ..regression import SampledSignalRegression, engine_options, predict, predict_jacobian
+from ...coords import derivative_scale
+from ...data.video import VideoData, load_video, prepare_video, square_frames, to_uint8, write_animation
+from ...metrics import derivative_psnr, frame_quality, psnr, to_unit_range
+from ...regression import SampledSignalRegression, engine_options, predict, predict_jacobian
 
 FIGURE_FRAMES = 4
 """Held-out frames shown in frames.png."""
@@ -118,7 +118,7 @@ class VideoRegression(SampledSignalRegression):
         """reconstruction.gif (ground truth | reconstruction, side by side, at the clip's frame rate),
         frames.png (held-out frames: ground truth, reconstruction, error) and per_frame.png (PSNR and SSIM
         per frame, trained frames marked)."""
-        from ..plots import save_frame_metrics, save_image_grid
+        from ...plots import save_frame_metrics, save_image_grid
 
         run_dir = Path(run_dir)
         pred, target = self.render(model), self.data.frames
@@ -170,7 +170,7 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     resolved config."""
     import json
 
-    from ..checkpoints import load_run_model
+    from ...checkpoints import load_run_model
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)

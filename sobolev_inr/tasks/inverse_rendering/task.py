@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.scenes import LLFFScene
-from ..derivatives import value_and_tangents
-from ..errors import DataError
-from ..losses import sobolev_loss
-from ..metrics import derivative_psnr, psnr, rho_ag, ssim
-from ..rendering import NDCSpace, RenderedImage, image_rays, pixel_rays, render_image, render_rays
-from ..targets import image_gradient
+from ...data.scenes import LLFFScene
+from ...derivatives import value_and_tangents
+from ...errors import DataError
+from ...losses import sobolev_loss
+from ...metrics import derivative_psnr, psnr, rho_ag, ssim
+from ...rendering import NDCSpace, RenderedImage, image_rays, pixel_rays, render_image, render_rays
+from ...targets import image_gradient
 
 RENDER_NAME = re.compile(r"^(\d{3,})\.png$")
 """Test renders are ``<testset dir>/NNN.png``, NNN the view index (``000.png``, ``008.png``, ...)."""
@@ -167,7 +167,7 @@ def disparity_uint8(disparity: Tensor, top: float) -> np.ndarray:
 
 def read_render(path: Path) -> np.ndarray:
     """A saved render ``NNN.png`` as eval.py reads it back: (H, W, 3) float32 in [0, 1] (8-bit / 255)."""
-    from ..data.llff import read_rgb
+    from ...data.llff import read_rgb
 
     return np.asarray(read_rgb(path), dtype=np.float32) / 255.0
 
@@ -453,7 +453,7 @@ class InverseRendering:
         """``testset_<steps>/`` (the final test renders, for eval.py, unless a periodic render wrote them),
         ``heldout_views.png`` (ground truth, render, error, disparity per test view) and ``derivatives.png``
         (Sobel of the ground truth against the network's derivative, magnitudes)."""
-        from ..plots import save_view_grid
+        from ...plots import save_view_grid
 
         if not self.test_ids:
             return
@@ -514,7 +514,7 @@ def render_options(config: Mapping[str, Any], scene: LLFFScene) -> RenderOptions
 def load_scene_of(config: Mapping[str, Any], run_dir: Path, llff_factor: Optional[int] = None) -> LLFFScene:
     """The scene a config names, at ``llff_factor`` (default the config's); relative paths from here, the
     synthetic scene made once in ``<run_dir>/data/``."""
-    from ..data.scenes import load_scene
+    from ...data.scenes import load_scene
 
     return load_scene(config["datadir"], llff_factor or config["llff_factor"], synthetic_base_dir=Path(run_dir) / "data",
                       recenter=True, bd_factor=0.75, spherify=config["spherify"],
@@ -534,13 +534,13 @@ def load_task(config: Mapping[str, Any], device: torch.device, run_dir: Path) ->
 
 def build_model(config: Mapping[str, Any]) -> nn.Module:
     """TinyNeRF from a config's model keys (:func:`~sobolev_inr.models.nerf.tiny_nerf`)."""
-    from ..models.activations import SPDER_EPS
-    from ..models.nerf import tiny_nerf
+    from ...models.activations import SPDER_EPS
+    from ...models.nerf import tiny_nerf
 
     model = tiny_nerf(config["activations"], config["netwidth"], config["multires"], config["i_embed"], config["w0"],
                       config["init"], config["pe_pi_factor"], config.get("spder_eps", SPDER_EPS))
     if config.get("compile"):
-        from ..models import compile_model
+        from ...models import compile_model
 
         compile_model(model)
     return model
@@ -548,7 +548,7 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
 
 def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, Dict[str, Any], int]:
     """(model, resolved config, step) of a run's latest checkpoint; DataError if it has none."""
-    from ..checkpoints import latest_checkpoint, load_checkpoint, model_from_state
+    from ...checkpoints import latest_checkpoint, load_checkpoint, model_from_state
 
     ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
     if ckpt is None:
@@ -562,7 +562,7 @@ def run_views(run_dir: Path) -> Tuple[Dict[int, np.ndarray], Dict[int, Path]]:
     """(ground truth, renders) of a finished run's test views at the training resolution: {view: (H, W, 3)
     in [0, 1]} and {view: the latest ``testset_<iter>/NNN.png``}. Relative data paths are resolved from the
     working directory the run was trained in (recorded in its checkpoints)."""
-    from ..checkpoints import latest_checkpoint, load_checkpoint
+    from ...checkpoints import latest_checkpoint, load_checkpoint
 
     run_dir = Path(run_dir)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
@@ -598,3 +598,48 @@ def write_scores(testset_dir: Path, scores: ViewScores, step: Optional[int] = No
     testset_dir = Path(testset_dir)
     (testset_dir / "score.txt").write_text(scores.score_txt())
     (testset_dir / "scores.json").write_text(json.dumps({**scores.metrics(), "step": step}, indent=2) + "\n")
+
+
+def evaluate_run(run_dir: Path, device: torch.device, eval_llff_factor: int = 0, align_pixels: bool = True,
+                 rerender: bool = False) -> Dict[str, Any]:
+    """Scores the test views of a trained run as the original eval.py did: for every ``testset_<iter>/``
+    without a score, each render ``NNN.png`` against the ground truth of view NNN (by index), into
+    ``score.txt`` and ``scores.json``; the latest checkpoint's views are rendered first when no folder holds
+    them. With ``eval_llff_factor`` the views are also rendered and scored at that LLFF downsample in
+    ``testset_<iter>_<H>x<W>/``. The run's metrics.json gains the scores, which are returned."""
+    run_dir = Path(run_dir)
+    model, config, step = load_trained(run_dir, device)
+    task = load_task(config, device, run_dir)
+    print(f"evaluating {run_dir} (checkpoint at step {step}); test views {task.test_ids}")
+    latest = run_dir / f"testset_{step:06d}"
+    if rerender or not (latest.is_dir() and find_renders(latest)):
+        print(f"rendering the test views into {latest}")
+        task.write_testset(model, latest)
+    truth, results = task.truth(), {}
+    for at_step, folder in testset_dirs(run_dir).items():
+        if at_step != step and (folder / "score.txt").exists():
+            continue  # an older testset already scored (the original's rule)
+        scores = score_renders(folder, truth)
+        write_scores(folder, scores, at_step)
+        results[at_step] = scores
+        print(f"{folder}:\n{scores.score_txt()}", end="")
+    update = results[step].metrics()
+    if eval_llff_factor and eval_llff_factor != config["llff_factor"]:
+        scene = load_scene_of(config, run_dir, eval_llff_factor)
+        render_factor = eval_llff_factor / config["llff_factor"]
+        other = run_dir / f"testset_{step:06d}_{scene.height}x{scene.width}"
+        if rerender or not (other.is_dir() and find_renders(other)):
+            print(f"rendering the test views at {scene.height}x{scene.width} (LLFF factor {eval_llff_factor}) "
+                  f"into {other}")
+            task.write_testset(model, other, render_factor=render_factor, align_pixels=align_pixels)
+        scores = score_renders(other, {v: scene.images[v] for v in task.test_ids})
+        write_scores(other, scores, step)
+        print(f"{other}:\n{scores.score_txt()}", end="")
+        update.update(scores.metrics(f"_{scene.height}x{scene.width}"))
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.exists():
+        metrics = json.loads(metrics_file.read_text())
+        metrics.update(update)
+        metrics_file.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return update
+

@@ -29,13 +29,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.pointclouds import NormalisedCloud, load_point_cloud, normalise_cloud, sample_mesh, write_ply
-from ..data.shapes import SHAPE_PREFIX
-from ..derivatives import value_and_derivatives
-from ..meshing import evaluate_grid, grid_points, marching_cubes
-from ..regression import OncePerWeights, predict
-from ..sdf_loss import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
-from ..shape_metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+from ...data.pointclouds import NormalisedCloud, load_point_cloud, normalise_cloud, sample_mesh, write_ply
+from ...data.shapes import SHAPE_PREFIX
+from ...derivatives import value_and_derivatives
+from ...meshing import evaluate_grid, grid_points, marching_cubes
+from ...regression import OncePerWeights, predict
+from ...sdf_loss import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
+from ...shape_metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
 
 NUM_SUMMARY_POINTS = 4096
 """Points of the fixed sets the periodic evaluation uses (cloud subset, uniform points)."""
@@ -193,7 +193,7 @@ class SDFFitting:
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """mesh.ply (binary, in the INPUT's coordinates: the normalisation undone), shape.png (the input points
         and the mesh from three views) and slices.png (Phi on three planes, zero level drawn)."""
-        from ..plots import save_mesh_views, save_sdf_slices
+        from ...plots import save_mesh_views, save_sdf_slices
 
         run_dir = Path(run_dir)
         model.eval()
@@ -232,7 +232,7 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     config."""
     import json
 
-    from ..checkpoints import load_run_model
+    from ...checkpoints import load_run_model
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)
@@ -246,7 +246,7 @@ def compare_runs(run_dirs: Sequence[Path], columns: int, meshes_out: Path, slice
     """Two figures of finished runs laid out in rows of ``columns`` (e.g. one row per shape, one column per
     model and supervision): their meshes from one view, and Phi on the plane z = 0 with the true surface dashed
     (embedded shapes). Titles: ``labels`` (one per column) and each run's IoU or Chamfer-L1."""
-    from ..plots import save_mesh_grid, save_sdf_slice_grid
+    from ...plots import save_mesh_grid, save_sdf_slice_grid
 
     labels = list(labels or [])
     mesh_rows, slice_rows = [], []

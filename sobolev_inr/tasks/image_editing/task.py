@@ -26,18 +26,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoints import latest_checkpoint, load_model
-from ..coords import image_grid, image_step
-from ..data.images import ImageData, load_image, prepare_image, square_image
-from ..derivatives import value_and_derivatives
-from ..errors import ConfigError, DataError
-from ..losses import sobolev_loss
-from ..metrics import derivative_psnr, psnr, remove_offset, to_unit_range
-from ..regression import RegressionBatch, engine_options
-from ..runs import RunDirectory, RunIdentity
-from ..targets import image_gradient
-from ..training import FitConfig
-from .image_regression import ImageRegression, gradient_magnitude
+from ...checkpoints import latest_checkpoint, load_model
+from ...coords import image_grid, image_step
+from ...data.images import ImageData, load_image, prepare_image, square_image
+from ...derivatives import value_and_derivatives
+from ...errors import ConfigError, DataError
+from ...losses import sobolev_loss
+from ...metrics import derivative_psnr, psnr, remove_offset, to_unit_range
+from ...regression import RegressionBatch, engine_options
+from ...runs import RunDirectory, RunIdentity
+from ...targets import image_gradient
+from ...training import FitConfig
+from ..image_regression.task import ImageRegression, gradient_magnitude
 
 EDITS = ("composite", "clone")
 MASK_SHAPES = ("ellipse", "rectangle")
@@ -184,7 +184,7 @@ class GradientComposite(ImageRegression):
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """composite.png: f1, f2, the composite (best constant added) and the value blend; their gradient
         magnitudes below (one colour scale)."""
-        from ..plots import save_view_grid
+        from ...plots import save_view_grid
 
         image1, image2, gradient1, gradient2 = self.parts
         aligned = remove_offset(self.render(model), self.data.image)
@@ -250,7 +250,7 @@ class SeamlessCloning(ImageRegression):
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """cloning.png: target, source with the mask outline, naive copy-paste, the cloned result; the
         guidance field's gradient magnitude and the network's below."""
-        from ..plots import save_view_grid
+        from ...plots import save_view_grid
 
         source_view = display_rgb(self.source).clone()
         source_view[outline(shift_pixels(self.mask, -self.shift[0], -self.shift[1]))] = torch.tensor(OUTLINE_RGB)
@@ -282,7 +282,7 @@ def fit_or_reuse(run: RunDirectory, task: ImageRegression, make_model: ModelFact
                  extra_metrics: Optional[Dict[str, Any]] = None) -> Tuple[nn.Module, Dict[str, Any]]:
     """(model, metrics) of ``run``: trained (new or resumed), or, for a finished run (``skip``), its
     network loaded from the newest checkpoint and its metrics.json."""
-    from ..experiment import describe_model, train_and_report
+    from ...experiment import describe_model, train_and_report
 
     if run.mode == "skip":
         ckpt = latest_checkpoint(run.checkpoints)
@@ -359,7 +359,7 @@ def run_seamless_cloning(config: Mapping[str, Any], identity: RunIdentity, make_
     task = SeamlessCloning(target, source, mask, shift, config["lambda_der"], config["der_operator"],
                            config["der_mode"], config["batch_size"], config["eval_chunk_size"], device,
                            **engine_options(config))
-    from ..experiment import open_run
+    from ...experiment import open_run
 
     run_config = without(config, COMPOSITE_KEYS)
     run = open_run(config["logging_root"], config["exp_name"], run_config, identity, resume, overwrite)

@@ -27,12 +27,12 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..coords import derivative_scale, image_grid, image_step
-from ..data.images import ImageData, prepare_image, resize_image
-from ..errors import DataError
-from ..metrics import derivative_psnr, luma, psnr, rho_ag, ssim, to_unit_range
-from ..regression import SampledSignalRegression, engine_options, predict, predict_jacobian
-from ..targets import image_gradient
+from ...coords import derivative_scale, image_grid, image_step
+from ...data.images import ImageData, prepare_image, resize_image
+from ...errors import DataError
+from ...metrics import derivative_psnr, luma, psnr, rho_ag, ssim, to_unit_range
+from ...regression import SampledSignalRegression, engine_options, predict, predict_jacobian
+from ...targets import image_gradient
 
 DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")
 
@@ -126,7 +126,7 @@ class SuperResolution(SampledSignalRegression):
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """super_resolution.png (the low-resolution input, bicubic, the network, the original, whole and a centre
         crop) and error_map.png (|error| of bicubic and of the network, one colour scale)."""
-        from ..plots import save_heatmaps, save_image_grid
+        from ...plots import save_heatmaps, save_image_grid
 
         h, w = self.high_shape
         low = torch.repeat_interleave(torch.repeat_interleave(self.data.image, self.sr_factor, 1), self.sr_factor, 2)
@@ -148,7 +148,7 @@ class SuperResolution(SampledSignalRegression):
 def super_resolution_task_from_config(config: Mapping[str, Any], device: torch.device = torch.device("cpu"),
                                       base_dir: Path = Path(".")) -> SuperResolution:
     """The :class:`SuperResolution` a run's resolved config describes (main.py's, and a reload's)."""
-    from .image_regression import image_from_config
+    from ..image_regression.task import image_from_config
 
     image, source, notes = image_from_config(config, base_dir)
     factor = config["sr_factor"]

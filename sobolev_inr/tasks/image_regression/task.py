@@ -23,12 +23,12 @@ from typing import Any, Dict, Mapping
 import torch
 from torch import nn
 
-from ..coords import derivative_scale
-from ..data.images import ImageData, LoadedImage, load_image, square_image
-from ..metrics import (derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, rho_ag,
+from ...coords import derivative_scale
+from ...data.images import ImageData, LoadedImage, load_image, square_image
+from ...metrics import (derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, rho_ag,
                        to_unit_range)
-from ..regression import SampledSignalRegression, engine_options, predict, predict_jacobian, predict_laplacian
-from ..targets import image_laplacian
+from ...regression import SampledSignalRegression, engine_options, predict, predict_jacobian, predict_laplacian
+from ...targets import image_laplacian
 
 
 class ImageRegression(SampledSignalRegression):
@@ -129,7 +129,7 @@ class ImageRegression(SampledSignalRegression):
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
         """reconstruction.png, error_map.png, gradient_magnitude.png and laplacian.png in ``run_dir``
         (a Poisson reconstruction is shown with the best constant removed)."""
-        from ..plots import save_heatmaps, save_image_panels
+        from ...plots import save_heatmaps, save_image_panels
 
         pred, target = self.render(model), self.data.image
         if self.is_poisson:
@@ -181,8 +181,8 @@ def image_task_from_config(config: Mapping[str, Any], device: torch.device = tor
                            base_dir: Path = Path(".")) -> ImageRegression:
     """The :class:`ImageRegression` a run's resolved config describes (what main.py builds, and what
     :func:`load_run` rebuilds). Relative paths in the config are relative to ``base_dir``."""
-    from ..data.images import prepare_image
-    from ..targets import siren_target_scale
+    from ...data.images import prepare_image
+    from ...targets import siren_target_scale
 
     image, source, notes = image_from_config(config, base_dir)
     data = prepare_image(image, config["factor"], config["der_operator"], config["der_on_downsampled"],
@@ -199,7 +199,7 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     newest checkpoint and resolved config."""
     import json
 
-    from ..checkpoints import load_run_model
+    from ...checkpoints import load_run_model
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)

@@ -1,0 +1,6 @@
+"""``python -m sobolev_inr``: the ``sobolev-inr`` command (:mod:`sobolev_inr.console`)."""
+import sys
+
+from .console import main
+
+sys.exit(main())

@@ -1,0 +1,124 @@
+"""Signed distance fitting from an oriented point cloud (SIREN's SDF experiment): points only (val) or
+points and normals (val_der); marching cubes, Chamfer, normal consistency, IoU.
+
+    sobolev-inr sdf --config configs/torus/val_der_sine.txt
+    cd Experiments/sdf && python main.py --point_cloud my_scan.xyz --num_epochs 100
+
+The task object, its loss, metrics and figures: :mod:`.task`.
+"""
+from __future__ import annotations
+
+from ... import cli
+from ...errors import ConfigError
+from .. import register_task
+from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
+
+SUPERVISIONS = ("val", "val_der")  # sobolev_inr.sdf_loss.SDF_SUPERVISIONS, named here so --help imports no torch
+LOSS_WEIGHTS = ("lambda_sdf", "lambda_inter", "lambda_normal", "lambda_grad")
+
+
+class SDFEntry(TaskEntry):
+    name = "sdf"
+    description = "Fit a signed distance function to an oriented point cloud (SIREN's SDF loss)."
+    commands = ("train", "compare")
+    scripts = {"main": "train", "compare": "compare"}
+
+    def add_options(self, p: cli.ArgumentParser) -> None:
+        cli.add_run_options(p)
+        # SIREN's train_sdf.py / README: 10,000 epochs of 250,000 on-surface points per step, Adam 1e-4,
+        # a SIREN of 3 hidden layers of 256 (the model group's defaults). A GPU budget: the configs shrink it.
+        cli.add_epoch_options(p, num_epochs=10000)
+        p.set_defaults(batch_size=250000)
+        cli.add_optimizer_options(p, lrate=1e-4)
+        cli.add_model_options(p)
+        cli.add_engine_options(p)
+        g = p.add_argument_group("sdf")
+        g.add_argument("--point_cloud", type=str, default="shape:torus",
+                       help="shape:sphere, shape:torus or shape:spheres_boxes (embedded shapes with a known SDF, no "
+                            "download), or a path to an .xyz (x y z [nx ny nz]), .ply or .obj file")
+        g.add_argument("--num_points", type=int, default=100000,
+                       help="points sampled from an embedded shape or a mesh (.ply/.obj with faces); an .xyz or a "
+                            "vertex-only PLY is used as it is")
+        g.add_argument("--supervision", type=str, default="val_der", choices=SUPERVISIONS,
+                       help="val: points only (sdf, inter, grad terms); val_der: points and normals (adds the "
+                            "normal term: SIREN's full loss)")
+        g.add_argument("--lambda_sdf", type=float, default=3e3, help="weight of mean |Phi| on the surface (SIREN: 3e3)")
+        g.add_argument("--lambda_inter", type=float, default=1e2,
+                       help="weight of mean exp(-inter_alpha |Phi|) off the surface (SIREN: 1e2)")
+        g.add_argument("--lambda_normal", type=float, default=1e2,
+                       help="weight of mean 1 - cos(grad Phi, n) on the surface (val_der; SIREN: 1e2)")
+        g.add_argument("--lambda_grad", type=float, default=5e1, help="weight of mean ||grad Phi| - 1| (SIREN: 5e1)")
+        g.add_argument("--inter_alpha", type=float, default=1e2, help="alpha of the off-surface term (SIREN: 1e2)")
+        g.add_argument("--mc_resolution", type=int, default=128,
+                       help="grid points per axis over [-1, 1]^3 for marching cubes, IoU and the mesh metrics")
+        cli.add_eval_chunk_option(p, g, "points per chunk when evaluating Phi")
+        # batch_size (epoch options): on-surface points per step, as many off-surface points are added;
+        # 0 or >= the cloud's size = the whole cloud.
+
+        def check(a):
+            cli._at_least(a, 1, ["num_points"])
+            cli._at_least(a, 8, ["mc_resolution"])
+            for key in LOSS_WEIGHTS:
+                if getattr(a, key) < 0:
+                    raise ConfigError(f"{key} must be >= 0, got {getattr(a, key)}")
+            if not a.inter_alpha > 0:
+                raise ConfigError(f"inter_alpha must be > 0, got {a.inter_alpha}")
+
+        p.declare(check=check)
+
+    def load(self, args, metadata, device):
+        from ...data.pointclouds import load_point_cloud, normalise_cloud
+        from ...errors import DataError
+
+        cloud = normalise_cloud(load_point_cloud(args.point_cloud, args.num_points, args.seed))
+        if args.supervision == "val_der" and cloud.normals is None:
+            raise DataError(f"point cloud {args.point_cloud} has no normals; supervision val_der fits them "
+                            f"(use supervision = val, or a cloud with x y z nx ny nz)")
+        return cloud
+
+    def build(self, args, metadata, cloud, device, run) -> Training:
+        from ...models import SIREN_3D_NUM_FREQUENCIES
+        from .task import sdf_task_from_config
+
+        model = cli.build_model(args, in_features=3, out_features=1,
+                                num_frequencies=SIREN_3D_NUM_FREQUENCIES).to(device)
+        task = sdf_task_from_config(metadata, cloud, device)
+        notes = [f"point cloud {cloud.source}: {cloud.num_points} points, "
+                 f"{'with' if cloud.normals is not None else 'without'} normals; normalised to [-1, 1]^3 by "
+                 f"x' = (x - centre) * scale, centre {[round(c, 6) for c in cloud.transform.centre]}, "
+                 f"scale {cloud.transform.scale:.6g}", *cloud.notes]
+        return Training(model, task, notes, summary=("chamfer_l1", "normal_consistency", "iou", "sdf_error_uniform"),
+                        extra_metrics={"point_cloud": cloud.source, "has_normals": cloud.normals is not None,
+                                       "normalisation": cloud.transform.as_dict(),
+                                       "mesh_file": "mesh.ply, in the input's coordinates (normalisation undone)"})
+
+    def load_run(self, run_dir, device="cpu"):
+        from .task import load_run
+
+        return load_run(run_dir, device)
+
+    def compare_parser(self):
+        p = super().compare_parser()
+        p.description = "Compare finished SDF runs in two figures: their meshes, and Phi on the plane z = 0 " \
+                        "beside the true surface; runs are laid out row by row"
+        p.add_argument("--columns", type=int, default=0, help="runs per row (default: all in one row)")
+        p.add_argument("--meshes_out", default="meshes.png", help="output PNG of the meshes")
+        p.add_argument("--slices_out", default="slices.png", help="output PNG of the slices")
+        return p
+
+    def compare(self, args, parser):
+        from pathlib import Path
+
+        from .task import compare_runs
+
+        columns = args.columns or len(args.runs)
+        if columns < 1 or len(args.runs) % columns:
+            parser.error(f"{len(args.runs)} runs do not fill rows of --columns {columns}")
+        check_finished_runs(parser, args.runs, args.labels, columns)
+        compare_runs(args.runs, columns, Path(args.meshes_out), Path(args.slices_out), args.labels)
+        print(f"wrote {args.meshes_out} and {args.slices_out}")
+        return args.meshes_out, args.slices_out
+
+
+register_task(SDFEntry)
+__getattr__ = task_module_attributes(__name__)

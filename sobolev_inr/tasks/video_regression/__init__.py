@@ -1,0 +1,101 @@
+"""Video regression: fit (t, y, x) -> colour from a subsampled grid of a clip (Sobel targets in space,
+central differences in time) and score the frames never trained on.
+
+    sobolev-inr video_regression --config configs/synthetic/val_der_sine.txt
+    cd Experiments/video_regression && python main.py --config configs/synthetic/val_sine.txt --filename frames/
+
+The task object, its metrics and figures: :mod:`.task`.
+"""
+from __future__ import annotations
+
+from ... import cli
+from ...errors import ConfigError
+from .. import register_task
+from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
+
+
+class VideoRegressionEntry(TaskEntry):
+    name = "video_regression"
+    description = "Fit a coordinate MLP to a video clip with value and/or derivative supervision."
+    commands = ("train", "compare")
+    scripts = {"main": "train", "compare": "compare"}
+
+    def add_options(self, p: cli.ArgumentParser) -> None:
+        cli.add_run_options(p)
+        cli.add_epoch_options(p, num_epochs=100)
+        cli.add_optimizer_options(p, lrate=1e-4)
+        cli.add_model_options(p)
+        cli.add_supervision_options(p, supervisions=("val", "val_der"))
+        cli.add_engine_options(p)
+        g = p.add_argument_group("video")
+        g.add_argument("--filename", type=str, default="synthetic",
+                       help="a folder of frames, a video file (GIF; MP4 and others with the video extra), a name "
+                            "under <data_root>/Video/, or synthetic[:<frames>] (embedded clip, no download)")
+        g.add_argument("--data_root", type=str, default="../../data", help="root of the data sets")
+        g.add_argument("--is_gray", action="store_true", help="convert to luma (one channel)")
+        g.add_argument("--first_frame", type=int, default=0, help="first frame of the clip kept")
+        g.add_argument("--num_frames", type=int, default=0, help="frames kept from first_frame (0 = to the end)")
+        g.add_argument("--sidelength", type=int, default=0,
+                       help="centre-crop every frame to a square and resize it to sidelength x sidelength "
+                            "(bilinear); 0 = keep the frames as they are")
+        g.add_argument("--time_factor", type=int, default=2,
+                       help="train on every time_factor-th frame; the others are interpolated (1 = every frame)")
+        g.add_argument("--space_factor", type=int, default=1,
+                       help="train on every space_factor-th pixel along y and x (1 = every pixel)")
+        cli.add_eval_chunk_option(p, g, "samples per chunk when rendering the clip")
+
+        def check(a):
+            cli._at_least(a, 1, ["time_factor", "space_factor"])
+            cli._at_least(a, 0, ["first_frame", "num_frames"])
+            if a.sidelength and a.sidelength < 2:
+                raise ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {a.sidelength}")
+
+        p.declare(check=check)
+
+    def load(self, args, metadata, device):
+        from .task import video_data_from_config
+
+        return video_data_from_config(metadata)
+
+    def build(self, args, metadata, data, device, run) -> Training:
+        from ...data.video import describe
+        from ...models import SIREN_3D_NUM_FREQUENCIES
+        from .task import video_task_from_config
+
+        model = cli.build_model(args, in_features=3, out_features=data.channels,
+                                num_frequencies=SIREN_3D_NUM_FREQUENCIES).to(device)
+        task = video_task_from_config(metadata, data, device)
+        t, h, w = data.shape
+        return Training(model, task, list(describe(data)),
+                        summary=("psnr_heldout_frames", "ssim_heldout_frames", "psnr_train_frames"),
+                        extra_metrics={"video": data.source, "num_frames": t, "height": h, "width": w,
+                                       "fps": data.fps, "time_factor": data.time_factor,
+                                       "space_factor": data.space_factor,
+                                       "num_train_samples": len(data.train_index)})
+
+    def load_run(self, run_dir, device="cpu"):
+        from .task import load_run
+
+        return load_run(run_dir, device)
+
+    def compare_parser(self):
+        p = super().compare_parser()
+        p.description = "Compare finished video runs of the same clip in one figure: frames never trained on, " \
+                        "and PSNR frame by frame"
+        p.add_argument("--frames", type=int, default=4, help="frames shown (spread over those never trained on)")
+        p.add_argument("--out", default="compare.png", help="output PNG")
+        return p
+
+    def compare(self, args, parser) -> str:
+        from pathlib import Path
+
+        from .task import compare_runs
+
+        check_finished_runs(parser, args.runs, args.labels)
+        compare_runs(args.runs, Path(args.out), args.labels, args.frames)
+        print(f"wrote {args.out}")
+        return args.out
+
+
+register_task(VideoRegressionEntry)
+__getattr__ = task_module_attributes(__name__)
