@@ -29,11 +29,17 @@ def settings():
             torch.backends.cudnn.benchmark, torch.is_grad_enabled())
 
 before = settings()
-package = importlib.import_module(sys.argv[1])
-names = [m.name for m in pkgutil.walk_packages(package.__path__, sys.argv[1] + ".")]
+package_name, at_least = sys.argv[1], int(sys.argv[2])
+sys.argv[1:] = []  # the modules must not see this script's arguments
+package = importlib.import_module(package_name)
+names = [m.name for m in pkgutil.walk_packages(package.__path__, package_name + ".")]
 for name in names:
-    importlib.import_module(name)
-assert len(names) >= int(sys.argv[2]), names
+    try:
+        importlib.import_module(name)
+    except SystemExit as exit:
+        raise AssertionError(f"importing {name} ran a program (SystemExit({exit.code!r})); "
+                             "put it under if __name__ == '__main__':") from None
+assert len(names) >= at_least, names
 assert settings() == before, "importing the package changed torch's global settings"
 assert "matplotlib.pyplot" not in sys.modules, "a module imports pyplot at import time"
 assert not use_calls, f"a module chose the plotting backend at import: matplotlib.use{use_calls[0]}"
@@ -66,11 +72,16 @@ def test_importing_every_module_has_no_side_effects(monkeypatch, mplbackend):
 
 
 @pytest.mark.parametrize("mplbackend", [None, "Agg"], ids=["MPLBACKEND-unset", "MPLBACKEND=Agg"])
-@pytest.mark.parametrize("body", ['matplotlib.use("Agg")', 'matplotlib.rcParams["backend"] = "pdf"',
-                                  "import matplotlib.pyplot"], ids=["use", "rcParams", "pyplot"])
-def test_the_import_check_catches_a_module_that_chooses_the_backend(tmp_path, monkeypatch, mplbackend, body):
+@pytest.mark.parametrize("body, expected", [
+    ('matplotlib.use("Agg")', "chose the plotting backend"),
+    ('matplotlib.rcParams["backend"] = "pdf"', "chose the plotting backend"),
+    ("import matplotlib.pyplot", "imports pyplot"),
+    ("import sys; sys.exit(0)", "ran a program"),  # an unguarded __main__.py
+], ids=["use", "rcParams", "pyplot", "exit"])
+def test_the_import_check_catches_a_module_with_side_effects(tmp_path, monkeypatch, mplbackend, body,
+                                                                    expected):
     """The check is not vacuous: a submodule that picks a backend fails it, even one that picks the backend
-    MPLBACKEND already names (use("Agg") under MPLBACKEND=Agg)."""
+    MPLBACKEND already names (use("Agg") under MPLBACKEND=Agg); so does one that runs a program at import."""
     if mplbackend is None:
         monkeypatch.delenv("MPLBACKEND", raising=False)
     else:
@@ -81,5 +92,4 @@ def test_the_import_check_catches_a_module_that_chooses_the_backend(tmp_path, mo
     (package / "plots.py").write_text(f"import matplotlib\n{body}\n")
     done = _import_everything("picks_a_backend", at_least=1, pythonpath=tmp_path)
     assert done.returncode != 0
-    expected = "imports pyplot" if "pyplot" in body else "chose the plotting backend"
     assert expected in done.stderr, done.stderr
