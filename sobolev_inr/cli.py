@@ -216,6 +216,20 @@ def add_model_options(p: ArgumentParser) -> None:
     p.declare(ignored=["compile"], check=check)
 
 
+def add_mlp_task_options(p: ArgumentParser, num_epochs: int, lrate: float,
+                         supervisions: Optional[Sequence[str]] = SUPERVISION_NAMES, default: str = "val_der") -> None:
+    """The groups of a task that trains a coordinate MLP for ``num_epochs`` epochs at Adam rate ``lrate``
+    (its paper's budget): run, epochs, optimiser, model, supervision (``supervisions``, None for a task with
+    its own) and derivative engine."""
+    add_run_options(p)
+    add_epoch_options(p, num_epochs=num_epochs)
+    add_optimizer_options(p, lrate=lrate)
+    add_model_options(p)
+    if supervisions is not None:
+        add_supervision_options(p, supervisions=supervisions, default=default)
+    add_engine_options(p)
+
+
 def expand_activation_list(activations: Sequence[str], wanted: int, where: str) -> List[str]:
     """One name per activated layer: a single name is repeated ``wanted`` times; another length is an
     error naming ``where`` the count comes from (``num_hidden_layers + 1``, ``netdepth``)."""

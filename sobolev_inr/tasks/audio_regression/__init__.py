@@ -19,13 +19,8 @@ class AudioRegressionEntry(TaskEntry):
     description = "Fit a coordinate MLP to an audio clip with value and/or derivative supervision."
 
     def add_options(self, p: cli.ArgumentParser) -> None:
-        cli.add_run_options(p)
         # The paper's audio budget (original code's defaults): 8,000 full-batch epochs, Adam 5e-5.
-        cli.add_epoch_options(p, num_epochs=8000)
-        cli.add_optimizer_options(p, lrate=5e-5)
-        cli.add_model_options(p)
-        cli.add_supervision_options(p)
-        cli.add_engine_options(p)
+        cli.add_mlp_task_options(p, num_epochs=8000, lrate=5e-5)
         g = p.add_argument_group("audio")
         g.add_argument("--filename", type=str, default="synthetic",
                        help="a WAV under <data_root>/Audio/ (gt_bach.wav), a path to a WAV file, or "

@@ -23,12 +23,8 @@ class ImageEditingEntry(TaskEntry):
                    "seamless cloning of a source region into a target.")
 
     def add_options(self, p: cli.ArgumentParser) -> None:
-        cli.add_run_options(p)
         # A CPU budget: each value fit, the composite and the clone train this many full-batch steps.
-        cli.add_epoch_options(p, num_epochs=200)
-        cli.add_optimizer_options(p, lrate=1e-4)
-        cli.add_model_options(p)
-        cli.add_engine_options(p)
+        cli.add_mlp_task_options(p, num_epochs=200, lrate=1e-4, supervisions=None)  # the edit fixes what is fitted
         g = p.add_argument_group("images")
         g.add_argument("--edit", type=str, default="composite", choices=EDITS,
                        help="composite: fit a net to alpha grad f1 + (1 - alpha) grad f2; clone: source gradients "

@@ -183,11 +183,15 @@ class GradientComposite(ImageRegression):
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """composite.png: f1, f2, the composite (best constant added) and the value blend; their gradient
-        magnitudes below (one colour scale)."""
+        magnitudes below (one colour scale). The composite alone at the image's resolution: composite_raw.png
+        (8-bit, best constant added, as shown) and composite.npy (the render, (H, W, C) float32, no constant)."""
+        from ...outputs import save_array, save_image
         from ...plots import save_view_grid
 
         image1, image2, gradient1, gradient2 = self.parts
         aligned = remove_offset(self.render(model), self.data.image)
+        save_array(run_dir / "composite.npy", self.render(model))
+        save_image(run_dir / "composite_raw.png", aligned)
         a = self.alpha
         rows = [[("f1", display_rgb(image1)), ("f2", display_rgb(image2)),
                  (f"composite from gradients only\n(+ best constant) {metrics['psnr_offset_full']:.2f} dB",
@@ -249,9 +253,13 @@ class SeamlessCloning(ImageRegression):
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """cloning.png: target, source with the mask outline, naive copy-paste, the cloned result; the
-        guidance field's gradient magnitude and the network's below."""
+        guidance field's gradient magnitude and the network's below. The cloned result alone at the target's
+        resolution: cloned.png (8-bit) and cloned.npy ((H, W, C) float32 in [-1, 1])."""
+        from ...outputs import save_array, save_image
         from ...plots import save_view_grid
 
+        save_image(run_dir / "cloned.png", self.render(model))
+        save_array(run_dir / "cloned.npy", self.render(model))
         source_view = display_rgb(self.source).clone()
         source_view[outline(shift_pixels(self.mask, -self.shift[0], -self.shift[1]))] = torch.tensor(OUTLINE_RGB)
         rows = [[("target", display_rgb(self.data.image)), ("source (mask outlined)", source_view),

@@ -20,13 +20,8 @@ class ImageRegressionEntry(TaskEntry):
     scripts = {"main": "train", "compare": "compare"}
 
     def add_options(self, p: cli.ArgumentParser) -> None:
-        cli.add_run_options(p)
         # The paper's image-regression budget (supplement, section 1.1; original code's defaults).
-        cli.add_epoch_options(p, num_epochs=50000)
-        cli.add_optimizer_options(p, lrate=1e-4)
-        cli.add_model_options(p)
-        cli.add_supervision_options(p)
-        cli.add_engine_options(p)
+        cli.add_mlp_task_options(p, num_epochs=50000, lrate=1e-4)
         g = cli.add_image_source_options(p)
         g.add_argument("--target_scaling", type=str, default="none", choices=["none", "siren"],
                        help="siren: SIREN's Poisson targets (x10 image + unnormalised Sobel for der, x1e4 Laplacian "

@@ -127,13 +127,19 @@ class ImageRegression(SampledSignalRegression):
                 "psnr_lapl_heldout": derivative_psnr(lap[:, mask], self.laplacian_target[:, mask]), **metrics}
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
-        """reconstruction.png, error_map.png, gradient_magnitude.png and laplacian.png in ``run_dir``
-        (a Poisson reconstruction is shown with the best constant removed)."""
+        """reconstruction.png (figure: ground truth and reconstruction), error_map.png, gradient_magnitude.png and
+        laplacian.png in ``run_dir`` (a Poisson reconstruction is shown with the best constant removed); and the
+        reconstruction alone at the image's resolution: reconstruction_raw.png (8-bit, gray or RGB, as shown:
+        a Poisson one with the best constant removed) and reconstruction.npy (the render, (H, W, C) float32
+        in [-1, 1] units, divided by ``target_scale``, no constant removed)."""
+        from ...outputs import save_array, save_image
         from ...plots import save_heatmaps, save_image_panels
 
         pred, target = self.render(model), self.data.image
+        save_array(run_dir / "reconstruction.npy", pred)
         if self.is_poisson:
             pred = remove_offset(pred, target)
+        save_image(run_dir / "reconstruction_raw.png", pred)
         pred, target = to_unit_range(pred), to_unit_range(target)
         where = "held-out" if self.has_heldout else "all pixels, all trained on"
         shown = metrics["psnr_heldout" if self.has_heldout else "psnr_full"]

@@ -155,6 +155,10 @@ class ViewScores:
                 f"heldout_views{suffix}": self.views, f"heldout_size{suffix}": [self.height, self.width]}
 
 
+SPIRAL_FPS = 30.0
+"""Frame rate of the spiral videos (:meth:`InverseRendering.write_video`; nerf-pytorch's)."""
+
+
 def to_uint8(image: Tensor) -> np.ndarray:
     """(H, W, 3) in [0, 1] -> uint8, as the original saved renders (``255 * clip(x, 0, 1)``, truncated)."""
     return (255.0 * image.detach().clamp(0, 1).cpu().numpy()).astype(np.uint8)
@@ -398,21 +402,21 @@ class InverseRendering:
         return out_dir
 
     def write_video(self, model: nn.Module, out_dir: Path, name: str, render_factor: float = 1.0) -> List[Path]:
-        """The spiral path (``scene.render_poses``) as animated GIFs, ``<name>rgb.gif`` and ``<name>disp.gif``
-        (nerf-pytorch writes MP4; GIF needs no video encoder), at ``1 / render_factor`` the resolution."""
-        from PIL import Image
+        """The spiral path (``scene.render_poses``) as videos at 30 fps, ``<name>rgb`` and ``<name>disp`` (disparity,
+        one scale for the whole path), at ``1 / render_factor`` the resolution, through
+        :func:`sobolev_inr.outputs.write_video`: MP4 as nerf-pytorch's with the ``video`` extra (imageio-ffmpeg),
+        looping GIFs without it. Returns the two paths written."""
+        from ...outputs import write_video
 
         rgb, disp = [], []
         for pose in self.scene.render_poses:
             rendered = self.render_view(model, torch.from_numpy(np.asarray(pose, dtype=np.float32)), render_factor)
-            rgb.append(Image.fromarray(to_uint8(rendered.rgb)))
+            rgb.append(to_uint8(rendered.rgb))
             disp.append(rendered.disparity.cpu())
         top = max(float(d.max()) for d in disp) or 1.0
-        disp = [Image.fromarray(disparity_uint8(d, top)) for d in disp]
-        paths = [Path(out_dir) / f"{name}rgb.gif", Path(out_dir) / f"{name}disp.gif"]
-        for path, frames in zip(paths, (rgb, disp)):
-            frames[0].save(path, save_all=True, append_images=frames[1:], duration=33, loop=0)
-        return paths
+        disp = [disparity_uint8(d, top) for d in disp]
+        return [write_video(Path(out_dir) / f"{name}{kind}", np.stack(frames), SPIRAL_FPS)
+                for kind, frames in (("rgb", rgb), ("disp", disp))]
 
     def write_progress(self, model: nn.Module, path: Path, step: int, render_factor: float = 4.0) -> float:
         """A quick look at a running job: one test view (a different one each time) rendered at

@@ -24,14 +24,10 @@ class SDFEntry(TaskEntry):
     scripts = {"main": "train", "compare": "compare"}
 
     def add_options(self, p: cli.ArgumentParser) -> None:
-        cli.add_run_options(p)
         # SIREN's train_sdf.py / README: 10,000 epochs of 250,000 on-surface points per step, Adam 1e-4,
         # a SIREN of 3 hidden layers of 256 (the model group's defaults). A GPU budget: the configs shrink it.
-        cli.add_epoch_options(p, num_epochs=10000)
+        cli.add_mlp_task_options(p, num_epochs=10000, lrate=1e-4, supervisions=None)  # its own supervision below
         p.set_defaults(batch_size=250000)
-        cli.add_optimizer_options(p, lrate=1e-4)
-        cli.add_model_options(p)
-        cli.add_engine_options(p)
         g = p.add_argument_group("sdf")
         g.add_argument("--point_cloud", type=str, default="shape:torus",
                        help="shape:sphere, shape:torus or shape:spheres_boxes (embedded shapes with a known SDF, no "

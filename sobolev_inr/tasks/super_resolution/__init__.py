@@ -20,13 +20,8 @@ class SuperResolutionEntry(TaskEntry):
     description = "Super-resolve an image with a coordinate MLP fitted to its downsampled version."
 
     def add_options(self, p: cli.ArgumentParser) -> None:
-        cli.add_run_options(p)
         # SPDER's budget: 500 full-batch iterations, Adam 1e-4 (SIREN's rate).
-        cli.add_epoch_options(p, num_epochs=500)
-        cli.add_optimizer_options(p, lrate=1e-4)
-        cli.add_model_options(p)
-        cli.add_supervision_options(p, supervisions=("val", "val_der"), default="val")
-        cli.add_engine_options(p)
+        cli.add_mlp_task_options(p, num_epochs=500, lrate=1e-4, supervisions=("val", "val_der"), default="val")
         g = cli.add_image_source_options(p)
         g.add_argument("--sr_factor", type=int, default=4,
                        help="downsampling factor of the training image, and upsampling factor of the render (2, 4, 8)")

@@ -125,9 +125,15 @@ class SuperResolution(SampledSignalRegression):
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """super_resolution.png (the low-resolution input, bicubic, the network, the original, whole and a centre
-        crop) and error_map.png (|error| of bicubic and of the network, one colour scale)."""
+        crop) and error_map.png (|error| of bicubic and of the network, one colour scale); at the original's
+        resolution, super_resolved.png (8-bit, gray or RGB) and super_resolved.npy (the network's render,
+        (H, W, C) float32 in [-1, 1]), and bicubic.png (the baseline, 8-bit)."""
+        from ...outputs import save_array, save_image
         from ...plots import save_heatmaps, save_image_grid
 
+        save_image(run_dir / "super_resolved.png", self.render(model))
+        save_array(run_dir / "super_resolved.npy", self.render(model))
+        save_image(run_dir / "bicubic.png", self.bicubic)
         h, w = self.high_shape
         low = torch.repeat_interleave(torch.repeat_interleave(self.data.image, self.sr_factor, 1), self.sr_factor, 2)
         panels = [(f"input {self.data.shape[0]}x{self.data.shape[1]} (nearest x{self.sr_factor})", low),

@@ -21,12 +21,7 @@ class VideoRegressionEntry(TaskEntry):
     scripts = {"main": "train", "compare": "compare"}
 
     def add_options(self, p: cli.ArgumentParser) -> None:
-        cli.add_run_options(p)
-        cli.add_epoch_options(p, num_epochs=100)
-        cli.add_optimizer_options(p, lrate=1e-4)
-        cli.add_model_options(p)
-        cli.add_supervision_options(p, supervisions=("val", "val_der"))
-        cli.add_engine_options(p)
+        cli.add_mlp_task_options(p, num_epochs=100, lrate=1e-4, supervisions=("val", "val_der"))
         g = p.add_argument_group("video")
         g.add_argument("--filename", type=str, default="synthetic",
                        help="a folder of frames, a video file (GIF; MP4 and others with the video extra), a name "

@@ -24,8 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from ...coords import derivative_scale
-from ...data.video import VideoData, load_video, prepare_video, square_frames, to_uint8, write_animation
+from ...data.video import VideoData, load_video, prepare_video, square_frames
 from ...metrics import derivative_psnr, frame_quality, psnr, to_unit_range
+from ...outputs import save_array, to_uint8, write_video
 from ...regression import SampledSignalRegression, engine_options, predict, predict_jacobian
 
 FIGURE_FRAMES = 4
@@ -115,15 +116,18 @@ class VideoRegression(SampledSignalRegression):
         return [pool[i] for i in picks]
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, object]) -> None:
-        """reconstruction.gif (ground truth | reconstruction, side by side, at the clip's frame rate),
-        frames.png (held-out frames: ground truth, reconstruction, error) and per_frame.png (PSNR and SSIM
-        per frame, trained frames marked)."""
+        """reconstruction.npy (the rendered clip, (T, H, W, C) float32 in [-1, 1]), reconstruction.mp4 (or .gif
+        without imageio-ffmpeg: the rendered clip alone, at its resolution and frame rate), side_by_side.mp4
+        (or .gif: ground truth | reconstruction), frames.png (held-out frames: ground truth, reconstruction,
+        error) and per_frame.png (PSNR and SSIM per frame, trained frames marked)."""
         from ...plots import save_frame_metrics, save_image_grid
 
         run_dir = Path(run_dir)
         pred, target = self.render(model), self.data.frames
+        save_array(run_dir / "reconstruction.npy", pred)
+        write_video(run_dir / "reconstruction", to_uint8(pred), self.data.fps)
         side_by_side = np.concatenate([to_uint8(target), to_uint8(pred)], axis=2)
-        write_animation(run_dir / "reconstruction.gif", side_by_side, self.data.fps)
+        write_video(run_dir / "side_by_side", side_by_side, self.data.fps)
         shown = self.figure_frames()
         per_frame = metrics["psnr_per_frame"]
         gt, rec = to_unit_range(target), to_unit_range(pred.clamp(-1.0, 1.0))
