@@ -54,6 +54,8 @@ def test_unknown_tasks_and_commands_and_a_second_task_of_a_name_are_refused():
         get_task("nope")
     with pytest.raises(UserError, match="task sdf has no command 'eval'; its commands: train, compare"):
         run_task("sdf", [], command="eval")
+    with pytest.raises(UserError, match="task audio_regression cannot rebuild a finished run"):
+        get_task("audio_regression").load_run("logs/any")
 
     class Impostor(TaskEntry):
         name = "image_regression"
@@ -74,6 +76,8 @@ def test_a_toy_task_in_one_module_registers_and_fits(toy_task, tmp_path):
     assert saved["psnr_heldout"] == pytest.approx(val_der["psnr_heldout"]) and saved["task"] == "toy_sine"
     assert (tmp_path / "val_der" / "curve.pt").is_file() and (tmp_path / "val_der" / "config.txt").is_file()
     assert run_task("toy_sine", common + ["--exp_name", "val_der"]) == saved  # a finished run is skipped
+    with pytest.raises(UserError, match="task toy_sine cannot rebuild a finished run"):
+        toy_task.load_run(tmp_path / "val_der")
 
 
 @pytest.mark.e2e

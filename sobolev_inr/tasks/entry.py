@@ -134,8 +134,18 @@ class TaskEntry:
 
     # ------------------------------------------------------------------------------ finished runs
     def load_run(self, run_dir: Path, device: Union[str, "torch.device"] = "cpu"):
-        """The trained model and its task object, rebuilt from a finished run's directory."""
-        raise UserError(f"task {self.name} cannot rebuild a finished run")
+        """(model, task object, metrics) of a finished run, rebuilt from its newest checkpoint and resolved
+        config: the task module's ``load_run``, for a task that has one."""
+        name = f"{type(self).__module__}.task"
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # the task module exists but lacks one of its own imports
+                raise
+            module = None
+        if not hasattr(module, "load_run"):
+            raise UserError(f"task {self.name} cannot rebuild a finished run")
+        return module.load_run(run_dir, device)
 
     def compare_parser(self) -> argparse.ArgumentParser:
         """Finished runs and one label each; a task adds its own figure options."""

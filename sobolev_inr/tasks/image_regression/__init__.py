@@ -72,11 +72,6 @@ class ImageRegressionEntry(TaskEntry):
                         extra_metrics={"image": data.source, "image_shape": [h, w, data.channels],
                                        "factor": data.factor})
 
-    def load_run(self, run_dir, device="cpu"):
-        from .task import load_run
-
-        return load_run(run_dir, device)
-
     def compare_parser(self):
         p = super().compare_parser()
         p.description = "Compare finished image-regression runs in one figure (reconstructions and gradient " \

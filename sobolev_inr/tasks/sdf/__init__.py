@@ -88,11 +88,6 @@ class SDFEntry(TaskEntry):
                                        "normalisation": cloud.transform.as_dict(),
                                        "mesh_file": "mesh.ply, in the input's coordinates (normalisation undone)"})
 
-    def load_run(self, run_dir, device="cpu"):
-        from .task import load_run
-
-        return load_run(run_dir, device)
-
     def compare_parser(self):
         p = super().compare_parser()
         p.description = "Compare finished SDF runs in two figures: their meshes, and Phi on the plane z = 0 " \

@@ -68,11 +68,6 @@ class VideoRegressionEntry(TaskEntry):
                                        "space_factor": data.space_factor,
                                        "num_train_samples": len(data.train_index)})
 
-    def load_run(self, run_dir, device="cpu"):
-        from .task import load_run
-
-        return load_run(run_dir, device)
-
     def compare_parser(self):
         p = super().compare_parser()
         p.description = "Compare finished video runs of the same clip in one figure: frames never trained on, " \
