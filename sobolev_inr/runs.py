@@ -179,7 +179,8 @@ class RunDirectory:
 
     def write_metrics(self, metrics: Mapping[str, object]) -> Path:
         """Writes the final metrics (non-finite floats become null, as JSON has no NaN), with the
-        :func:`~sobolev_inr.provenance.provenance` keys that ``metrics`` does not set."""
+        :func:`~sobolev_inr.provenance.provenance` keys that ``metrics`` does not set (:func:`run_metrics` sets
+        them; this covers any other writer)."""
         metrics = {**provenance(), **metrics}
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         path = self.file(METRICS_FILE)
@@ -244,8 +245,9 @@ def run_metrics(task_name: str, metadata: Mapping[str, Any], result: "FitResult"
                 device: "torch.device", *, config_keys: Sequence[str] = RECORDED_CONFIG_KEYS) -> Dict[str, Any]:
     """The keys every task's ``metrics.json`` shares, beside the task's own quality metrics: the task, the
     ``config_keys`` of the resolved run config ``metadata`` that it has (:data:`RECORDED_CONFIG_KEYS`), the
-    model's encoding and size, and the training record of :func:`~sobolev_inr.training.fit` (length, time,
-    memory, skipped steps, the last logged loss terms as ``final_<term>``)."""
+    model's encoding and size, the training record of :func:`~sobolev_inr.training.fit` (length, time,
+    memory, skipped steps, the last logged loss terms as ``final_<term>``), and the
+    :func:`~sobolev_inr.provenance.provenance` keys."""
     per_1k = 1000.0 * result.train_time_s / result.steps if result.steps else None
     return {
         "task": task_name, **{k: metadata[k] for k in config_keys if k in metadata},
@@ -257,6 +259,7 @@ def run_metrics(task_name: str, metadata: Mapping[str, Any], result: "FitResult"
         "peak_memory_kind": result.peak_memory_kind, "skipped_steps": result.skipped_steps,
         "device": str(device), "num_params": sum(p.numel() for p in model.parameters()),
         **{f"final_{k.split('/', 1)[1]}": v for k, v in result.final_terms.items() if k.startswith("train/")},
+        **provenance(),
     }
 
 
