@@ -45,6 +45,16 @@ def test_every_shipped_config_runs_two_steps(tmp_path, monkeypatch):
     assert edits == {"composite", "clone"}
 
 
+def _assert_raw_image(png, npy):
+    """The result alone at the image's resolution: an 8-bit PNG and the float32 (H, W, C) render beside it."""
+    from PIL import Image
+
+    array = np.load(npy)
+    assert array.dtype == np.float32 and array.ndim == 3 and array.shape[-1] in (1, 3)
+    with Image.open(png) as image:
+        assert image.size == (array.shape[1], array.shape[0]) and image.mode == ("L" if array.shape[-1] == 1 else "RGB")
+
+
 @pytest.mark.e2e
 def test_composite_writes_three_runs_and_reuses_finished_ones(tmp_path):
     common = ["--edit", "composite", "--exp_name", "c", "--filename", "skimage:camera", "--filename2", "skimage:brick"]
@@ -56,6 +66,7 @@ def test_composite_writes_three_runs_and_reuses_finished_ones(tmp_path):
         assert list((root / part / "checkpoints").glob("epoch_*.pt")), part
         assert list((root / part / "tensorboard").glob("events.out.tfevents.*")), part
     assert (root / "composite" / "composite.png").is_file()
+    _assert_raw_image(root / "composite" / "composite_raw.png", root / "composite" / "composite.npy")
     assert "filename2" not in json.loads((root / "f2" / "config.json").read_text())
     assert json.loads((root / "f2" / "config.json").read_text())["filename"] == "skimage:brick"
     stamps = {p: (root / p / "metrics.json").stat().st_mtime_ns for p in ("f1", "f2", "composite")}
@@ -82,6 +93,7 @@ def test_clone_writes_its_run_and_figure(tmp_path):
                    tmp_path, **TINY)
     run = tmp_path / "k"
     assert (run / "cloning.png").is_file() and (run / "metrics.json").is_file()
+    _assert_raw_image(run / "cloned.png", run / "cloned.npy")
     assert metrics["source_shift_pixels"] == [round(0.1 / (2 / 16)), round(0.2 / (2 / 16))]  # pixel step 2 / 16
     assert metrics["mask_pixels"] > 0 and "alpha" not in json.loads((run / "config.json").read_text())
 

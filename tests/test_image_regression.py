@@ -332,6 +332,46 @@ def test_poisson_run_reports_aligned_psnrs_and_laplacian_figure(tmp_path):
     assert "psnr_offset_full" in (tmp_path / "p" / "scalars.csv").read_text()
 
 
+def _read_png(path):
+    """(H, W, C) float64 in [0, 1] of an 8-bit PNG, and its mode."""
+    from PIL import Image
+
+    with Image.open(path) as png:
+        array, mode = np.asarray(png, dtype=np.float64) / 255.0, png.mode
+    return (array[..., None] if array.ndim == 2 else array), mode
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("image, channels, mode", [("tiny_rgb_png", 3, "RGB"), ("tiny_gray_png", 1, "L"),
+                                                   ("poisson", 1, "L")])
+def test_raw_reconstruction_is_saved_at_native_resolution(image, channels, mode, request, tmp_path):
+    """reconstruction.npy is the render ((H, W, C) float32, in the image's units: divided by target_scale);
+    reconstruction_raw.png is it at 8 bits, within 1/255 of its values mapped to [0, 1] (a Poisson one as shown:
+    the best constant removed); reconstruction.png stays the figure."""
+    from sobolev_inr.metrics import remove_offset, to_unit_range
+    from sobolev_inr.tasks.image_regression import load_run
+
+    if image == "poisson":
+        args = ["--filename", "skimage:camera", "--is_gray", "--sidelength", "16", "--factor", "1", "--supervision",
+                "lapl", "--der_units", "coord", "--target_scaling", "siren"]
+    else:
+        args = ["--filename", str(request.getfixturevalue(image))]
+    _run(args, tmp_path, exp_name="r", num_epochs=2, hidden_features=16, epochs_til_summary=2)
+    run = tmp_path / "r"
+    model, task, _ = load_run(run)
+    render = task.render(model)
+    assert (task.target_scale != 1.0) == (image == "poisson")
+    array = np.load(run / "reconstruction.npy")
+    assert array.dtype == np.float32 and array.shape == (16, 16, channels)
+    np.testing.assert_allclose(array, render.permute(1, 2, 0).numpy(), rtol=1e-6, atol=1e-6)
+    png, png_mode = _read_png(run / "reconstruction_raw.png")
+    assert png_mode == mode and png.shape == (16, 16, channels)
+    shown = remove_offset(render, task.data.image) if task.is_poisson else render
+    expected = to_unit_range(shown).clamp(0, 1).permute(1, 2, 0).double().numpy()
+    assert np.abs(png - expected).max() <= 1 / 255
+    assert _read_png(run / "reconstruction.png")[0].shape != png.shape  # the figure, not the image
+
+
 @pytest.mark.e2e
 def test_load_run_rebuilds_a_finished_run_and_compare_draws_it(tiny_rgb_png, tmp_path):
     from sobolev_inr.tasks.image_regression import load_run

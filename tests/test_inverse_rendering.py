@@ -14,6 +14,7 @@ from PIL import Image
 from sobolev_inr.checkpoints import latest_checkpoint, load_checkpoint
 from sobolev_inr.data.scenes import make_synthetic_scene
 from sobolev_inr.errors import DataError
+from sobolev_inr.outputs import video_suffix
 from sobolev_inr.tasks import inverse_rendering as ir
 from task_entry import REPO, load_task_main
 
@@ -98,9 +99,15 @@ def test_run_directory_outputs_and_eval_scores(tiny_scene, tmp_path):
     metrics = _train(argv, tmp_path)
     run = tmp_path / "r"
     for name in ("config.txt", "metrics.json", "scalars.csv", "history.jsonl", "log.txt", "curves.png",
-                 "heldout_views.png", "derivatives.png", "progress.png", "spiral_000004_rgb.gif",
-                 "spiral_000004_disp.gif"):
+                 "heldout_views.png", "derivatives.png", "progress.png", "spiral_000004_rgb" + video_suffix(),
+                 "spiral_000004_disp" + video_suffix()):
         assert (run / name).is_file(), name
+    import imageio.v3 as iio
+
+    plugin = "FFMPEG" if video_suffix() == ".mp4" else "pillow"
+    rgb, disp = (iio.imread(run / f"spiral_000004_{k}{video_suffix()}", plugin=plugin) for k in ("rgb", "disp"))
+    # (a GIF merges a frame identical to the one before it, so without the video extra the counts may differ)
+    assert rgb.shape[0] > 1 and disp.shape[0] > 1 and rgb.shape[1:] == disp.shape[1:] and rgb.shape[-1] == 3
     for step in (2, 4):
         assert sorted(p.name for p in (run / f"testset_{step:06d}").glob("*.png")) == [
             "000.png", "000_disp.png", "008.png", "008_disp.png"]

@@ -61,6 +61,31 @@ def test_run_directory_outputs_and_metric_names(tmp_path):
     assert "eval/psnr_heldout" in (run / "scalars.csv").read_text()
 
 
+@pytest.mark.e2e
+def test_raw_outputs_are_the_super_resolved_image_and_the_baseline_at_full_resolution(tmp_path):
+    """super_resolved.npy is the network's render on the original's grid ((H, W, C) float32 in [-1, 1]);
+    super_resolved.png and bicubic.png are it and the baseline at 8 bits, H x W, within 1/255 of [0, 1]."""
+    from PIL import Image
+
+    from sobolev_inr.checkpoints import load_run_model
+
+    _run(["--sidelength", "32", "--sr_factor", "4"], tmp_path, num_epochs=2, hidden_features=16, exp_name="sr",
+         epochs_til_summary=2)
+    run = tmp_path / "sr"
+    model, state = load_run_model(run)
+    task = super_resolution_task_from_config(state["config"], base_dir=state.get("working_dir", "."))
+    render = task.render(model.eval())
+    array = np.load(run / "super_resolved.npy")
+    assert array.dtype == np.float32 and array.shape == (32, 32, 1)
+    np.testing.assert_allclose(array, render.permute(1, 2, 0).numpy(), rtol=1e-6, atol=1e-6)
+    for name, image in (("super_resolved.png", render), ("bicubic.png", task.bicubic)):
+        with Image.open(run / name) as png:
+            assert png.mode == "L" and png.size == (32, 32), name
+            back = np.asarray(png, dtype=np.float64) / 255.0
+        expected = to_unit_range(image[0]).clamp(0, 1).double().numpy()
+        assert np.abs(back - expected).max() <= 1 / 255, name
+
+
 def test_the_input_is_the_filtered_downsample_and_the_baseline_its_bicubic_upsample():
     task = super_resolution_task_from_config(_config(sidelength=64, sr_factor=4, downsample="box"))
     high = task.high

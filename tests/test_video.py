@@ -13,11 +13,11 @@ from task_entry import load_task_main, run_main
 from torch import nn
 
 from sobolev_inr.coords import derivative_scale, pixel_centres, video_grid, video_step
-from sobolev_inr.data.video import (load_video, prepare_video, square_frames, synthetic_clip, to_uint8,
-                                    write_animation)
+from sobolev_inr.data.video import load_video, prepare_video, square_frames, synthetic_clip
 from sobolev_inr.derivatives import value_and_derivatives
 from sobolev_inr.errors import ConfigError, DataError
-from sobolev_inr.metrics import frame_quality, psnr
+from sobolev_inr.metrics import frame_quality, psnr, to_unit_range
+from sobolev_inr.outputs import to_uint8, video_suffix, write_video
 from sobolev_inr.targets import video_gradient
 from sobolev_inr.tasks.video_regression import VideoRegression
 
@@ -140,12 +140,13 @@ def test_frame_folder_in_natural_order_exact_values(tmp_path):
     assert torch.allclose(part.frames, expected[8:11])
 
 
-def test_gif_round_trip(tmp_path):
+def test_gif_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # the writer's GIF, as without the video extra
     frames = torch.zeros(4, 3, 8, 8)
     for k in range(4):
         frames[k, k % 3, :, k:k + 3] = 1.0  # a bar moving right, few colours (GIF's palette keeps them exactly)
     frames = frames * 2 - 1
-    write_animation(tmp_path / "x.gif", to_uint8(frames), fps=10)
+    assert write_video(tmp_path / "x", to_uint8(frames), fps=10) == tmp_path / "x.gif"
     clip = load_video(str(tmp_path / "x.gif"))
     assert clip.frames.shape == (4, 3, 8, 8) and clip.fps == pytest.approx(10.0)
     assert torch.allclose(clip.frames, frames, atol=1e-6)
@@ -241,10 +242,35 @@ def test_shipped_config_runs_two_steps(config, tmp_path, one_thread):
     run = tmp_path / metrics["exp_name"]
     assert json.loads((run / "metrics.json").read_text())["psnr_full"] == metrics["psnr_full"]
     assert metrics["steps"] == 2 and metrics["task"] == "video_regression"
-    for name in ("reconstruction.gif", "frames.png", "per_frame.png", "curves.png", "metrics.json"):
+    for name in ("reconstruction" + video_suffix(), "side_by_side" + video_suffix(), "reconstruction.npy", "frames.png",
+                 "per_frame.png", "curves.png", "metrics.json"):
         assert (run / name).is_file(), name
     assert len(metrics["psnr_per_frame"]) == 5 and metrics["train_frames"] == [0, 2, 4]
     assert np.isfinite(metrics["psnr_heldout_frames"]) and np.isfinite(metrics["psnr_der_full"])
+
+
+@pytest.mark.e2e
+def test_raw_outputs_are_the_rendered_clip_and_its_videos(tmp_path, one_thread):
+    """reconstruction.npy is the render, (T, H, W, C) float32; reconstruction.<mp4|gif> holds its T frames at H x W,
+    side_by_side.<mp4|gif> the ground truth beside it; the suffix follows whether imageio-ffmpeg is installed."""
+    import imageio.v3 as iio
+
+    from sobolev_inr.tasks.video_regression import load_run
+
+    run_main(MAIN, [], tmp_path, exp_name="a", filename="synthetic:5", sidelength=16, num_epochs=2, hidden_features=16,
+             epochs_til_summary=2)
+    run = tmp_path / "a"
+    model, task, _ = load_run(run)
+    render = task.render(model)
+    array = np.load(run / "reconstruction.npy")
+    assert array.dtype == np.float32 and array.shape == (5, 16, 16, 3)
+    np.testing.assert_allclose(array, render.permute(0, 2, 3, 1).numpy(), atol=1e-6)
+    plugin = "FFMPEG" if video_suffix() == ".mp4" else "pillow"
+    video = iio.imread(run / f"reconstruction{video_suffix()}", plugin=plugin)
+    assert video.shape == (5, 16, 16, 3)
+    expected = to_uint8(render).astype(float)
+    assert np.abs(video - expected).mean() < 10.0  # MP4 is lossy, a GIF's palette too
+    assert iio.imread(run / f"side_by_side{video_suffix()}", plugin=plugin).shape == (5, 16, 32, 3)
 
 
 def test_shipped_configs_cover_both_supervisions_and_models():

@@ -370,18 +370,3 @@ def describe(data: VideoData) -> List[str]:
         lines.append(f"note: frames {extrapolated[0]}-{extrapolated[-1]} lie after the last training frame: they are "
                      f"extrapolated, not interpolated (a clip of 1 + k * time_factor frames has none)")
     return lines
-
-
-def to_uint8(frames: Tensor) -> np.ndarray:
-    """(T, C, H, W) in [-1, 1] -> (T, H, W, 3) uint8 (gray repeated to RGB), for animations."""
-    x = ((frames.float().clamp(-1.0, 1.0) * 0.5 + 0.5) * 255.0).round().to(torch.uint8)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    return x.permute(0, 2, 3, 1).contiguous().numpy()
-
-
-def write_animation(path: Path, frames: np.ndarray, fps: float) -> None:
-    """An animated GIF (looping) of ``frames (T, H, W, 3)`` uint8 at ``fps`` (Pillow, no ffmpeg needed)."""
-    import imageio.v3 as iio
-
-    iio.imwrite(path, frames, plugin="pillow", duration=int(round(1000.0 / fps)), loop=0)
