@@ -88,6 +88,7 @@ from sobolev_inr.derivatives import (choose_mode, reference_jacobian, reference_
                                      value_and_derivatives)
 from sobolev_inr.losses import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP, nyquist_num_frequencies  # noqa: E402
+from sobolev_inr.options import EngineOptions, SupervisionOptions  # noqa: E402
 from sobolev_inr.regression import SobolevRegression  # noqa: E402
 from sobolev_inr.targets import image_laplacian  # noqa: E402
 from sobolev_inr.training import take_step  # noqa: E402
@@ -528,17 +529,20 @@ def make_step(method: str, model: MLP, x, y, target, scale, lambda_der: float = 
     base = method.replace("-compiled", "")
     if base == "val" or base in ("forward", "reverse", "forward-recompute", "forward-autograd", "reverse-autograd"):
         mode, _, variant = base.partition("-")
-        task = SobolevRegression(x, y, target, None, scale.tolist(), "val" if base == "val" else "val_der",
-                                 lambda_der, "pixel", "auto" if base == "val" else mode, device=x.device,
-                                 der_engine="autograd" if variant == "autograd" else "auto",
-                                 der_recompute=variant == "recompute")
+        supervision = SupervisionOptions("val" if base == "val" else "val_der", lambda_der=lambda_der)
+        engine = EngineOptions(der_mode="auto" if base == "val" else mode,
+                               der_engine="autograd" if variant == "autograd" else "auto",
+                               der_recompute=variant == "recompute")
+        task = SobolevRegression(x, y, target, None, scale.tolist(), supervision=supervision, engine=engine,
+                                 device=x.device)
 
         def loss_terms():
             return task.loss(model, None)
     elif base in ("directional", "fraction"):
-        task = SobolevRegression(x, y, target, None, scale.tolist(), "val_der", lambda_der, "pixel", device=x.device,
-                                 der_estimator="directional" if base == "directional" else "exact",
-                                 der_fraction=0.25 if base == "fraction" else 1.0)
+        supervision = SupervisionOptions("val_der", lambda_der=lambda_der,
+                                         der_estimator="directional" if base == "directional" else "exact",
+                                         der_fraction=0.25 if base == "fraction" else 1.0)
+        task = SobolevRegression(x, y, target, None, scale.tolist(), supervision=supervision, device=x.device)
         generator = torch.Generator().manual_seed(0)
 
         def loss_terms():

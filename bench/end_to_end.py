@@ -150,7 +150,7 @@ def epoch_ratio(args, device: torch.device) -> Dict[str, object]:
 def time_to_psnr(args, device: torch.device) -> Dict[str, object]:
     image, source = _image(args.filename, args.size)
     data = prepare_image(image, factor=4, source=source)
-    task = ImageRegression(data, supervision="val_der", lambda_der=1.0, der_mode="auto", device=device)
+    task = ImageRegression(data, supervision="val_der", device=device)
     x, y, target, scale = task.coords, task.values, task.target, task.scale
     mode = choose_mode(2, data.channels)
 

@@ -25,6 +25,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 import configargparse
 
 from .errors import ConfigError, TrainingError, UserError
+from .options import (DER_ESTIMATOR_NAMES, DER_MODE_NAMES, DER_UNIT_NAMES, ENGINE_NAMES, OPERATOR_NAMES,
+                      SUPERVISION_NAMES, SupervisionOptions)
 
 NOT_SAVED = {"config", "resume", "overwrite", "debug"}
 """Options that say what to do with a run directory, not what the run is; kept out of the saved config."""
@@ -34,12 +36,6 @@ NOT_SAVED = {"config", "resume", "overwrite", "debug"}
 ACTIVATION_NAMES = ("elu", "relu", "selu", "sigmoid", "sine", "softplus", "spder", "spder_arctan", "spder_log",
                     "spder_sqrt", "spder_sqrt_relu", "tanh")
 INIT_NAMES = ("activation", "torch_default", "he")
-SUPERVISION_NAMES = ("val", "val_der", "der", "lapl")
-OPERATOR_NAMES = ("diff", "sobel")
-DER_UNIT_NAMES = ("pixel", "coord")
-DER_MODE_NAMES = ("auto", "forward", "reverse")
-ENGINE_NAMES = ("auto", "fused", "autograd")
-DER_ESTIMATOR_NAMES = ("exact", "directional")
 
 
 def _bool(text: str) -> bool:
@@ -268,17 +264,7 @@ def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUP
                    help="supervise the derivatives of a random fraction of each batch's samples (drawn every step; "
                         "the values of all of them): the other samples cost a value pass only (val_der, der)")
 
-    def check(a):
-        _at_least(a, 1, ["der_directions"])
-        if not 0.0 < a.der_fraction <= 1.0:
-            raise ConfigError(f"der_fraction must be in (0, 1], got {a.der_fraction}")
-        for key, active in (("der_estimator = directional", a.der_estimator == "directional"),
-                            ("der_fraction < 1", a.der_fraction < 1.0)):
-            if active and a.supervision not in ("val_der", "der"):
-                raise ConfigError(f"{key} estimates the Jacobian loss of val_der or der; supervision = "
-                                  f"{a.supervision} has none")
-
-    p.declare(check=check)
+    p.declare(check=lambda a: SupervisionOptions.from_config(vars(a)))
 
 
 def add_image_source_options(p: ArgumentParser, filename: str = "skimage:camera"):

@@ -5,8 +5,8 @@ class UserError(Exception):
     """Base class: the entry points print the message and exit with status 2."""
 
 
-class ConfigError(UserError):
-    """A config key, value or combination that cannot work."""
+class ConfigError(UserError, ValueError):
+    """A config key, value or combination that cannot work (a ValueError too, for library callers)."""
 
 
 class DataError(UserError):

@@ -7,14 +7,15 @@ supervision mode needs (none for ``val``). Tasks subclass it to add evaluation a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
 
 from .coords import derivative_scale, target_to_units
 from .derivatives import value_and_derivatives, value_and_tangents
-from .losses import DER_ESTIMATORS, get_supervision, project_jacobian, random_unit_directions, sobolev_loss
+from .losses import get_supervision, project_jacobian, random_unit_directions, sobolev_loss
+from .options import EngineOptions, SupervisionOptions
 
 
 @dataclass
@@ -41,39 +42,32 @@ class SobolevRegression:
     Targets are converted to ``der_units`` once, here (:mod:`sobolev_inr.coords`), then multiplied by
     ``target_scale`` (1 but for SIREN's Poisson scaling, :func:`sobolev_inr.targets.siren_target_scale`:
     the network then fits ``target_scale`` times the signal).
-    ``der_estimator``: ``exact`` (every Jacobian column) or ``directional`` (``der_directions`` random
-    unit directions per sample and batch, forward-mode tangents; an unbiased estimate of the same
-    term, :mod:`sobolev_inr.losses`), for the Jacobian supervisions (``val_der``, ``der``).
-    ``der_fraction`` in (0, 1]: the derivative term of each batch is the mean over a random
-    ``der_fraction`` of its samples (drawn anew every batch; an unbiased estimate of the mean over all),
-    the value term stays the mean over all of them; the other samples cost a value pass only.
+    ``supervision`` (:class:`~sobolev_inr.options.SupervisionOptions`): what is supervised, ``lambda_der``,
+    ``der_units``, and the estimators of the Jacobian term: ``der_estimator`` ``exact`` (every Jacobian
+    column) or ``directional`` (``der_directions`` random unit directions per sample and batch,
+    forward-mode tangents; an unbiased estimate of the same term, :mod:`sobolev_inr.losses`), and
+    ``der_fraction`` in (0, 1] (the derivative term of each batch is the mean over a random ``der_fraction``
+    of its samples, drawn anew every batch; the value term stays the mean over all of them; the other
+    samples cost a value pass only). ``engine`` (:class:`~sobolev_inr.options.EngineOptions`): how the
+    derivatives are computed (a plain name such as ``"val_der"`` stands for its options with the defaults).
+    ``batch_size``: samples per step, 0 = full batch.
     """
 
     psnr_peak = 2.0
 
     def __init__(self, coords: Tensor, values: Tensor, jacobian: Optional[Tensor], second_differences: Optional[Tensor],
-                 step: Sequence[float], supervision: str = "val_der", lambda_der: float = 1.0,
-                 der_units: str = "pixel", der_mode: str = "auto", batch_size: int = 0,
-                 device: torch.device = torch.device("cpu"), der_engine: str = "auto", der_recompute: bool = False,
-                 target_scale: float = 1.0, der_estimator: str = "exact", der_directions: int = 1,
-                 der_fraction: float = 1.0):
-        self.supervision = get_supervision(supervision)
-        if der_estimator not in DER_ESTIMATORS:
-            raise ValueError(f"unknown der_estimator {der_estimator!r}; choose from {list(DER_ESTIMATORS)}")
-        if der_directions < 1:
-            raise ValueError(f"der_directions must be >= 1, got {der_directions}")
-        if not 0.0 < der_fraction <= 1.0:
-            raise ValueError(f"der_fraction must be in (0, 1], got {der_fraction}")
-        for what, active in (("der_estimator = directional", der_estimator == "directional"),
-                             ("der_fraction < 1", der_fraction < 1.0)):
-            if active and self.supervision.needs != "jacobian":
-                raise ValueError(f"{what} estimates a Jacobian loss (val_der, der); supervision {supervision!r} "
-                                 f"has none")
-        self.der_estimator, self.der_directions = der_estimator, int(der_directions)
-        self.der_fraction = float(der_fraction)
-        self.lambda_der, self.der_mode, self.device = lambda_der, der_mode, device
-        self.der_engine, self.der_recompute = der_engine, der_recompute
-        self.batch_size = batch_size
+                 step: Sequence[float], *, supervision: Union[str, SupervisionOptions] = SupervisionOptions(),
+                 engine: EngineOptions = EngineOptions(), batch_size: int = 0,
+                 device: torch.device = torch.device("cpu"), target_scale: float = 1.0):
+        if isinstance(supervision, str):
+            supervision = SupervisionOptions(supervision=supervision)
+        self.options, self.engine = supervision, engine
+        self.supervision = get_supervision(supervision.supervision)
+        self.der_estimator, self.der_directions = supervision.der_estimator, int(supervision.der_directions)
+        self.der_fraction, self.lambda_der = float(supervision.der_fraction), supervision.lambda_der
+        self.der_mode, self.der_engine, self.der_recompute = engine.der_mode, engine.der_engine, engine.der_recompute
+        self.device, self.batch_size = device, batch_size
+        der_units = supervision.der_units
         self.scale = derivative_scale(step, der_units).to(device=device, dtype=coords.dtype)
         self.coords = coords.to(device)
         self.values = values.to(device)
@@ -154,17 +148,17 @@ class SampledSignalRegression(SobolevRegression):
 
     ``data`` holds coords (all samples), train_coords, train_values, train_jacobian,
     train_second_differences and derivative_step (:class:`~sobolev_inr.data.images.ImageData`,
-    :class:`~sobolev_inr.data.audio.AudioData`, :class:`~sobolev_inr.data.video.VideoData`). ``engine_options``: ``der_engine``, ``der_recompute``,
-    ``target_scale``, ``der_estimator``, ``der_directions``, ``der_fraction`` (:func:`engine_options` reads them
-    from a config).
+    :class:`~sobolev_inr.data.audio.AudioData`, :class:`~sobolev_inr.data.video.VideoData`); the other
+    arguments are :class:`SobolevRegression`'s, and ``eval_chunk_size`` the samples per network call when
+    rendering (memory only).
     """
 
-    def __init__(self, data, supervision: str = "val_der", lambda_der: float = 1.0, der_units: str = "pixel",
-                 der_mode: str = "auto", batch_size: int = 0, eval_chunk_size: int = 65536,
-                 device: torch.device = torch.device("cpu"), **engine_options):
+    def __init__(self, data, *, supervision: Union[str, SupervisionOptions] = SupervisionOptions(),
+                 engine: EngineOptions = EngineOptions(), batch_size: int = 0, eval_chunk_size: int = 65536,
+                 device: torch.device = torch.device("cpu"), target_scale: float = 1.0):
         super().__init__(data.train_coords, data.train_values, data.train_jacobian, data.train_second_differences,
-                         data.derivative_step, supervision, lambda_der, der_units, der_mode, batch_size, device,
-                         **engine_options)
+                         data.derivative_step, supervision=supervision, engine=engine, batch_size=batch_size,
+                         device=device, target_scale=target_scale)
         self.data = data
         self.eval_chunk_size = eval_chunk_size
         self.eval_coords = data.coords.to(device)
@@ -192,14 +186,6 @@ class OncePerWeights:
         if hit is None or hit[0] != key:
             hit = self._entries[name] = (key, compute())
         return hit[1]
-
-
-def engine_options(config: Mapping[str, Any]) -> Dict[str, Any]:
-    """The derivative engine's and estimator's options of a resolved config (absent keys: defaults), as
-    :class:`SobolevRegression` takes them."""
-    return {"der_engine": config.get("der_engine", "auto"), "der_recompute": config.get("der_recompute", False),
-            "der_estimator": config.get("der_estimator", "exact"), "der_directions": config.get("der_directions", 1),
-            "der_fraction": config.get("der_fraction", 1.0)}
 
 
 def predict(model: nn.Module, coords: Tensor, chunk_size: int = 65536) -> Tensor:

@@ -571,8 +571,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep_file", help="the sweep file (e.g. configs/activation_study.txt)")
     p.add_argument("--jobs", type=int, default=1, help="runs at a time on this machine")
-    p.add_argument("--ray-address", default=None, help="run each config as a Ray task on this cluster (auto | HOST:PORT)")
-    p.add_argument("--logging_root", default=None, help="override the sweep's logging_root (relative to the run folder)")
+    p.add_argument("--ray-address", default=None,
+                   help="run each config as a Ray task on this cluster (auto | HOST:PORT)")
+    p.add_argument("--logging_root", default=None,
+                   help="override the sweep's logging_root (relative to the run folder)")
     p.add_argument("--experiments", type=Path, default=None,
                    help="the folder of task folders, where runs run and configs are found (default: the sweep "
                         "file's `experiments` line, else the first Experiments/ above the sweep file, else the one "

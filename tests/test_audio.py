@@ -170,7 +170,7 @@ class TestCentralDifference:
         t = time_axis(n, scale, torch.float64)
         signal = AudioSignal(torch.sin(0.2 * t[:, 0]).float(), 44100, "test")
         data = prepare_audio(signal, factor=5, time_scale=scale)
-        task = AudioRegression(data, "val_der")
+        task = AudioRegression(data, supervision="val_der")
         d = value_and_derivatives(Sinusoid(), data.train_coords.double(), scale=task.scale.double(), mode="reverse")
         step = time_step(n, scale)
         assert task.scale.item() == pytest.approx(step)
@@ -209,7 +209,7 @@ class TestSplit:
         mask = torch.ones(1000, dtype=torch.bool)
         mask[::5] = False
         expected = 10 * math.log10(1.0 / float((data.samples[mask].double() ** 2).mean()))
-        assert AudioRegression(data, "val").evaluate(Zero())["psnr_heldout"] == pytest.approx(expected, abs=1e-9)
+        assert AudioRegression(data, supervision="val").evaluate(Zero())["psnr_heldout"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_short_fit_on_synthetic_reaches_psnr_floor_and_derivatives_help(tmp_path, one_thread):
@@ -223,7 +223,7 @@ def test_short_fit_on_synthetic_reaches_psnr_floor_and_derivatives_help(tmp_path
     for supervision in ("val", "val_der"):
         seed_everything(0)
         model = MLP(1, 1, ["sine"] * 3, hidden_features=64)
-        task = AudioRegression(data, supervision)
+        task = AudioRegression(data, supervision=supervision)
         before = task.evaluate(model)["psnr_heldout"]
         run = RunDirectory(str(tmp_path), supervision)
         fit(model, task, FitConfig(num_epochs=300, lrate=1e-3, summary_every=100, progress=False,

@@ -9,6 +9,8 @@ import torch
 
 from derivative_cases import make_coords, make_model, relative_error
 from sobolev_inr.losses import project_jacobian, random_unit_directions, sobolev_loss
+from sobolev_inr.errors import ConfigError
+from sobolev_inr.options import SupervisionOptions
 from sobolev_inr.regression import RegressionBatch, SobolevRegression
 
 N, C, D = 12, 3, 2
@@ -20,9 +22,9 @@ def make_task(estimator="exact", directions=1, supervision="val_der", batch_size
     coords = make_coords(N, D)
     values = torch.randn(N, C, generator=gen, dtype=torch.float64)
     jacobian = torch.randn(N, C, D, generator=gen, dtype=torch.float64)
-    return SobolevRegression(coords, values, jacobian, None, [0.25, 0.5], supervision, lambda_der=0.7,
-                             batch_size=batch_size, der_estimator=estimator, der_directions=directions,
-                             der_fraction=der_fraction)
+    options = SupervisionOptions(supervision, lambda_der=0.7, der_estimator=estimator, der_directions=directions,
+                                 der_fraction=der_fraction)
+    return SobolevRegression(coords, values, jacobian, None, [0.25, 0.5], supervision=options, batch_size=batch_size)
 
 
 def terms_and_grads(model, task, batch):
@@ -119,12 +121,12 @@ def test_mini_batches_carry_directions_for_their_rows():
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    (dict(estimator="directional", supervision="val"), "val_der, der"),
+    (dict(estimator="directional", supervision="val"), "estimates the Jacobian loss of val_der or der; supervision = val"),
     (dict(estimator="sampled"), "unknown der_estimator"),
     (dict(estimator="directional", directions=0), "der_directions must be >= 1"),
 ])
 def test_bad_estimator_settings_are_rejected(kwargs, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(ConfigError, match=words):
         make_task(**kwargs)
 
 
@@ -176,8 +178,8 @@ def test_derivative_rows_are_drawn_per_batch():
 @pytest.mark.parametrize("kwargs, words", [
     (dict(der_fraction=0.0), r"der_fraction must be in \(0, 1\]"),
     (dict(der_fraction=1.5), r"der_fraction must be in \(0, 1\]"),
-    (dict(der_fraction=0.5, supervision="val"), "val_der, der"),
+    (dict(der_fraction=0.5, supervision="val"), "der_fraction < 1 estimates the Jacobian loss of val_der or der"),
 ])
 def test_bad_der_fraction_is_rejected(kwargs, words):
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(ConfigError, match=words):
         make_task(**kwargs)

@@ -129,8 +129,8 @@ def test_an_installed_wheel_trains_and_sweeps_outside_the_clone(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     python, command = venv / "bin" / "python", venv / "bin" / "sobolev-inr"
     wheel = next(wheels.glob("sobolev_inr-*.whl"))
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--force-reinstall", "-q", str(wheel)], check=True,
-                   capture_output=True, timeout=600)
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--force-reinstall", "-q", str(wheel)],
+                   check=True, capture_output=True, timeout=600)
     work.mkdir()
     where = subprocess.run([str(python), "-c", "import sobolev_inr; print(sobolev_inr.__file__)"], cwd=work,
                            capture_output=True, text=True, check=True).stdout
@@ -147,5 +147,5 @@ def test_an_installed_wheel_trains_and_sweeps_outside_the_clone(tmp_path):
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     assert "2 done, 0 skipped, 0 failed" in sweep.stdout
     for supervision in ("val", "val_der"):
-        config = json.loads((work / "runs" / "sweep" / "tiny" / f"supervision={supervision}" / "config.json").read_text())
-        assert config["supervision"] == supervision
+        run = work / "runs" / "sweep" / "tiny" / f"supervision={supervision}"
+        assert json.loads((run / "config.json").read_text())["supervision"] == supervision

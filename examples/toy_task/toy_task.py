@@ -9,6 +9,7 @@ import torch
 
 from sobolev_inr import cli
 from sobolev_inr.metrics import derivative_psnr, psnr
+from sobolev_inr.options import SupervisionOptions
 from sobolev_inr.regression import SobolevRegression, predict, predict_jacobian
 from sobolev_inr.tasks import TaskEntry, Training, register_task
 
@@ -22,8 +23,8 @@ class SineRegression(SobolevRegression):
         x = torch.linspace(-1.0, 1.0, num_samples).unsqueeze(1)         # (N, 1) on [-1, 1]
         step = 2.0 / (num_samples - 1)                                 # coordinate distance per sample
         jacobian = (w * torch.cos(w * x) * step).unsqueeze(2)          # (N, 1, 1): f' per sample step
-        super().__init__(x, torch.sin(w * x), jacobian, None, [step], supervision=supervision,
-                         lambda_der=lambda_der, device=device)
+        super().__init__(x, torch.sin(w * x), jacobian, None, [step], device=device,
+                         supervision=SupervisionOptions(supervision, lambda_der=lambda_der))
         self.eval_x = torch.linspace(-1.0, 1.0, 8 * num_samples, device=device).unsqueeze(1)
         self.eval_f = torch.sin(w * self.eval_x)
         self.eval_df = (w * torch.cos(w * self.eval_x) * step).unsqueeze(2)

@@ -51,15 +51,16 @@ class AudioRegressionEntry(TaskEntry):
     def build(self, args, metadata, data, device, run) -> Training:
         from ...data.audio import describe
         from ...models import nyquist_num_frequencies
-        from ...regression import engine_options
+        from ...options import EngineOptions, SupervisionOptions
         from .task import AudioRegression
 
         # Positional encoding: SIREN's Nyquist rule on the number of training samples (the original passes
         # fn_samples = len(downsampled_wav)); the rule assumes inputs on [-1, 1] (see the task's README).
         model = cli.build_model(args, in_features=1, out_features=1,
                                 num_frequencies=nyquist_num_frequencies(len(data.train_index))).to(device)
-        task = AudioRegression(data, args.supervision, args.lambda_der, args.der_units, args.der_mode,
-                               args.batch_size, args.eval_chunk_size, device, **engine_options(vars(args)))
+        task = AudioRegression(data, supervision=SupervisionOptions.from_config(metadata),
+                               engine=EngineOptions.from_config(metadata), batch_size=args.batch_size,
+                               eval_chunk_size=args.eval_chunk_size, device=device)
         notes = list(describe(data))
         if not task.has_heldout:
             notes.append("note: factor = 1 trains on every sample: no held-out metrics (metrics.json reports "

@@ -33,7 +33,8 @@ from ...derivatives import value_and_derivatives
 from ...errors import ConfigError, DataError
 from ...losses import sobolev_loss
 from ...metrics import derivative_psnr, psnr, remove_offset, to_unit_range
-from ...regression import RegressionBatch, engine_options
+from ...options import EngineOptions, SupervisionOptions
+from ...regression import RegressionBatch
 from ...runs import RunDirectory, RunIdentity
 from ...targets import image_gradient
 from ...training import FitConfig
@@ -161,13 +162,14 @@ class GradientComposite(ImageRegression):
     gradients per pixel step. The value term is logged against ``alpha f1 + (1 - alpha) f2`` (not trained on).
     """
 
-    def __init__(self, image1: Tensor, image2: Tensor, gradient1: Tensor, gradient2: Tensor, alpha: float,
-                 der_mode: str = "auto", batch_size: int = 0, eval_chunk_size: int = 65536,
-                 device: torch.device = torch.device("cpu"), **engine_options):
+    def __init__(self, image1: Tensor, image2: Tensor, gradient1: Tensor, gradient2: Tensor, alpha: float, *,
+                 engine: EngineOptions = EngineOptions(), batch_size: int = 0, eval_chunk_size: int = 65536,
+                 device: torch.device = torch.device("cpu")):
         blend = alpha * image1 + (1.0 - alpha) * image2
         target = alpha * gradient1 + (1.0 - alpha) * gradient2
         data = with_gradient_target(prepare_image(blend, factor=1, source=f"{alpha} f1 + {1 - alpha} f2"), target)
-        super().__init__(data, "der", 1.0, "pixel", der_mode, batch_size, eval_chunk_size, device, **engine_options)
+        super().__init__(data, supervision=SupervisionOptions(supervision="der"), engine=engine, batch_size=batch_size,
+                         eval_chunk_size=eval_chunk_size, device=device)
         self.alpha, self.parts = alpha, (image1, image2, gradient1, gradient2)
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
@@ -212,17 +214,18 @@ class SeamlessCloning(ImageRegression):
     Loss: value MSE over the pixels outside the mask + ``lambda_der`` x the derivative term over all pixels.
     """
 
-    def __init__(self, target: Tensor, source: Tensor, mask: Tensor, shift: Tuple[int, int] = (0, 0),
-                 lambda_der: float = 1.0, der_operator: str = "sobel", der_mode: str = "auto", batch_size: int = 0,
-                 eval_chunk_size: int = 65536, device: torch.device = torch.device("cpu"), **engine_options):
+    def __init__(self, target: Tensor, source: Tensor, mask: Tensor, shift: Tuple[int, int] = (0, 0), *,
+                 lambda_der: float = 1.0, der_operator: str = "sobel", engine: EngineOptions = EngineOptions(),
+                 batch_size: int = 0, eval_chunk_size: int = 65536, device: torch.device = torch.device("cpu")):
         if not mask.any() or mask.all():
             raise ConfigError(f"the mask covers {int(mask.sum())} of {mask.numel()} pixels; cloning needs pixels "
                               f"inside and outside it (change mask_radii)")
         data = prepare_image(target, factor=1, der_operator=der_operator, source="target")
         source_gradient = shift_pixels(image_gradient(source, der_operator), *shift)
         guidance = torch.where(mask, source_gradient, data.gradient)
-        super().__init__(with_gradient_target(data, guidance), "val_der", lambda_der, "pixel", der_mode, batch_size,
-                         eval_chunk_size, device, **engine_options)
+        supervision = SupervisionOptions(supervision="val_der", lambda_der=lambda_der, der_operator=der_operator)
+        super().__init__(with_gradient_target(data, guidance), supervision=supervision, engine=engine,
+                         batch_size=batch_size, eval_chunk_size=eval_chunk_size, device=device)
         self.mask, self.source, self.shift = mask, source, shift
         self.outside = (~mask).reshape(-1).to(device)
 
@@ -325,7 +328,7 @@ def run_gradient_composite(config: Mapping[str, Any], identity: RunIdentity, mak
                "composite": without(config, CLONE_KEYS, exp_name=f"{name}/composite")}
     # Every clash with an existing run is reported before anything trains.
     runs = {part: RunDirectory(root, cfg["exp_name"], resume, overwrite, cfg, identity) for part, cfg in configs.items()}
-    engine = engine_options(config)
+    engine = EngineOptions.from_config(config)
     fitted = {}
     for part, image, source in (("f1", image1, sources[0]), ("f2", image2, sources[1])):
         run = runs[part]
@@ -334,14 +337,15 @@ def run_gradient_composite(config: Mapping[str, Any], identity: RunIdentity, mak
         else:
             for note in notes:
                 run.print(f"note: {note}")
-        task = ImageRegression(prepare_image(image, factor=1, source=source), "val", 1.0, "pixel", config["der_mode"],
-                               config["batch_size"], config["eval_chunk_size"], device, **engine)
+        task = ImageRegression(prepare_image(image, factor=1, source=source), supervision=SupervisionOptions("val"),
+                               engine=engine, batch_size=config["batch_size"],
+                               eval_chunk_size=config["eval_chunk_size"], device=device)
         model, metrics = fit_or_reuse(run, task, make_model, fit_config, configs[part], device, "val",
                                       ("psnr_full",), {"image": source, "image_shape": list(image.shape)})
         fitted[part] = (task.render(model), task.render_gradient(model), metrics)
     (img1, grad1, m1), (img2, grad2, m2) = fitted["f1"], fitted["f2"]
-    task = GradientComposite(img1, img2, grad1, grad2, alpha, config["der_mode"], config["batch_size"],
-                             config["eval_chunk_size"], device, **engine)
+    task = GradientComposite(img1, img2, grad1, grad2, alpha, engine=engine, batch_size=config["batch_size"],
+                             eval_chunk_size=config["eval_chunk_size"], device=device)
     run = runs["composite"]
     if run.mode == "skip":
         run.print(f"reusing {run.path}: a finished run of this config (--overwrite redoes it)")
@@ -364,9 +368,9 @@ def run_seamless_cloning(config: Mapping[str, Any], identity: RunIdentity, make_
     _, h, w = target.shape
     mask = edit_mask(config["mask_shape"], centre, radii, h, w)
     shift = source_shift(centre, source_centre, h, w)
-    task = SeamlessCloning(target, source, mask, shift, config["lambda_der"], config["der_operator"],
-                           config["der_mode"], config["batch_size"], config["eval_chunk_size"], device,
-                           **engine_options(config))
+    task = SeamlessCloning(target, source, mask, shift, lambda_der=config["lambda_der"],
+                           der_operator=config["der_operator"], engine=EngineOptions.from_config(config),
+                           batch_size=config["batch_size"], eval_chunk_size=config["eval_chunk_size"], device=device)
     from ...experiment import open_run
 
     run_config = without(config, COMPOSITE_KEYS)

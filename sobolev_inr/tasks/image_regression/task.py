@@ -27,7 +27,8 @@ from ...coords import derivative_scale
 from ...data.images import ImageData, LoadedImage, load_image, square_image
 from ...metrics import (derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, rho_ag,
                        to_unit_range)
-from ...regression import SampledSignalRegression, engine_options, predict, predict_jacobian, predict_laplacian
+from ...options import EngineOptions, SupervisionOptions
+from ...regression import SampledSignalRegression, predict, predict_jacobian, predict_laplacian
 from ...targets import image_laplacian
 
 
@@ -195,9 +196,10 @@ def image_task_from_config(config: Mapping[str, Any], device: torch.device = tor
                          config["crop"], source, notes)
     scaling = config.get("target_scaling", "none")
     target_scale = siren_target_scale(config["supervision"], data.derivative_step) if scaling == "siren" else 1.0
-    return ImageRegression(data, config["supervision"], config["lambda_der"], config["der_units"], config["der_mode"],
-                           config.get("batch_size", 0), config.get("eval_chunk_size", 65536), device,
-                           target_scale=target_scale, **engine_options(config))
+    return ImageRegression(data, supervision=SupervisionOptions.from_config(config),
+                           engine=EngineOptions.from_config(config), batch_size=config.get("batch_size", 0),
+                           eval_chunk_size=config.get("eval_chunk_size", 65536), device=device,
+                           target_scale=target_scale)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):

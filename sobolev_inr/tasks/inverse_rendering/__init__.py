@@ -37,21 +37,25 @@ class InverseRenderingEntry(TaskEntry):
                        help="steps between quick looks: a test view at 1/4 resolution into progress.png")
         g.add_argument("--i_weights", type=int, default=10000, help="steps between checkpoints")
         g.add_argument("--i_testset", type=int, default=50000, help="steps between test-view renders (testset_<iter>/)")
-        g.add_argument("--i_video", type=int, default=400000, help="steps between spiral videos (spiral_<iter>_rgb.gif)")
+        g.add_argument("--i_video", type=int, default=400000,
+                       help="steps between spiral videos (spiral_<iter>_rgb.mp4, .gif without ffmpeg)")
         g.add_argument("--chunk", type=int, default=1024 * 32, help="rays rendered at a time for whole views (memory)")
-        g.add_argument("--netchunk", type=int, default=1024 * 64, help="points per network call when rendering (memory)")
+        g.add_argument("--netchunk", type=int, default=1024 * 64,
+                       help="points per network call when rendering (memory)")
         g.add_argument("--eval_rays", type=int, default=4096,
                        help="held-out pixels (fixed, random over the test views) scored at every i_print; 0 = none")
 
         g = p.add_argument_group("model (TinyNeRF)")
         cli.add_activation_options(g, ["sine"] * 8, w0=1.0, init="torch_default")
         g.add_argument("--netdepth", type=int, default=8, help="activated layers (must match activations)")
-        g.add_argument("--netwidth", "--hidden_features", dest="netwidth", type=int, default=256, help="channels per layer")
+        g.add_argument("--netwidth", "--hidden_features", dest="netwidth", type=int, default=256,
+                       help="channels per layer")
         g.add_argument("--multires", type=int, default=10, help="positional-encoding frequencies L of the 3-D point")
         g.add_argument("--i_embed", type=int, default=0, choices=(0, -1), help="0 = positional encoding, -1 = none")
         g.add_argument("--pe_pi_factor", type=cli._bool, default=False,
                        help="encoding frequencies 2^k pi (SIREN's) instead of nerf-pytorch's 2^k (false: the original)")
-        g.add_argument("--use_viewdirs", action="store_true", help="(nerf-pytorch) view directions: not in this experiment")
+        g.add_argument("--use_viewdirs", action="store_true",
+                       help="(nerf-pytorch) view directions: not in this experiment")
         g.add_argument("--multires_views", type=int, default=4, help="(nerf-pytorch) with use_viewdirs only")
         g.add_argument("--N_importance", type=int, default=0, help="(nerf-pytorch) fine samples: 0, one coarse network")
         g.add_argument("--compile", action="store_true", help="torch.compile the network's value pass")
@@ -74,9 +78,11 @@ class InverseRenderingEntry(TaskEntry):
         g.add_argument("--datadir", type=str, default="../../data/nerf_llff_data/fern",
                        help="an LLFF scene folder (poses_bounds.npy, images_<k>/), or 'synthetic' (embedded, generated "
                             "into <basedir>/<expname>/data/)")
-        g.add_argument("--llff_factor", type=int, default=4, help="LLFF downsample of the images: images_<llff_factor>/")
+        g.add_argument("--llff_factor", type=int, default=4,
+                       help="LLFF downsample of the images: images_<llff_factor>/")
         g.add_argument("--factor", type=int, default=4,
-                       help="training pixel stride: every factor-th pixel of each training view (the original train.py's "
+                       help="training pixel stride: every factor-th pixel of each training view (the original "
+                            "train.py's "
                             "name; not the LLFF downsample, see llff_factor)")
         g.add_argument("--llffhold", type=int, default=8, help="every llffhold-th view is a test view")
         g.add_argument("--spherify", action="store_true", help="(360-degree scenes) spherify the poses")
@@ -85,7 +91,8 @@ class InverseRenderingEntry(TaskEntry):
 
         g = p.add_argument_group("evaluation (eval.py; train.py accepts them so one config serves both)")
         g.add_argument("--eval_llff_factor", type=int, default=0,
-                       help="also render and score the test views at this LLFF downsample (e.g. 1 for the full images); "
+                       help="also render and score the test views at this LLFF downsample (e.g. 1 for the full "
+                            "images); "
                             "0 = only the training resolution")
         g.add_argument("--align_pixels", type=cli._bool, default=True,
                        help="at another resolution, shift the pixel grid so each rendered pixel looks at the area it "
@@ -93,7 +100,8 @@ class InverseRenderingEntry(TaskEntry):
         g.add_argument("--rerender", action="store_true", help="render the test views again even where renders exist")
 
         cli.add_supervision_options(p, supervisions=("val", "val_der", "der"), units=False, estimator=False)
-        p.add_argument("--show_der_loss", action="store_true", help="with supervision = val: log the derivative loss too")
+        p.add_argument("--show_der_loss", action="store_true",
+                       help="with supervision = val: log the derivative loss too")
         cli.add_engine_options(p, modes=False)
 
         def check(a):
@@ -106,7 +114,8 @@ class InverseRenderingEntry(TaskEntry):
                 raise ConfigError(f"N_importance = {a.N_importance}: this experiment trains one coarse network (the "
                                   f"original's TinyNeRF); set N_importance = 0")
             if a.use_viewdirs:
-                raise ConfigError("use_viewdirs: TinyNeRF takes the 3-D point only (no view directions), as the original")
+                raise ConfigError("use_viewdirs: TinyNeRF takes the 3-D point only (no view directions), as the "
+                                  "original")
             if a.lindisp and not a.no_ndc:
                 raise ConfigError("lindisp needs no_ndc: in NDC, samples linear in t are already linear in disparity")
             if a.render_factor < 0:

@@ -31,7 +31,8 @@ from ...coords import derivative_scale, image_grid, image_step
 from ...data.images import ImageData, prepare_image, resize_image
 from ...errors import DataError
 from ...metrics import derivative_psnr, luma, psnr, rho_ag, ssim, to_unit_range
-from ...regression import SampledSignalRegression, engine_options, predict, predict_jacobian
+from ...options import EngineOptions, SupervisionOptions
+from ...regression import SampledSignalRegression, predict, predict_jacobian
 from ...targets import image_gradient
 
 DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")
@@ -59,12 +60,12 @@ class SuperResolution(SampledSignalRegression):
     psnr_peak = 2.0  # values in [-1, 1]
     data: ImageData
 
-    def __init__(self, low: ImageData, high: Tensor, sr_factor: int, supervision: str = "val", lambda_der: float = 1.0,
-                 der_units: str = "pixel", der_mode: str = "auto", der_operator: str = "sobel",
-                 eval_chunk_size: int = 65536, device: torch.device = torch.device("cpu"), **engine_options):
-        super().__init__(low, supervision, lambda_der, der_units, der_mode, 0, eval_chunk_size, device,
-                         **engine_options)
-        self.high, self.sr_factor, self.der_operator = high, sr_factor, der_operator
+    def __init__(self, low: ImageData, high: Tensor, sr_factor: int, *,
+                 supervision: SupervisionOptions = SupervisionOptions(supervision="val"),
+                 engine: EngineOptions = EngineOptions(), eval_chunk_size: int = 65536,
+                 device: torch.device = torch.device("cpu")):
+        super().__init__(low, supervision=supervision, engine=engine, eval_chunk_size=eval_chunk_size, device=device)
+        self.high, self.sr_factor, self.der_operator = high, sr_factor, supervision.der_operator
         self.high_coords = image_grid(*high.shape[1:]).to(device)
 
     @property
@@ -165,6 +166,6 @@ def super_resolution_task_from_config(config: Mapping[str, Any], device: torch.d
     low = low_resolution(image, factor, config["downsample"], source)
     notes = [*notes, f"downsampled x{factor} to {low.shape[1]}x{low.shape[2]} ({config['downsample']})"]
     data = prepare_image(low, 1, config["der_operator"], source=source, notes=notes)
-    return SuperResolution(data, image, factor, config["supervision"], config["lambda_der"], config["der_units"],
-                           config["der_mode"], config["der_operator"], config.get("eval_chunk_size", 65536), device,
-                           **engine_options(config))
+    return SuperResolution(data, image, factor, supervision=SupervisionOptions.from_config(config),
+                           engine=EngineOptions.from_config(config), eval_chunk_size=config.get("eval_chunk_size", 65536),
+                           device=device)

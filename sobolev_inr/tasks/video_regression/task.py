@@ -27,7 +27,8 @@ from ...coords import derivative_scale
 from ...data.video import VideoData, load_video, prepare_video, square_frames
 from ...metrics import derivative_psnr, frame_quality, psnr, to_unit_range
 from ...outputs import save_array, to_uint8, write_video
-from ...regression import SampledSignalRegression, engine_options, predict, predict_jacobian
+from ...options import EngineOptions, SupervisionOptions
+from ...regression import SampledSignalRegression, predict, predict_jacobian
 
 FIGURE_FRAMES = 4
 """Held-out frames shown in frames.png."""
@@ -165,8 +166,9 @@ def video_task_from_config(config: Mapping[str, Any], data: Optional[VideoData] 
     """The :class:`VideoRegression` a run's resolved config describes (what main.py builds and :func:`load_run`
     rebuilds), on ``data`` if given, else on :func:`video_data_from_config`."""
     data = data if data is not None else video_data_from_config(config, base_dir)
-    return VideoRegression(data, config["supervision"], config["lambda_der"], config["der_units"], config["der_mode"],
-                           config["batch_size"], config["eval_chunk_size"], device, **engine_options(config))
+    return VideoRegression(data, supervision=SupervisionOptions.from_config(config),
+                           engine=EngineOptions.from_config(config), batch_size=config["batch_size"],
+                           eval_chunk_size=config["eval_chunk_size"], device=device)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):

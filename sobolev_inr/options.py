@@ -1,0 +1,91 @@
+"""Typed options: small frozen dataclasses built once from the parsed arguments, or from a finished run's
+saved config, each checked once (:class:`~sobolev_inr.errors.ConfigError`, also a ValueError), and taken
+by the library's constructors instead of a dozen loose strings and floats. Importing this module imports
+no torch, so that ``--help`` stays fast; the name tuples are the registries' (tests/test_cli.py checks).
+
+    supervision = SupervisionOptions.from_config(vars(args))    # or a checkpoint's state["config"]
+    task = ImageRegression(data, supervision=supervision, engine=EngineOptions.from_config(vars(args)))
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping, Type, TypeVar
+
+from .errors import ConfigError
+
+SUPERVISION_NAMES = ("val", "val_der", "der", "lapl")
+JACOBIAN_SUPERVISIONS = ("val_der", "der")
+OPERATOR_NAMES = ("diff", "sobel")
+DER_UNIT_NAMES = ("pixel", "coord")
+DER_MODE_NAMES = ("auto", "forward", "reverse")
+ENGINE_NAMES = ("auto", "fused", "autograd")
+DER_ESTIMATOR_NAMES = ("exact", "directional")
+
+Options = TypeVar("Options")
+
+
+def options_from_config(cls: Type[Options], config: Mapping[str, Any]) -> Options:
+    """``cls`` from the keys of ``config`` (a parsed namespace's vars, or a saved config) that name its
+    fields; absent keys keep their defaults, other keys are ignored."""
+    return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+
+
+def _choice(key: str, value: str, names) -> None:
+    if value not in names:
+        raise ConfigError(f"unknown {key} {value!r}; choose from {list(names)}")
+
+
+@dataclass(frozen=True)
+class SupervisionOptions:
+    """What a Sobolev regression supervises, and how its derivative targets are made and estimated.
+
+    ``supervision``: val (values), val_der (values + ``lambda_der`` x first derivatives), der (first
+    derivatives), lapl (the Laplacian). ``der_units``: pixel = derivatives per sample step (the paper's
+    ``lambda_der``), coord = per network-input unit. ``der_operator``: the finite-difference stencil of the
+    targets (kornia's normalised Sobel, or central differences). ``der_estimator`` directional: an unbiased
+    estimate of the Jacobian loss from ``der_directions`` random directions per sample; ``der_fraction`` < 1:
+    the derivative term on that random fraction of each batch (both for val_der and der only).
+    """
+
+    supervision: str = "val_der"
+    lambda_der: float = 1.0
+    der_units: str = "pixel"
+    der_operator: str = "sobel"
+    der_estimator: str = "exact"
+    der_directions: int = 1
+    der_fraction: float = 1.0
+
+    def __post_init__(self):
+        _choice("supervision", self.supervision, SUPERVISION_NAMES)
+        _choice("der_units", self.der_units, DER_UNIT_NAMES)
+        _choice("der_operator", self.der_operator, OPERATOR_NAMES)
+        _choice("der_estimator", self.der_estimator, DER_ESTIMATOR_NAMES)
+        if self.der_directions < 1:
+            raise ConfigError(f"der_directions must be >= 1, got {self.der_directions}")
+        if not 0.0 < self.der_fraction <= 1.0:
+            raise ConfigError(f"der_fraction must be in (0, 1], got {self.der_fraction}")
+        for what, active in (("der_estimator = directional", self.der_estimator == "directional"),
+                             ("der_fraction < 1", self.der_fraction < 1.0)):
+            if active and self.supervision not in JACOBIAN_SUPERVISIONS:
+                raise ConfigError(f"{what} estimates the Jacobian loss of val_der or der; supervision = "
+                                  f"{self.supervision} has none")
+
+    from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How exact input-derivatives are computed; none of these changes what a run computes. ``der_mode``:
+    forward or reverse mode (auto = forward when inputs <= outputs); ``der_engine``: the fused hand-written
+    passes or plain autograd; ``der_recompute``: forward mode, fused engine: recompute the tangents in the
+    backward pass instead of keeping them (less memory, a little more time)."""
+
+    der_mode: str = "auto"
+    der_engine: str = "auto"
+    der_recompute: bool = False
+
+    def __post_init__(self):
+        _choice("der_mode", self.der_mode, DER_MODE_NAMES)
+        _choice("der_engine", self.der_engine, ENGINE_NAMES)
+
+    from_config = classmethod(options_from_config)

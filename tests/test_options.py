@@ -1,0 +1,49 @@
+"""Typed options (sobolev_inr.options): built from a config's keys, checked once, taken by the constructors."""
+import pytest
+
+from sobolev_inr import cli
+from sobolev_inr.errors import ConfigError, UserError
+from sobolev_inr.options import EngineOptions, SupervisionOptions
+
+
+def test_options_take_their_own_keys_of_a_config_and_default_the_rest():
+    config = {"supervision": "der", "lambda_der": 0.5, "der_mode": "reverse", "filename": "baby", "seed": 3}
+    assert SupervisionOptions.from_config(config) == SupervisionOptions("der", lambda_der=0.5)
+    assert EngineOptions.from_config(config) == EngineOptions(der_mode="reverse")
+    assert SupervisionOptions.from_config({}) == SupervisionOptions()
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(supervision="sobolev"), r"unknown supervision 'sobolev'; choose from \['val', 'val_der', 'der', 'lapl'\]"),
+    (dict(der_units="metre"), "unknown der_units 'metre'"),
+    (dict(der_operator="scharr"), "unknown der_operator 'scharr'"),
+    (dict(der_directions=0, der_estimator="directional"), "der_directions must be >= 1, got 0"),
+    (dict(der_fraction=0.0), r"der_fraction must be in \(0, 1\], got 0.0"),
+    (dict(supervision="lapl", der_estimator="directional"),
+     "der_estimator = directional estimates the Jacobian loss of val_der or der; supervision = lapl has none"),
+])
+def test_bad_supervision_options_are_one_config_error_that_is_also_a_value_error(kwargs, words):
+    with pytest.raises(ConfigError, match=words) as info:
+        SupervisionOptions(**kwargs)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, UserError)
+
+
+def test_bad_engine_options_are_rejected():
+    with pytest.raises(ConfigError, match="unknown der_engine 'cuda'"):
+        EngineOptions(der_engine="cuda")
+
+
+def test_the_parser_checks_supervision_through_the_options():
+    p = cli.make_parser("t")
+    cli.add_run_options(p)
+    cli.add_supervision_options(p)
+    with pytest.raises(ConfigError, match="der_fraction < 1 estimates the Jacobian loss"):
+        cli.parse_args(p, ["--supervision", "val", "--der_fraction", "0.5"])
+    args = cli.parse_args(p, ["--supervision", "der", "--der_estimator", "directional", "--der_directions", "2"])
+    assert SupervisionOptions.from_config(vars(args)).der_directions == 2
+
+
+def test_options_are_frozen():
+    options = SupervisionOptions()
+    with pytest.raises(AttributeError):
+        options.lambda_der = 2.0
