@@ -205,10 +205,12 @@ def build_nerf(case: NerfCase, device: torch.device, method: str = "forward", se
                       focal=0.8 * w, render_poses=poses, image_paths=[], factor=1, scale=1.0, center_view=0,
                       source_hwf=(h, w, 0.8 * w), datadir=Path("(random views)"))
     mode, _, variant = method.partition("-")
-    task = InverseRendering(scene, [0], [1], stride=4, batch_size=case.rays, render=RenderOptions(num_samples=case.samples),
-                            supervision="val" if method == "val" else "val_der", device=device,
-                            der_engine="autograd" if variant == "autograd" else "auto",
-                            der_recompute=variant == "recompute", eval_rays=0)
+    engine = EngineOptions(der_engine="autograd" if variant == "autograd" else "auto",
+                           der_recompute=variant == "recompute")
+    task = InverseRendering(scene, [0], [1], stride=4, batch_size=case.rays,
+                            render=RenderOptions(num_samples=case.samples),
+                            supervision="val" if method == "val" else "val_der", engine=engine, device=device,
+                            eval_rays=0)
     torch.manual_seed(seed)
     model = tiny_nerf([case.activation] * case.depth, case.width).to(device)
     index = torch.randperm(len(task.rays), generator=gen)[:case.rays].to(device)

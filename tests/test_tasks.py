@@ -1,6 +1,7 @@
 """The task registry, the TaskScript shims, the sobolev-inr command, and a new task in one module
 (examples/toy_task, the worked example of docs/adding_a_task.md)."""
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -124,8 +125,12 @@ def test_an_installed_wheel_trains_and_sweeps_outside_the_clone(tmp_path):
     """The wheel in a fresh virtual environment (its dependencies from this interpreter's site-packages):
     the image task on the embedded default and a two-run sweep, from a folder outside the clone."""
     wheels, venv, work = tmp_path / "wheels", tmp_path / "venv", tmp_path / "elsewhere"
+    source = tmp_path / "source"  # a copy, so that the build leaves nothing in the clone
+    shutil.copytree(REPO / "sobolev_inr", source / "sobolev_inr", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(REPO)], check=True, capture_output=True, timeout=600)
+                    str(source)], check=True, capture_output=True, timeout=600)
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300)
     python, command = venv / "bin" / "python", venv / "bin" / "sobolev-inr"
     wheel = next(wheels.glob("sobolev_inr-*.whl"))

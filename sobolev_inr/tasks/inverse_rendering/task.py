@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -30,9 +30,10 @@ from torch import Tensor, nn
 
 from ...data.scenes import LLFFScene
 from ...derivatives import value_and_tangents
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 from ...losses import sobolev_loss
 from ...metrics import derivative_psnr, psnr, rho_ag, ssim
+from ...options import EngineOptions, SupervisionOptions
 from ...rendering import NDCSpace, RenderedImage, image_rays, pixel_rays, render_image, render_rays
 from ...targets import image_gradient
 
@@ -236,17 +237,22 @@ class InverseRendering:
 
     psnr_peak = 1.0  # colours in [0, 1]
 
-    def __init__(self, scene: LLFFScene, train_ids: Sequence[int], test_ids: Sequence[int], stride: int = 4,
-                 batch_size: int = 1024, render: RenderOptions = RenderOptions(), supervision: str = "val_der",
-                 lambda_der: float = 1.0, der_operator: str = "sobel", device: torch.device = torch.device("cpu"),
-                 der_engine: str = "auto", der_recompute: bool = False, show_der_loss: bool = False,
-                 eval_rays: int = 4096):
+    def __init__(self, scene: LLFFScene, train_ids: Sequence[int], test_ids: Sequence[int], *, stride: int = 4,
+                 batch_size: int = 1024, render: RenderOptions = RenderOptions(),
+                 supervision: Union[str, SupervisionOptions] = SupervisionOptions(),
+                 engine: EngineOptions = EngineOptions(), device: torch.device = torch.device("cpu"),
+                 show_der_loss: bool = False, eval_rays: int = 4096):
+        if isinstance(supervision, str):
+            supervision = SupervisionOptions(supervision=supervision)
+        if supervision.supervision not in ("val", "val_der", "der"):
+            raise ConfigError(f"inverse rendering supervises val, val_der or der, not {supervision.supervision}")
         self.scene, self.device, self.render_options = scene, device, render
         self.train_ids, self.test_ids = [int(v) for v in train_ids], [int(v) for v in test_ids]
         self.stride, self.batch_size = stride, batch_size
-        self.supervision, self.lambda_der, self.der_operator = supervision, lambda_der, der_operator
-        self.der_engine, self.der_recompute, self.show_der_loss = der_engine, der_recompute, show_der_loss
-        self.rays = training_rays(scene, self.train_ids, stride, der_operator).to(device)
+        self.supervision, self.lambda_der = supervision.supervision, supervision.lambda_der
+        self.der_operator = supervision.der_operator
+        self.der_engine, self.der_recompute, self.show_der_loss = engine.der_engine, engine.der_recompute, show_der_loss
+        self.rays = training_rays(scene, self.train_ids, stride, self.der_operator).to(device)
         self.poses = torch.from_numpy(scene.poses).float().to(device)
         self.height, self.width, self.focal = scene.height, scene.width, float(scene.focal)
         self.ndc = NDCSpace(self.height, self.width, self.focal, 1.0) if render.ndc else None
@@ -530,9 +536,8 @@ def load_task(config: Mapping[str, Any], device: torch.device, run_dir: Path) ->
     scene = load_scene_of(config, run_dir)
     train_ids, test_ids = scene.split(config["llffhold"])
     return InverseRendering(scene, train_ids, test_ids, stride=config["factor"], batch_size=config["N_rand"],
-                            render=render_options(config, scene), supervision=config["supervision"],
-                            lambda_der=config["lambda_der"], der_operator=config["der_operator"], device=device,
-                            der_engine=config.get("der_engine", "auto"), der_recompute=config.get("der_recompute", False),
+                            render=render_options(config, scene), supervision=SupervisionOptions.from_config(config),
+                            engine=EngineOptions.from_config(config), device=device,
                             show_der_loss=config.get("show_der_loss", False), eval_rays=config.get("eval_rays", 4096))
 
 

@@ -33,6 +33,7 @@ from ...data.pointclouds import NormalisedCloud, load_point_cloud, normalise_clo
 from ...data.shapes import SHAPE_PREFIX
 from ...derivatives import value_and_derivatives
 from ...meshing import evaluate_grid, grid_points, marching_cubes
+from ...options import EngineOptions
 from ...regression import OncePerWeights, predict
 from ...sdf_loss import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
 from ...shape_metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
@@ -69,9 +70,10 @@ class SDFFitting:
     """Required by :class:`~sobolev_inr.training.Task`, unused: the training PSNR is computed from a ``value``
     loss term, and an SDF loss has none (its terms are ``sdf``, ``inter``, ``normal``, ``grad``)."""
 
-    def __init__(self, cloud: NormalisedCloud, supervision: str = "val_der", weights: SDFLossWeights = SDFLossWeights(),
+    def __init__(self, cloud: NormalisedCloud, supervision: str = "val_der", *,
+                 weights: SDFLossWeights = SDFLossWeights(), engine: EngineOptions = EngineOptions(),
                  batch_size: int = 0, device: torch.device = torch.device("cpu"), mc_resolution: int = 128,
-                 eval_chunk_size: int = 65536, der_mode: str = "auto", der_engine: str = "auto"):
+                 eval_chunk_size: int = 65536):
         if supervision not in SDF_SUPERVISIONS:
             raise ValueError(f"unknown supervision {supervision!r}; choose from {list(SDF_SUPERVISIONS)}")
         if supervision == "val_der" and cloud.normals is None:
@@ -79,7 +81,7 @@ class SDFFitting:
         self.cloud, self.supervision, self.weights = cloud, supervision, weights
         self.batch_size, self.device = batch_size, device
         self.mc_resolution, self.eval_chunk_size = mc_resolution, eval_chunk_size
-        self.der_mode, self.der_engine = der_mode, der_engine
+        self.der_mode, self.der_engine = engine.der_mode, engine.der_engine
         self.points = torch.from_numpy(cloud.points).float().to(device)
         self.normals = None if cloud.normals is None else torch.from_numpy(cloud.normals).float().to(device)
         # Fixed evaluation sets, drawn from their own seed (not the training generator: resuming is unaffected).
@@ -223,8 +225,9 @@ def sdf_task_from_config(config: Mapping[str, Any], cloud: Optional[NormalisedCl
         cloud = normalise_cloud(load_point_cloud(source, config["num_points"], config["seed"]))
     weights = SDFLossWeights(config["lambda_sdf"], config["lambda_inter"], config["lambda_normal"],
                              config["lambda_grad"], config["inter_alpha"])
-    return SDFFitting(cloud, config["supervision"], weights, config["batch_size"], device, config["mc_resolution"],
-                      config["eval_chunk_size"], config["der_mode"], config["der_engine"])
+    return SDFFitting(cloud, config["supervision"], weights=weights, engine=EngineOptions.from_config(config),
+                      batch_size=config["batch_size"], device=device, mc_resolution=config["mc_resolution"],
+                      eval_chunk_size=config["eval_chunk_size"])
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
