@@ -42,9 +42,6 @@ from .errors import ConfigError, TrainingError
 from .runs import RunDirectory, ScalarLog, run_metrics  # noqa: F401  (run_metrics: its former home, re-exported)
 
 NAN_POLICIES = ("stop", "skip")
-KILL_AFTER_CHECKPOINT_ENV = "SOBOLEV_INR_KILL_AFTER_CHECKPOINT"
-"""Test-only fault injection, read once when :func:`fit` starts: with this variable set to N, fit adds
-:class:`KillAfterCheckpoint` (N) to its callbacks."""
 
 
 class Task(Protocol):
@@ -517,17 +514,11 @@ class Callback:
 class KillAfterCheckpoint(Callback):
     """Test-only fault injection: the process kills itself (SIGKILL) right after the ``n``-th checkpoint that
     this :func:`fit` writes, a deterministic point at any machine speed, for the tests that a killed run,
-    rerun, gives the uninterrupted result. Also set by the environment variable
-    ``SOBOLEV_INR_KILL_AFTER_CHECKPOINT=n`` (:data:`KILL_AFTER_CHECKPOINT_ENV`), read once when fit starts."""
+    rerun, gives the uninterrupted result (``run_task(name, argv, callbacks=[KillAfterCheckpoint(2)])`` in a
+    subprocess: tests/task_entry.py)."""
 
     def __init__(self, n: int):
         self.n, self.written = n, 0
-
-    @classmethod
-    def from_environment(cls, environ: Mapping[str, str] = os.environ) -> List["KillAfterCheckpoint"]:
-        """``[KillAfterCheckpoint(n)]`` when the environment asks for it, else ``[]``."""
-        n = int(environ.get(KILL_AFTER_CHECKPOINT_ENV, "0") or 0)
-        return [cls(n)] if n else []
 
     def on_checkpoint(self, index: int, path: Path) -> None:
         self.written += 1
@@ -576,7 +567,7 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
     resets to measure the training steps alone.
     """
     cfg.check()
-    callbacks = [*callbacks, *KillAfterCheckpoint.from_environment()]
+    callbacks = list(callbacks)
     unit, length = cfg.unit, cfg.length
     state = TrainingState.start(model, task, cfg)
     if cfg.resume:

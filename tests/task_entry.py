@@ -18,6 +18,16 @@ def load_task_main(task: str, script: str = "main"):
     return module
 
 
+KILLED_RUN = ("import sys; from sobolev_inr.tasks import run_task; from sobolev_inr.training import KillAfterCheckpoint; "
+              "run_task(sys.argv[1], sys.argv[4:], sys.argv[2], callbacks=[KillAfterCheckpoint(int(sys.argv[3]))])")
+
+
+def killed_run_command(task: str, kill_after: int, command: str = "train"):
+    """The command line (before the task's arguments) of a run of ``task`` that kills itself (SIGKILL) right
+    after its ``kill_after``-th checkpoint, through the training loop's callbacks."""
+    return [sys.executable, "-c", KILLED_RUN, task, command, str(kill_after)]
+
+
 def run_main(module, args, logging_root, **overrides):
     """``module.main`` on ``args`` plus ``--<key> <value>`` per override, logging into ``logging_root``, no
     progress bar; returns what main returns (the run's metrics)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,21 +197,19 @@ def test_resume_matches_the_uninterrupted_run(tiny_scene, tmp_path):
 def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(tiny_scene, tmp_path):
     """train.py kills itself (SIGKILL) right after its 2nd checkpoint, at step 6, where a test render is also
     due: the checkpoint is written before the render, so the rerun of the same command loses no training."""
-    import os
     import signal
 
-    from sobolev_inr.training import KILL_AFTER_CHECKPOINT_ENV
+    from task_entry import killed_run_command
 
     common = ["--config", str(TASK_DIR / "configs/synthetic/val_der/sine.txt"), *TINY, "--datadir", str(tiny_scene),
               "--llff_factor", "2", "--factor", "2", "--i_weights", "3", "--i_testset", "6", "--N_iters", "8",
               "--basedir", str(tmp_path)]
 
-    def run(name, **env):
-        return subprocess.run([sys.executable, "train.py", *common, "--expname", name], cwd=TASK_DIR,
-                              capture_output=True, text=True, env={**os.environ, **env})
+    def run(name, prefix=(sys.executable, "train.py")):
+        return subprocess.run([*prefix, *common, "--expname", name], cwd=TASK_DIR, capture_output=True, text=True)
 
     assert run("whole").returncode == 0
-    killed = run("killed", **{KILL_AFTER_CHECKPOINT_ENV: "2"})
+    killed = run("killed", prefix=killed_run_command("inverse_rendering", 2))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (tmp_path / "killed" / "checkpoints" / "step_0000006.pt").exists()
     assert not (tmp_path / "killed" / "testset_000006").exists()  # killed before the render

@@ -1,6 +1,5 @@
 """Runs that survive being killed, and inputs that fail clearly (exit 2, one line, no traceback)."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from PIL import Image
 
 from sobolev_inr.checkpoints import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from sobolev_inr.runs import RunDirectory, read_history
-from sobolev_inr.training import KILL_AFTER_CHECKPOINT_ENV
+from task_entry import killed_run_command
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_TASK = REPO / "Experiments" / "image_regression"
@@ -27,28 +26,27 @@ def _main(args, **kw):
 
 
 KILL_CASES = {
-    "image": (IMAGE_TASK, lambda png: ["--filename", png]),
-    "audio": (REPO / "Experiments" / "audio_regression", lambda png: ["--filename", "synthetic:0.05"]),
-    "video": (REPO / "Experiments" / "video_regression",  # mini-batches: the kill lands inside the data order
-              lambda png: ["--filename", "synthetic:5", "--sidelength", "12", "--batch_size", "200"]),
+    "image_regression": lambda png: ["--filename", png],
+    "audio_regression": lambda png: ["--filename", "synthetic:0.05"],
+    # mini-batches: the kill lands inside the data order
+    "video_regression": lambda png: ["--filename", "synthetic:5", "--sidelength", "12", "--batch_size", "200"],
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(KILL_CASES))
 def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(task, tiny_gray_png, tmp_path):
-    """The run kills itself (SIGKILL) right after its 2nd checkpoint (SOBOLEV_INR_KILL_AFTER_CHECKPOINT),
-    a deterministic point whatever the machine's speed; the same command then resumes it."""
-    task_dir, data_args = KILL_CASES[task]
-    common = data_args(tiny_gray_png) + ["--hidden_features", "16", "--num_epochs", 60, "--epochs_til_ckpt", 20,
-                                         "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
+    """The run kills itself (SIGKILL) right after its 2nd checkpoint (a KillAfterCheckpoint callback), a
+    deterministic point whatever the machine's speed; the task's entry script then resumes it."""
+    task_dir = REPO / "Experiments" / task
+    common = KILL_CASES[task](tiny_gray_png) + ["--hidden_features", "16", "--num_epochs", 60, "--epochs_til_ckpt", 20,
+                                                "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
 
-    def run(args, **env):
-        return subprocess.run([sys.executable, "main.py", *map(str, args)], cwd=task_dir, capture_output=True,
-                              text=True, env={**os.environ, **env})
+    def run(args, prefix=(sys.executable, "main.py")):
+        return subprocess.run([*prefix, *map(str, args)], cwd=task_dir, capture_output=True, text=True)
 
     assert run(common + ["--exp_name", "whole"]).returncode == 0
-    killed = run(common + ["--exp_name", "killed"], **{KILL_AFTER_CHECKPOINT_ENV: "2"})
+    killed = run(common + ["--exp_name", "killed"], prefix=killed_run_command(task, 2))
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     ckpts = tmp_path / "killed" / "checkpoints"
     assert [p.name for p in list_checkpoints(ckpts)] == ["epoch_0000020.pt", "epoch_0000040.pt"]

@@ -241,12 +241,10 @@ class TestPieces:
         assert recorder.summaries[0][1] == ["train/psnr", "train/total", "train/value"]
         assert recorder.checkpoints == [(5, "step_0000005.pt", True), (10, "step_0000010.pt", True)]
 
-    def test_the_kill_variable_becomes_a_callback_once(self, monkeypatch):
-        from sobolev_inr.training import KILL_AFTER_CHECKPOINT_ENV, KillAfterCheckpoint
+    def test_the_kill_callback_fires_once_after_its_checkpoint(self, monkeypatch):
+        from sobolev_inr.training import KillAfterCheckpoint
 
-        assert KillAfterCheckpoint.from_environment({}) == []
-        [kill] = KillAfterCheckpoint.from_environment({KILL_AFTER_CHECKPOINT_ENV: "3"})
-        assert isinstance(kill, KillAfterCheckpoint) and kill.n == 3
+        kill = KillAfterCheckpoint(3)
         killed = []
         monkeypatch.setattr("os.kill", lambda pid, sig: killed.append(sig))
         for i in range(5):
