@@ -90,6 +90,7 @@ def test_booleans_that_default_to_true_parse_from_configs(tmp_path):
         parser.parse_args(["--config", str(cfg)])
 
 
+@pytest.mark.e2e
 def test_spder_eps_reaches_the_model_and_is_recorded(tmp_path):
     """spder_eps from a config builds SPDER activations with that smoothing length, recorded in the model's config
     (checkpoints rebuild it); a value that is not > 0 is refused in one line naming the option."""

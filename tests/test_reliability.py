@@ -33,6 +33,7 @@ KILL_CASES = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(KILL_CASES))
 def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(task, tiny_gray_png, tmp_path):
@@ -125,6 +126,7 @@ BAD_INPUTS = {
 }
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_fails_with_one_line_and_exit_2(case, tiny_gray_png, tmp_path):
     if case == "cuda without a GPU" and torch.cuda.is_available():
@@ -149,11 +151,13 @@ def test_bad_input_fails_with_one_line_and_exit_2(case, tiny_gray_png, tmp_path)
         assert w in proc.stderr, (w, proc.stderr)
 
 
+@pytest.mark.e2e
 def test_debug_shows_the_traceback(tiny_gray_png, tmp_path):
     proc = _main(["--filename", "nowhere", "--debug", "--logging_root", tmp_path])
     assert proc.returncode == 2 and "Traceback" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_same_seed_same_run_on_cpu(tiny_gray_png, tmp_path):
     common = ["--filename", tiny_gray_png, "--hidden_features", "16", "--num_epochs", 5, "--logging_root", tmp_path,
               "--no_progress", "--seed", 7, "--deterministic"]

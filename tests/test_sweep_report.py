@@ -181,6 +181,7 @@ def test_grid_values_that_would_share_a_run_directory_are_rejected(tmp_path):
         parse_sweep(path).runs()
 
 
+@pytest.mark.e2e
 def test_local_sweep_runs_skips_finished_and_reports(tiny_gray_png, tmp_path):
     sweep = parse_sweep(_sweep_file(tmp_path, tiny_gray_png))
     results = run_sweep(sweep, jobs=2)
@@ -201,6 +202,7 @@ def test_local_sweep_runs_skips_finished_and_reports(tiny_gray_png, tmp_path):
     assert "33.13" in (out / "report.md").read_text()
 
 
+@pytest.mark.e2e
 def test_local_sweep_runs_a_grid_of_lists_from_a_task_tree_beside_the_sweep_file(tiny_gray_png, tmp_path):
     experiments = tmp_path / "project" / "Experiments"
     experiments.mkdir(parents=True)
@@ -245,6 +247,7 @@ def test_an_entry_script_without_config_parser_is_a_clear_error(tmp_path):
         run_sweep(parse_sweep(tmp_path / "bare.txt"))
 
 
+@pytest.mark.e2e
 def test_train_then_eval_run_as_one_run_that_fails_if_either_fails(project):
     sweep = parse_sweep(_two_step_sweep(project))
     assert sweep.commands == ("train.py", "eval.py")
@@ -276,6 +279,7 @@ def test_experiments_folder_is_the_option_else_the_file_line_else_the_nearest_ab
     assert parse_sweep(sweep_file, experiments=tmp_path / "third").experiments == tmp_path / "third"
 
 
+@pytest.mark.e2e
 def test_outside_a_clone_the_sweep_looks_beside_the_sweep_file_or_says_where_it_looked(project, tmp_path):
     site = tmp_path / "site"  # the package alone, as a non-editable install has it
     shutil.copytree(REPO / "sobolev_inr", site / "sobolev_inr", ignore=shutil.ignore_patterns("__pycache__"))
@@ -298,6 +302,7 @@ def test_outside_a_clone_the_sweep_looks_beside_the_sweep_file_or_says_where_it_
     assert (tmp_path / "else" / "sweep" / "outcome=ok" / "eval.json").is_file()
 
 
+@pytest.mark.e2e
 def test_a_failed_run_is_reported_and_the_sweep_exits_non_zero(tiny_gray_png, tmp_path):
     path = _sweep_file(tmp_path, tiny_gray_png).read_text().replace("--num_epochs 2", "--num_epochs 0")
     (tmp_path / "fail.txt").write_text(path)
@@ -440,6 +445,7 @@ def local_ray_cluster():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+@pytest.mark.e2e
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_sweep_runs_a_grid_of_lists_on_the_given_cluster(tiny_gray_png, tmp_path, local_ray_cluster):
@@ -449,6 +455,7 @@ def test_ray_sweep_runs_a_grid_of_lists_on_the_given_cluster(tiny_gray_png, tmp_
     _assert_activations_per_run(tmp_path / "runs" / "lists")
 
 
+@pytest.mark.e2e
 @pytest.mark.ray
 def test_ray_sweep_runs_train_then_eval_in_one_task(project, local_ray_cluster, capsys):
     sweep_file = _two_step_sweep(project)
@@ -457,6 +464,7 @@ def test_ray_sweep_runs_train_then_eval_in_one_task(project, local_ray_cluster, 
     _assert_two_steps_ran(project)
 
 
+@pytest.mark.e2e
 @pytest.mark.ray
 def test_ray_sweep_rejects_a_bad_grid_before_any_run(tiny_gray_png, tmp_path, local_ray_cluster, capsys):
     path = _sweep_file(tmp_path, tiny_gray_png, extra="grid supervision = [val, sobolev]\n")
@@ -466,6 +474,7 @@ def test_ray_sweep_rejects_a_bad_grid_before_any_run(tiny_gray_png, tmp_path, lo
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.ray
 def test_ray_sweep_without_a_cluster_says_how_to_start_one(tiny_gray_png, tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")

@@ -92,6 +92,7 @@ def test_the_toy_shim_runs_as_a_script(tmp_path):
     assert proc.returncode == 2 and "argument --num_samples: invalid int value: 'many'" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_the_command_lists_tasks_and_refuses_unknown_ones(tmp_path):
     proc = _console("list", cwd=tmp_path)
     assert proc.returncode == 0
