@@ -82,16 +82,16 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sobolev_inr.coords import derivative_scale  # noqa: E402
+from sobolev_inr.data.coords import derivative_scale  # noqa: E402
 from sobolev_inr.data.images import load_image, prepare_image, resize_image  # noqa: E402
 from sobolev_inr.derivatives import (choose_mode, reference_jacobian, reference_laplacian,  # noqa: E402
                                      value_and_derivatives)
-from sobolev_inr.losses import sobolev_loss  # noqa: E402
+from sobolev_inr.config.options import EngineOptions, SupervisionOptions  # noqa: E402
+from sobolev_inr.data.targets import image_laplacian  # noqa: E402
+from sobolev_inr.losses.sobolev import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP, nyquist_num_frequencies  # noqa: E402
-from sobolev_inr.options import EngineOptions, SupervisionOptions  # noqa: E402
-from sobolev_inr.regression import SobolevRegression  # noqa: E402
-from sobolev_inr.targets import image_laplacian  # noqa: E402
-from sobolev_inr.training import take_step  # noqa: E402
+from sobolev_inr.tasks.regression import SobolevRegression  # noqa: E402
+from sobolev_inr.training.loop import take_step  # noqa: E402
 from common import machine_line, machine_record  # noqa: E402  (bench/common.py)
 
 TOLERANCE = 1e-5  # float32 relative error of the Jacobian against the reference loop
@@ -523,8 +523,8 @@ def make_step(method: str, model: MLP, x, y, target, scale, lambda_der: float = 
     backward, gradient-norm check, Adam); returns a callable.
 
     ``val`` and this package's methods compute their loss with the regression task that main.py uses
-    (:class:`~sobolev_inr.regression.SobolevRegression`, full batch); ``reference`` and ``forward-func``
-    put their own derivatives into the same loss (:func:`~sobolev_inr.losses.sobolev_loss`).
+    (:class:`~sobolev_inr.tasks.regression.SobolevRegression`, full batch); ``reference`` and ``forward-func``
+    put their own derivatives into the same loss (:func:`~sobolev_inr.losses.sobolev.sobolev_loss`).
     """
     params = list(model.parameters())
     optimizer = torch.optim.Adam(params, lr=1e-4)

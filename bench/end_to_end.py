@@ -42,10 +42,10 @@ sys.path.insert(0, str(REPO))
 
 from sobolev_inr.data.images import load_image, prepare_image  # noqa: E402
 from sobolev_inr.derivatives import choose_mode, reference_jacobian  # noqa: E402
-from sobolev_inr.losses import sobolev_loss  # noqa: E402
+from sobolev_inr.losses.sobolev import sobolev_loss  # noqa: E402
 from sobolev_inr.models import MLP  # noqa: E402
 from sobolev_inr.tasks.image_regression import ImageRegression  # noqa: E402
-from sobolev_inr.training import take_step  # noqa: E402
+from sobolev_inr.training.loop import take_step  # noqa: E402
 from common import machine_line, machine_record  # noqa: E402  (bench/common.py)
 
 

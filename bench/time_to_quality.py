@@ -95,7 +95,7 @@ def time_to_reach(times: Sequence[float], values: Sequence[float], target: float
 
 def read_curve(run_dir: Path, metric: str) -> Tuple[List[float], List[float]]:
     """(training time at each evaluation, s; the held-out metric there) of a finished run."""
-    from sobolev_inr.runs import read_scalars
+    from sobolev_inr.training.runs import read_scalars
 
     series = read_scalars(run_dir / "scalars.csv")
     if f"eval/{metric}" not in series:
@@ -142,7 +142,7 @@ def summarise(curves: Dict[str, Tuple[List[float], List[float]]]) -> Dict[str, d
 
 
 def plot(case: Case, curves: Dict[str, Tuple[List[float], List[float]]], rows: Dict[str, dict], path: Path) -> None:
-    from sobolev_inr.plots import figure
+    from sobolev_inr.reporting.plots import figure
 
     fig, axes = figure(1, 1, (6.4, 4.2))
     ax = axes[0, 0]
@@ -213,7 +213,7 @@ def main(argv=None):
         args.methods.insert(0, "val")
 
     from common import machine_line, machine_record  # bench/common.py
-    from sobolev_inr.cli import resolve_device
+    from sobolev_inr.config.cli import resolve_device
 
     device = resolve_device(args.device)  # the device main.py will resolve to, for the file names
     print(machine_line(device))

@@ -6,4 +6,4 @@ pyproject.toml's ``[tool.setuptools.dynamic]``); import the submodules you need.
 """
 
 __version__ = "0.1.0"
-"""The package's version, its one source (the wheel's metadata and :func:`sobolev_inr.provenance.provenance`)."""
+"""The package's version, its one source (the wheel's metadata and :func:`sobolev_inr.training.provenance.provenance`)."""

@@ -22,7 +22,7 @@ USAGE = """usage: sobolev-inr <task> [<command>] [options]   (command: train by 
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .cli import run_entry_point
+    from .config.cli import run_entry_point
     from .tasks import get_task, task_names
     from .tasks.entry import format_task_list
 

@@ -31,7 +31,7 @@ import kornia
 import torch
 from torch import Tensor
 
-from .coords import heldout_mask
+from .data.coords import heldout_mask
 
 LUMA_WEIGHTS = (65.738 / 256.0, 129.057 / 256.0, 25.064 / 256.0)
 

@@ -16,7 +16,7 @@ Writes into ``<runs dir>/report/`` (or ``--out``):
 * ``reconstructions.png``: what each image run renders, side by side;
 * ``heldout_views.png``: inverse rendering, a held-out view of each scene rendered by every run beside its
   ground truth;
-* the experiment summaries of :mod:`sobolev_inr.summaries`, appended to ``report.md`` where their runs are
+* the experiment summaries of :mod:`sobolev_inr.reporting.summaries`, appended to ``report.md`` where their runs are
   present, with ``spder_curves.png`` (SPDER's protocol: PSNR and rho_AG against the step, beside its Table 1),
   ``super_resolution.png`` (PSNR against the factor, beside bicubic and paper 004's Table 1) and
   ``derivative_precision.png`` (value against value + derivatives of the downsampled or the full image,
@@ -33,10 +33,10 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from . import summaries
 from .errors import UserError
-from .references import load_protocol_tables, load_references, match_reference
-from .runs import METRICS_FILE, read_scalars
+from .reporting import summaries
+from .reporting.references import load_protocol_tables, load_references, match_reference
+from .training.runs import METRICS_FILE, read_scalars
 
 POISSON_COLUMNS = ["psnr_minmax_full", "psnr_offset_full", "psnr_grad_full", "psnr_lapl_full"]
 """Poisson reconstruction (image regression with der or lapl supervision): the image after SIREN's and after
@@ -124,7 +124,7 @@ def _activation_name(m: Dict) -> str:
 
 def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path) -> bool:
     """Table 5 as bars: PSNR and SSIM per activation, without / with PE, ours (solid) vs paper (outline)."""
-    from .plots import figure
+    from .reporting.plots import figure
 
     study = [m for m in runs if "activation_study/" in str(m.get("exp_name", ""))]
     if not study:
@@ -168,7 +168,7 @@ def _model_name(m: Dict) -> str:
 def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path) -> bool:
     """Value against value + derivative supervision: held-out PSNR per (signal, model), ours (solid)
     and the paper's where it has the number (outline). Drawn when some (signal, model) has both."""
-    from .plots import figure
+    from .reporting.plots import figure
 
     groups: Dict[tuple, Dict[str, Dict]] = {}
     for m in runs:
@@ -210,7 +210,7 @@ def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path
 
 def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
     """Derivative loss against the step, one line per run; left without PE, right with PE."""
-    from .plots import figure
+    from .reporting.plots import figure
 
     curves = []
     for m in runs:
@@ -247,8 +247,8 @@ def draw_derivative_loss(runs: Sequence[Dict], path: Path) -> bool:
 def draw_reconstructions(runs: Sequence[Dict], path: Path, columns: int = 7) -> bool:
     """Each image run's full rendering, titled with its held-out PSNR (a Poisson reconstruction: with the best
     constant removed, titled with that PSNR)."""
-    from .plots import figure
     from .metrics import remove_offset, to_unit_range
+    from .reporting.plots import figure
     from .tasks.image_regression import load_run
 
     image_runs = [m for m in runs if m.get("task") == "image_regression"]
@@ -282,7 +282,7 @@ def draw_heldout_views(runs: Sequence[Dict], path: Path) -> bool:
     (its latest testset), titled with the run's held-out PSNR and SSIM (all test views)."""
     import torch
 
-    from .plots import save_view_grid
+    from .reporting.plots import save_view_grid
     from .tasks.inverse_rendering import read_render, run_views
 
     scene_runs: Dict[str, List[Dict]] = {}

@@ -18,7 +18,7 @@ def load_task_main(task: str, script: str = "main"):
     return module
 
 
-KILLED_RUN = ("import sys; from sobolev_inr.tasks import run_task; from sobolev_inr.training import KillAfterCheckpoint; "
+KILLED_RUN = ("import sys; from sobolev_inr.tasks import run_task; from sobolev_inr.training.loop import KillAfterCheckpoint; "
               "run_task(sys.argv[1], sys.argv[4:], sys.argv[2], callbacks=[KillAfterCheckpoint(int(sys.argv[3]))])")
 
 

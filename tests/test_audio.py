@@ -16,9 +16,9 @@ from torch import nn
 
 from sobolev_inr.data.audio import (AudioSignal, load_audio, prepare_audio, read_wav, synthetic_signal, time_axis,
                                     time_step)
+from sobolev_inr.data.targets import central_difference, second_difference
 from sobolev_inr.derivatives import value_and_derivatives
 from sobolev_inr.errors import ConfigError, DataError
-from sobolev_inr.targets import central_difference, second_difference
 from sobolev_inr.tasks.audio_regression import AudioRegression
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,8 +215,8 @@ class TestSplit:
 def test_short_fit_on_synthetic_reaches_psnr_floor_and_derivatives_help(tmp_path, one_thread):
     """SIREN (3 x 64) on 0.05 s of the synthetic chirp, trained on 1 in 5 samples, 300 epochs."""
     from sobolev_inr.models import MLP
-    from sobolev_inr.runs import RunDirectory
-    from sobolev_inr.training import FitConfig, fit, seed_everything
+    from sobolev_inr.training.loop import FitConfig, fit, seed_everything
+    from sobolev_inr.training.runs import RunDirectory
 
     data = prepare_audio(load_audio("synthetic:0.05"), factor=5, time_scale=2.0)
     result = {}
@@ -243,7 +243,7 @@ def _run(args, tmp_path, **overrides):
 def test_every_shipped_config_runs_two_steps(tiny_wav, tmp_path, one_thread, monkeypatch):
     """Parse, build, train 2 steps, evaluate. Figures and WAVs are left out here (their own test below)."""
     monkeypatch.setattr("sobolev_inr.tasks.audio_regression.AudioRegression.write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED_CONFIGS) == 19
     for cfg in SHIPPED_CONFIGS:
         metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_wav, num_epochs=2, hidden_features=16)
@@ -313,7 +313,7 @@ def test_option_combinations_train(tiny_wav, tmp_path, options):
 ])
 def test_bad_values_fail_with_one_line(tmp_path, args, words, capsys, monkeypatch):
     """Through run_entry_point in-process (the subprocess path is tested with a non-WAV file below)."""
-    from sobolev_inr.cli import run_entry_point
+    from sobolev_inr.config.cli import run_entry_point
 
     monkeypatch.chdir(TASK_DIR)
     with pytest.raises(SystemExit) as info:

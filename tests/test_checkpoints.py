@@ -1,11 +1,11 @@
-"""Tests for sobolev_inr.checkpoints: round trip, atomic write, listing, pruning, rebuilding the model."""
+"""Tests for sobolev_inr.training.checkpoints: round trip, atomic write, listing, pruning, rebuilding the model."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-import sobolev_inr.checkpoints as ckpt
-from sobolev_inr.checkpoints import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
+import sobolev_inr.training.checkpoints as ckpt
+from sobolev_inr.training.checkpoints import (checkpoint_path, latest_checkpoint, list_checkpoints, load_checkpoint,
                                      load_model, prune_checkpoints, save_checkpoint)
 from sobolev_inr.models import MLP
 
@@ -140,7 +140,7 @@ class TestWeightsOnly:
     file), and record where they came from."""
 
     def test_saved_checkpoint_loads_with_weights_only_and_records_provenance(self, tmp_path):
-        from sobolev_inr.provenance import PROVENANCE_KEYS
+        from sobolev_inr.training.provenance import PROVENANCE_KEYS
 
         model = small_model()
         save_checkpoint(tmp_path / "epoch_1.pt", make_state(model))
@@ -178,7 +178,7 @@ class TestWeightsOnly:
 
 class TestProvenance:
     def test_keys_and_the_repository_commit(self):
-        from sobolev_inr.provenance import PROVENANCE_KEYS, provenance
+        from sobolev_inr.training.provenance import PROVENANCE_KEYS, provenance
 
         record = provenance()
         assert tuple(record) == PROVENANCE_KEYS
@@ -188,7 +188,7 @@ class TestProvenance:
         assert record["git_dirty"] in (True, False, None)
 
     def test_no_git_gives_none_not_an_error(self, monkeypatch, tmp_path):
-        import sobolev_inr.provenance as prov
+        import sobolev_inr.training.provenance as prov
 
         prov._git_state.cache_clear()
         monkeypatch.setenv("PATH", str(tmp_path))  # no git executable
@@ -204,7 +204,7 @@ class TestProvenance:
         import shutil
         import subprocess
 
-        import sobolev_inr.provenance as prov
+        import sobolev_inr.training.provenance as prov
 
         if shutil.which("git") is None:
             pytest.skip("no git")

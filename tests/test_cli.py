@@ -1,4 +1,4 @@
-"""Tests for sobolev_inr.cli: option groups, their run-identity roles, aliases, and a torch-free --help."""
+"""Tests for sobolev_inr.config.cli: option groups, their run-identity roles, aliases, and a torch-free --help."""
 from __future__ import annotations
 
 import subprocess
@@ -7,18 +7,18 @@ import textwrap
 
 import pytest
 
-from sobolev_inr import cli
+from sobolev_inr.config import cli
 from sobolev_inr.errors import ConfigError
 from task_entry import REPO, load_task_main
 
 
 def test_choice_lists_equal_the_registries_they_name():
     """The parser's choices are plain names (no torch import to build it); they must not drift."""
-    from sobolev_inr.coords import DER_UNITS
+    from sobolev_inr.data.coords import DER_UNITS
+    from sobolev_inr.data.targets import DERIVATIVE_OPERATORS
     from sobolev_inr.derivatives import DERIVATIVE_MODES, ENGINES
-    from sobolev_inr.losses import DER_ESTIMATORS, SUPERVISIONS
+    from sobolev_inr.losses.sobolev import DER_ESTIMATORS, SUPERVISIONS
     from sobolev_inr.models import ACTIVATIONS, INITS
-    from sobolev_inr.targets import DERIVATIVE_OPERATORS
 
     assert cli.ACTIVATION_NAMES == tuple(sorted(ACTIVATIONS))
     assert cli.INIT_NAMES == tuple(INITS)
@@ -94,7 +94,7 @@ def test_booleans_that_default_to_true_parse_from_configs(tmp_path):
 def test_spder_eps_reaches_the_model_and_is_recorded(tmp_path):
     """spder_eps from a config builds SPDER activations with that smoothing length, recorded in the model's config
     (checkpoints rebuild it); a value that is not > 0 is refused in one line naming the option."""
-    from sobolev_inr.checkpoints import model_from_state
+    from sobolev_inr.training.checkpoints import model_from_state
 
     parser = load_task_main("image_regression").config_parser()
     args = cli.parse_args(parser, ["--activations", "spder_log", "--spder_eps", "0.003"])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sobolev_inr.derivatives import reference_jacobian, value_and_derivatives
-from sobolev_inr.losses import sobolev_loss
+from sobolev_inr.losses.sobolev import sobolev_loss
 from sobolev_inr.models import MLP, compile_model
 
 pytestmark = pytest.mark.skipif(os.environ.get("SOBOLEV_INR_TEST_COMPILE") != "1",

@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from sobolev_inr.checkpoints import latest_checkpoint, load_checkpoint, load_model
+from sobolev_inr.training.checkpoints import latest_checkpoint, load_checkpoint, load_model
 from sobolev_inr.derivatives import (reference_jacobian, reference_tangents, value_and_derivatives,
                                      value_and_tangents)
 from sobolev_inr.models import MLP

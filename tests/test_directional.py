@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from derivative_cases import make_coords, make_model, relative_error
-from sobolev_inr.losses import project_jacobian, random_unit_directions, sobolev_loss
+from sobolev_inr.config.options import SupervisionOptions
 from sobolev_inr.errors import ConfigError
-from sobolev_inr.options import SupervisionOptions
-from sobolev_inr.regression import RegressionBatch, SobolevRegression
+from sobolev_inr.losses.sobolev import project_jacobian, random_unit_directions, sobolev_loss
+from sobolev_inr.tasks.regression import RegressionBatch, SobolevRegression
 
 N, C, D = 12, 3, 2
 

@@ -25,7 +25,7 @@ def _no_figures(monkeypatch):
     for name in ("tasks.image_regression.ImageRegression", "tasks.image_editing.GradientComposite",
                  "tasks.image_editing.SeamlessCloning"):
         monkeypatch.setattr(f"sobolev_inr.{name}.write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
 
 
 @pytest.mark.e2e
@@ -101,12 +101,12 @@ def test_clone_writes_its_run_and_figure(tmp_path):
 def test_cloning_keeps_the_target_outside_and_the_source_gradients_inside(tmp_path):
     """Target T, source S = T + 0.4 + B with a bump B that vanishes at the mask's edge: the Poisson solution
     is T + B (the source's detail, the target's level); a copy-paste would be off by 0.4 inside."""
-    from sobolev_inr.coords import image_grid
-    from sobolev_inr.models import MLP
-    from sobolev_inr.runs import RunDirectory
-    from sobolev_inr.tasks.image_editing import SeamlessCloning, edit_mask
+    from sobolev_inr.data.coords import image_grid
     from sobolev_inr.metrics import psnr, to_unit_range
-    from sobolev_inr.training import FitConfig, fit
+    from sobolev_inr.models import MLP
+    from sobolev_inr.tasks.image_editing import SeamlessCloning, edit_mask
+    from sobolev_inr.training.loop import FitConfig, fit
+    from sobolev_inr.training.runs import RunDirectory
 
     side = 32
     x, y = image_grid(side, side).T.reshape(2, 1, side, side)

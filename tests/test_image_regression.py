@@ -27,7 +27,7 @@ def _run(args, tmp_path, **overrides):
 def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch):
     """Parse, build, train 2 steps, evaluate; figures are left out here (checked by the next test)."""
     monkeypatch.setattr("sobolev_inr.tasks.image_regression.ImageRegression.write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED_CONFIGS) == 30 + 6 + 13 + 6 + 12 + 6  # Set5, camera, activation study, Poisson, SPDER, precision
     for cfg in SHIPPED_CONFIGS:
         poisson, every_pixel = "poisson" in cfg.parts, "poisson" in cfg.parts or "spder" in cfg.parts
@@ -179,9 +179,9 @@ def test_short_fit_on_embedded_camera_reaches_psnr_floor(tmp_path):
     """SIREN on the cameraman (embedded), 128x128 crop, trained on 1/4 of the pixels."""
     from sobolev_inr.data.images import load_image, prepare_image
     from sobolev_inr.models import MLP
-    from sobolev_inr.runs import RunDirectory
     from sobolev_inr.tasks.image_regression import ImageRegression
-    from sobolev_inr.training import FitConfig, fit, seed_everything
+    from sobolev_inr.training.loop import FitConfig, fit, seed_everything
+    from sobolev_inr.training.runs import RunDirectory
 
     image, source, _ = load_image("skimage:camera")
     image = image[:, 160:288, 192:320]  # the cameraman's head and camera: edges and flat regions
@@ -234,7 +234,7 @@ def test_option_combinations_train(tiny_rgb_png, tmp_path, options):
 def test_resume_refuses_a_changed_config_and_records_every_start(tiny_rgb_png, tmp_path):
     """--resume compares configs as a rerun does: the run's length and options that do not change the
     result may differ, anything else is refused naming the keys; history.jsonl records every start."""
-    from sobolev_inr.runs import read_history
+    from sobolev_inr.training.runs import read_history
 
     common = ["--filename", str(tiny_rgb_png), "--hidden_features", "8", "--exp_name", "r", "--epochs_til_ckpt", "2"]
     _run(common, tmp_path, num_epochs=2)
@@ -291,10 +291,10 @@ def test_siren_target_scaling_reproduces_sirens_poisson_targets(tmp_path):
 def test_an_analytic_image_is_recovered_from_its_exact_gradient_up_to_a_constant():
     """Supervised on its exact gradient only, a SIREN recovers f = 0.4 sin(pi x) cos(pi y) + 0.3 up to the
     constant, which the gradient cannot see: offset-aligned PSNR high, the raw one limited by the offset."""
-    from sobolev_inr.coords import image_grid, image_step
+    from sobolev_inr.data.coords import image_grid, image_step
     from sobolev_inr.metrics import psnr, remove_offset, to_unit_range
     from sobolev_inr.models import MLP
-    from sobolev_inr.regression import SobolevRegression
+    from sobolev_inr.tasks.regression import SobolevRegression
 
     torch.manual_seed(0)
     h = w = 24

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from sobolev_inr.coords import image_grid, image_step
+from sobolev_inr.data.coords import image_grid, image_step
 from sobolev_inr.data.images import load_image, prepare_image, resize_image, resolve_image_path
+from sobolev_inr.data.targets import image_gradient, image_second_differences
 from sobolev_inr.errors import ConfigError, DataError
-from sobolev_inr.targets import image_gradient, image_second_differences
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from sobolev_inr.checkpoints import latest_checkpoint, load_checkpoint
 from sobolev_inr.data.scenes import make_synthetic_scene
 from sobolev_inr.errors import DataError
-from sobolev_inr.outputs import video_suffix
+from sobolev_inr.reporting.outputs import video_suffix
 from sobolev_inr.tasks import inverse_rendering as ir
+from sobolev_inr.training.checkpoints import latest_checkpoint, load_checkpoint
 from task_entry import REPO, load_task_main
 
 TASK_DIR = REPO / "Experiments" / "inverse_rendering"
@@ -67,7 +67,7 @@ def test_original_defaults_are_the_original_train_py(tmp_path):
 def test_every_shipped_config_trains_a_few_steps(tiny_scene, tmp_path, monkeypatch):
     """Parse, load (the tiny scene stands in for the LLFF scenes), train 2 steps, score the test views."""
     monkeypatch.setattr(ir.InverseRendering, "write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED) == 32 + 4 + 4
     for cfg in SHIPPED:
         metrics = _train(["--config", str(cfg), *TINY], tmp_path, datadir=tiny_scene, llff_factor=2, factor=2,

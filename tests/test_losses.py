@@ -1,10 +1,10 @@
-"""Tests for sobolev_inr.losses: the named terms of the Sobolev loss against hand computations."""
+"""Tests for sobolev_inr.losses.sobolev: the named terms of the Sobolev loss against hand computations."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sobolev_inr.losses import SUPERVISIONS, get_supervision, sobolev_loss
+from sobolev_inr.losses.sobolev import SUPERVISIONS, get_supervision, sobolev_loss
 
 N, C, D = 5, 3, 2
 

@@ -1,9 +1,9 @@
-"""Typed options (sobolev_inr.options): built from a config's keys, checked once, taken by the constructors."""
+"""Typed options (sobolev_inr.config.options): built from a config's keys, checked once, taken by the constructors."""
 import pytest
 
-from sobolev_inr import cli
+from sobolev_inr.config import cli
+from sobolev_inr.config.options import EngineOptions, SupervisionOptions
 from sobolev_inr.errors import ConfigError, UserError
-from sobolev_inr.options import EngineOptions, SupervisionOptions
 
 
 def test_options_take_their_own_keys_of_a_config_and_default_the_rest():

@@ -1,4 +1,4 @@
-"""Raw outputs (sobolev_inr.outputs): PNGs at native resolution that read back within 1/255, float .npy in the
+"""Raw outputs (sobolev_inr.reporting.outputs): PNGs at native resolution that read back within 1/255, float .npy in the
 task's units, channels last, and the one video writer (MP4 with imageio-ffmpeg, GIF without it)."""
 import sys
 
@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from sobolev_inr.metrics import to_unit_range
-from sobolev_inr.outputs import has_ffmpeg, save_array, save_image, to_uint8, video_suffix, write_video
+from sobolev_inr.reporting.outputs import has_ffmpeg, save_array, save_image, to_uint8, video_suffix, write_video
 
 
 @pytest.fixture

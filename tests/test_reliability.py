@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sobolev_inr.checkpoints import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
-from sobolev_inr.runs import RunDirectory, read_history
+from sobolev_inr.training.checkpoints import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from sobolev_inr.training.runs import RunDirectory, read_history
 from task_entry import killed_run_command
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(tas
 SLOW_WRITER = textwrap.dedent("""
     import sys, time
     import torch
-    from sobolev_inr.checkpoints import save_checkpoint
+    from sobolev_inr.training.checkpoints import save_checkpoint
 
     def slow_save(obj, f, *args, **kwargs):  # a write that hangs halfway
         f.write(b"PK\\x03\\x04partial")

@@ -12,14 +12,14 @@ import torch
 from task_entry import load_task_main, run_main
 from torch import nn
 
-from sobolev_inr.data.pointclouds import (load_point_cloud, normalise, normalise_cloud, read_obj, read_ply, read_xyz,
+from sobolev_inr.geometry.pointclouds import (load_point_cloud, normalise, normalise_cloud, read_obj, read_ply, read_xyz,
                                           sample_mesh, write_ply)
-from sobolev_inr.data.shapes import SHAPES, get_shape
 from sobolev_inr.derivatives import value_and_derivatives
 from sobolev_inr.errors import ConfigError, DataError
-from sobolev_inr.meshing import evaluate_grid, grid_points, marching_cubes
-from sobolev_inr.sdf_loss import SDFLossWeights, sdf_loss
-from sobolev_inr.shape_metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+from sobolev_inr.geometry.meshing import evaluate_grid, grid_points, marching_cubes
+from sobolev_inr.geometry.metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+from sobolev_inr.geometry.shapes import SHAPES, get_shape
+from sobolev_inr.losses.sdf import SDFLossWeights, sdf_loss
 
 REPO = Path(__file__).resolve().parents[1]
 TASK_DIR = REPO / "Experiments" / "sdf"
@@ -439,7 +439,7 @@ def test_bad_inputs_end_in_one_line(tmp_path, name, content, args, words):
 ])
 def test_bad_options_end_in_one_line(tmp_path, args, words, capsys, monkeypatch):
     """Through run_entry_point in-process (the subprocess path is tested above)."""
-    from sobolev_inr.cli import run_entry_point
+    from sobolev_inr.config.cli import run_entry_point
 
     monkeypatch.chdir(TASK_DIR)
     with pytest.raises(SystemExit) as info:

@@ -1,4 +1,4 @@
-"""Experiment summaries of the report (sobolev_inr.summaries): which runs they take, the numbers they put beside
+"""Experiment summaries of the report (sobolev_inr.reporting.summaries): which runs they take, the numbers they put beside
 the papers', and their figures, on run directories written here (no training)."""
 import csv
 import json
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from sobolev_inr import summaries
-from sobolev_inr.references import load_protocol_tables, load_references
 from sobolev_inr.report import make_report
+from sobolev_inr.reporting import summaries
+from sobolev_inr.reporting.references import load_protocol_tables, load_references
 
 
 def write_run(root: Path, exp_name: str, metrics: dict, scalars: dict = None) -> dict:

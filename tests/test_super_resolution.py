@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from sobolev_inr.data.images import prepare_image, resize_image
+from sobolev_inr.data.targets import image_gradient
 from sobolev_inr.errors import DataError
 from sobolev_inr.metrics import psnr, to_unit_range
-from sobolev_inr.targets import image_gradient
 from sobolev_inr.tasks.super_resolution import SuperResolution, low_resolution, super_resolution_task_from_config
 from task_entry import REPO, load_task_main, run_main
 
@@ -32,7 +32,7 @@ def _config(**overrides):
 def test_every_shipped_config_runs_two_steps(tmp_path, monkeypatch):
     """camera x2, x4, x8 x val, val_der x SIREN, ReLU + PE, SPDER, on a 32x32 camera with small layers."""
     monkeypatch.setattr("sobolev_inr.tasks.super_resolution.SuperResolution.write_outputs", lambda *a, **k: None)
-    monkeypatch.setattr("sobolev_inr.plots.save_training_curves", lambda *a, **k: None)
+    monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
     assert len(SHIPPED_CONFIGS) == 3 * 2 * 3
     for cfg in SHIPPED_CONFIGS:
         metrics = _run(["--config", str(cfg)], tmp_path, sidelength=32, num_epochs=2, hidden_features=16)
@@ -67,7 +67,7 @@ def test_raw_outputs_are_the_super_resolved_image_and_the_baseline_at_full_resol
     super_resolved.png and bicubic.png are it and the baseline at 8 bits, H x W, within 1/255 of [0, 1]."""
     from PIL import Image
 
-    from sobolev_inr.checkpoints import load_run_model
+    from sobolev_inr.training.checkpoints import load_run_model
 
     _run(["--sidelength", "32", "--sr_factor", "4"], tmp_path, num_epochs=2, hidden_features=16, exp_name="sr",
          epochs_til_summary=2)

@@ -1,6 +1,6 @@
-"""Tests for sobolev_inr.targets and sobolev_inr.coords: finite-difference targets, their units and axis order.
+"""Tests for sobolev_inr.data.targets and sobolev_inr.data.coords: finite-difference targets, their units and axis order.
 
-The analytic signal is f(x, y) = sin(a x) cos(b y) on the image grid of sobolev_inr.coords
+The analytic signal is f(x, y) = sin(a x) cos(b y) on the image grid of sobolev_inr.data.coords
 (x = column, y = row, both in [-1, 1]); a != b so that swapped axes cannot pass.
 """
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from sobolev_inr import coords as C
+from sobolev_inr.data import coords as C
 from sobolev_inr.derivatives import value_and_derivatives
-from sobolev_inr.targets import (DERIVATIVE_OPERATORS, central_difference, image_gradient, image_laplacian,
+from sobolev_inr.data.targets import (DERIVATIVE_OPERATORS, central_difference, image_gradient, image_laplacian,
                                  image_second_differences)
 
 A, B = 3.0, 2.0

@@ -1,4 +1,4 @@
-"""Tests for sobolev_inr.training.fit: non-finite steps, step-based runs resumed inside an epoch, the
+"""Tests for sobolev_inr.training.loop.fit: non-finite steps, step-based runs resumed inside an epoch, the
 learning-rate schedule, the run's record (history, time, memory), and global state left as found."""
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from sobolev_inr.checkpoints import latest_checkpoint, list_checkpoints, load_checkpoint
 from sobolev_inr.errors import ConfigError, TrainingError
 from sobolev_inr.models import MLP
-from sobolev_inr.runs import RunDirectory, read_history, read_scalars
-from sobolev_inr.training import FitConfig, Periodic, fit, run_metrics
+from sobolev_inr.training.checkpoints import latest_checkpoint, list_checkpoints, load_checkpoint
+from sobolev_inr.training.loop import FitConfig, Periodic, fit
+from sobolev_inr.training.runs import RunDirectory, read_history, read_scalars
+from sobolev_inr.training.runs import run_metrics
 
 
 def quiet(**kw) -> FitConfig:
@@ -81,7 +82,7 @@ class TestNonFiniteSteps:
 
 
 def _rows(run):
-    from sobolev_inr.runs import read_scalars_rows
+    from sobolev_inr.training.runs import read_scalars_rows
 
     return read_scalars_rows(run.file("scalars.csv"))
 
@@ -197,7 +198,7 @@ def test_fit_leaves_global_state_as_it_found_it(tmp_path):
 def test_training_curves_draw_every_loss_term_and_the_evaluation(tmp_path, monkeypatch, names, panel):
     import warnings
 
-    import sobolev_inr.plots as plots
+    import sobolev_inr.reporting.plots as plots
 
     lines = ["step,name,value"] + [f"{s},{n},{0.5 / s + 0.1}" for s in (1, 2, 3) for n in names]
     (tmp_path / "scalars.csv").write_text("\n".join(lines) + "\n")
@@ -222,7 +223,7 @@ class TestPieces:
     """fit's named pieces: callbacks, the training state as one checkpointed object, the task's training PSNR."""
 
     def test_callbacks_see_every_summary_and_checkpoint(self, tmp_path):
-        from sobolev_inr.training import Callback
+        from sobolev_inr.training.loop import Callback
 
         class Recorder(Callback):
             def __init__(self):
@@ -242,7 +243,7 @@ class TestPieces:
         assert recorder.checkpoints == [(5, "step_0000005.pt", True), (10, "step_0000010.pt", True)]
 
     def test_the_kill_callback_fires_once_after_its_checkpoint(self, monkeypatch):
-        from sobolev_inr.training import KillAfterCheckpoint
+        from sobolev_inr.training.loop import KillAfterCheckpoint
 
         kill = KillAfterCheckpoint(3)
         killed = []
@@ -253,7 +254,7 @@ class TestPieces:
 
     def test_training_state_round_trip_continues_the_same_run(self, tmp_path):
         """state_dict() of a state part-way through an epoch, loaded into a fresh state, draws the same batches."""
-        from sobolev_inr.training import TrainingState
+        from sobolev_inr.training.loop import TrainingState
 
         cfg = quiet(num_steps=3)
         a = TrainingState.start(_model(1), _NoisyBatches(), cfg)
@@ -282,7 +283,7 @@ class TestPieces:
             assert read_scalars(run.file("scalars.csv")).get("train/psnr", (None, None))[1] == expected
 
     def test_fit_checkpoints_load_with_weights_only_and_record_provenance(self, tmp_path):
-        from sobolev_inr.provenance import PROVENANCE_KEYS
+        from sobolev_inr.training.provenance import PROVENANCE_KEYS
 
         run = RunDirectory(str(tmp_path), "w")
         model = _model()

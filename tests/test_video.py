@@ -12,13 +12,13 @@ from PIL import Image
 from task_entry import load_task_main, run_main
 from torch import nn
 
-from sobolev_inr.coords import derivative_scale, pixel_centres, video_grid, video_step
+from sobolev_inr.data.coords import derivative_scale, pixel_centres, video_grid, video_step
+from sobolev_inr.data.targets import video_gradient
 from sobolev_inr.data.video import load_video, prepare_video, square_frames, synthetic_clip
 from sobolev_inr.derivatives import value_and_derivatives
 from sobolev_inr.errors import ConfigError, DataError
-from sobolev_inr.metrics import frame_quality, psnr, to_unit_range
-from sobolev_inr.outputs import to_uint8, video_suffix, write_video
-from sobolev_inr.targets import video_gradient
+from sobolev_inr.metrics import frame_quality, psnr
+from sobolev_inr.reporting.outputs import to_uint8, video_suffix, write_video
 from sobolev_inr.tasks.video_regression import VideoRegression
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,11 +7,11 @@ import math
 
 import torch
 
-from sobolev_inr import cli
+from sobolev_inr.config import cli
+from sobolev_inr.config.options import SupervisionOptions
 from sobolev_inr.metrics import derivative_psnr, psnr
-from sobolev_inr.options import SupervisionOptions
-from sobolev_inr.regression import SobolevRegression, predict, predict_jacobian
 from sobolev_inr.tasks import TaskEntry, Training, register_task
+from sobolev_inr.tasks.regression import SobolevRegression, predict, predict_jacobian
 
 
 class SineRegression(SobolevRegression):

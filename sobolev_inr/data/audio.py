@@ -19,7 +19,7 @@ is the network input, sample ``i`` of ``N`` at ``t_i = -T + 2 T i / (N - 1)`` wi
 time_scale`` (100: SIREN's audio scaling, which makes w0 = 30 cover audio frequencies); training
 on every ``factor``-th sample (nearest-neighbour downscaling), evaluation on all the others.
 Derivative targets are central differences of the full-rate signal per sample step
-(:func:`sobolev_inr.targets.central_difference`), taken at the training samples.
+(:func:`sobolev_inr.data.targets.central_difference`), taken at the training samples.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
-from ..targets import central_difference, second_difference
+from .targets import central_difference, second_difference
 
 SYNTHETIC_PREFIX = "synthetic"
 SYNTHETIC_RATE = 44100

@@ -24,9 +24,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from ..coords import heldout_mask, image_grid, image_step
 from ..errors import ConfigError, DataError
-from ..targets import image_gradient, image_second_differences
+from .coords import heldout_mask, image_grid, image_step
+from .targets import image_gradient, image_second_differences
 
 SKIMAGE_PREFIX = "skimage:"
 SKIMAGE_IMAGES = ("astronaut", "brick", "camera", "cat", "chelsea", "coffee", "coins", "grass", "gravel",
@@ -119,7 +119,7 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
 RESAMPLE_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "box": Image.BOX,
                     "lanczos": Image.LANCZOS}
 """PIL's resampling filters by name. PIL places pixel centres at half-pixel positions (the project's convention,
-:mod:`sobolev_inr.coords`) and widens a filter's support by the scale when shrinking (it antialiases);
+:mod:`sobolev_inr.data.coords`) and widens a filter's support by the scale when shrinking (it antialiases);
 ``bicubic`` is Keys' cubic with a = -0.5 (OpenCV's INTER_CUBIC and torch's use a = -0.75)."""
 
 

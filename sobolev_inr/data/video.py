@@ -16,7 +16,7 @@ Frames are mapped to [-1, 1] as images are (:mod:`sobolev_inr.data.images`), and
 :func:`~sobolev_inr.data.images.square_image`).
 
 Protocol (the image task's, one axis more): derivative targets are computed on the full clip
-(:func:`sobolev_inr.targets.video_gradient`: Sobel per pixel step in space, central differences per frame
+(:func:`sobolev_inr.data.targets.video_gradient`: Sobel per pixel step in space, central differences per frame
 step in time), then values and targets are taken on the training grid, every ``time_factor``-th frame
 and every ``space_factor``-th pixel along y and x; every other sample is held out. The frames never
 trained on (``t % time_factor != 0``) are interpolated by the network: the held-out set that matters.
@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..coords import video_grid, video_step
 from ..errors import ConfigError, DataError
-from ..targets import video_gradient
+from .coords import video_grid, video_step
 from .images import open_image, square_image
+from .targets import video_gradient
 
 SYNTHETIC_PREFIX = "synthetic"
 SYNTHETIC_FRAMES = 33
@@ -284,7 +284,7 @@ class VideoData:
     """A clip, its training samples and derivative targets. Shapes: T frames of C channels, H x W pixels.
 
     frames: (T, C, H, W) in [-1, 1]. coords: (T*H*W, 3) (t, y, x) in [-1, 1], row-major over
-    (frame, row, column) (:func:`sobolev_inr.coords.video_grid`). train_index: (N,) indices of the training
+    (frame, row, column) (:func:`sobolev_inr.data.coords.video_grid`). train_index: (N,) indices of the training
     samples into that grid. train_values: (N, C). train_jacobian: (N, C, 3) targets per sample step,
     [d/dt, d/dy, d/dx]. derivative_step: coordinate distance per sample step, (t, y, x). gradient:
     (T, C, 3, H, W) full-clip targets per sample step, for evaluation. heldout: (T, H, W) bool.

@@ -41,7 +41,7 @@ tested equal to :func:`reference_jacobian` and :func:`reference_laplacian`, nest
 ``scale`` (D,) changes the unit of the derivatives: the result is d f / d u with x = scale * u,
 i.e. the Jacobian's column d is multiplied by ``scale[d]`` and the Laplacian sums
 ``scale[d]^2 d^2 f / d x_d^2``. With ``scale`` = coordinate distance per pixel step this gives
-derivatives per pixel step, the unit of the Sobel targets (see :mod:`sobolev_inr.coords`).
+derivatives per pixel step, the unit of the Sobel targets (see :mod:`sobolev_inr.data.coords`).
 
 :func:`value_and_tangents` is the general forward-mode entry: the value at points ``x (..., D)`` of any
 leading shape and its directional derivatives along given input tangents ``(T, ..., D)``, e.g. the

@@ -64,7 +64,7 @@ def task_names() -> List[str]:
 def run_task(name: str, argv: Sequence[str] = (), command: str = "train", callbacks: Sequence[Any] = ()) -> Any:
     """Runs ``command`` of task ``name`` on an argument list, as its entry script or the console command
     would (what ``train`` returns: the run's metrics). Errors propagate (:class:`UserError` for configs
-    and data); :func:`sobolev_inr.cli.run_entry_point` turns them into exit statuses."""
+    and data); :func:`sobolev_inr.config.cli.run_entry_point` turns them into exit statuses."""
     return get_task(name).run(command, argv, callbacks=callbacks)
 
 
@@ -89,7 +89,7 @@ class TaskScript:
         return run_task(self.task, sys.argv[1:] if argv is None else argv, self.command)
 
     def run(self, argv: Optional[Sequence[str]] = None) -> Any:
-        from ..cli import run_entry_point
+        from ..config.cli import run_entry_point
 
         return run_entry_point(self.main, argv)
 

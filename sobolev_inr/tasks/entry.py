@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .. import cli
+from ..config import cli
 from ..errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-    from ..runs import RunDirectory
-    from ..training import FitConfig, Periodic, Task
+    from ..training.loop import FitConfig, Periodic, Task
+    from ..training.runs import RunDirectory
 
 
 @dataclass
@@ -57,7 +57,7 @@ class TaskEntry:
 
     # ------------------------------------------------------------------------------------ options
     def add_options(self, parser: cli.ArgumentParser) -> None:
-        """Adds the task's option groups (:mod:`sobolev_inr.cli`) and its own options to ``parser``."""
+        """Adds the task's option groups (:mod:`sobolev_inr.config.cli`) and its own options to ``parser``."""
         raise NotImplementedError
 
     def train_parser(self) -> cli.ArgumentParser:
@@ -113,8 +113,8 @@ class TaskEntry:
               ) -> Dict[str, Any]:
         """Trains one run and writes its results into ``<logging_root>/<exp_name>/``; returns its metrics
         (those already there when a finished run of the same config is skipped)."""
-        from ..experiment import describe_model, open_run, train_and_report
-        from ..training import seed_everything
+        from ..training.experiment import describe_model, open_run, train_and_report
+        from ..training.loop import seed_everything
 
         device = cli.resolve_device(args.device)
         metadata = cli.run_metadata(args)

@@ -8,7 +8,7 @@ The task object, its metrics and figures: :mod:`.task`.
 """
 from __future__ import annotations
 
-from ... import cli
+from ...config import cli
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, task_module_attributes
@@ -49,9 +49,9 @@ class AudioRegressionEntry(TaskEntry):
         return prepare_audio(load_audio(args.filename, args.data_root), args.factor, args.time_scale)
 
     def build(self, args, metadata, data, device, run) -> Training:
+        from ...config.options import EngineOptions, SupervisionOptions
         from ...data.audio import describe
         from ...models import nyquist_num_frequencies
-        from ...options import EngineOptions, SupervisionOptions
         from .task import AudioRegression
 
         # Positional encoding: SIREN's Nyquist rule on the number of training samples (the original passes

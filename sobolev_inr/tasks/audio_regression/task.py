@@ -12,10 +12,10 @@ from typing import Dict, Tuple
 
 from torch import Tensor, nn
 
-from ...coords import derivative_scale
 from ...data.audio import AudioData, write_wav
+from ...data.coords import derivative_scale
 from ...metrics import derivative_psnr, psnr, rho_ag
-from ...regression import SampledSignalRegression, predict, predict_jacobian
+from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 ZOOM_SAMPLES = 600
 """Length of the zoomed window of the waveform figure (the original code's 600 samples)."""
@@ -76,7 +76,7 @@ class AudioRegression(SampledSignalRegression):
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
         """reconstruction.wav and ground_truth.wav (16-bit, the clip's rate), waveform.png, spectrogram.png."""
-        from ...plots import save_spectrograms, save_waveforms
+        from ...reporting.plots import save_spectrograms, save_waveforms
 
         run_dir = Path(run_dir)
         model.eval()

@@ -9,7 +9,7 @@ The task objects, the runs and their figures: :mod:`.task`.
 """
 from __future__ import annotations
 
-from ... import cli
+from ...config import cli
 from .. import register_task
 from ..entry import TaskEntry, task_module_attributes
 
@@ -68,7 +68,7 @@ class ImageEditingEntry(TaskEntry):
         """An edit is several runs (the composite's f1, f2 and composite), each opened, skipped or resumed
         on its own: :func:`.task.run_image_edit` does what :meth:`TaskEntry.train` does for one."""
         from ...models import nyquist_num_frequencies
-        from ...training import seed_everything
+        from ...training.loop import seed_everything
         from .task import run_image_edit
 
         def make_model(channels, sidelength):

@@ -1,7 +1,7 @@
 """Poisson image editing with coordinate networks (SIREN's image-editing experiments, Perez et al. 2003).
 
-Two edits, each run through the library's run machinery (:func:`~sobolev_inr.experiment.open_run`,
-:func:`~sobolev_inr.experiment.train_and_report`):
+Two edits, each run through the library's run machinery (:func:`~sobolev_inr.training.experiment.open_run`,
+:func:`~sobolev_inr.training.experiment.train_and_report`):
 
 * **Gradient composite** (:func:`run_gradient_composite`): fit f1 and f2 to two images (values, every
   pixel), then fit a third network on gradients only, with target ``alpha grad f1 + (1 - alpha) grad f2``:
@@ -9,10 +9,10 @@ Two edits, each run through the library's run machinery (:func:`~sobolev_inr.exp
   ``<logging_root>/<exp_name>/{f1,f2,composite}``; a finished sub-run is reused, not retrained.
 * **Seamless cloning** (:func:`run_seamless_cloning`): inside a mask the *source* image's gradients,
   outside it the *target* image's values and gradients. Loss: value MSE over the outside pixels +
-  ``lambda_der`` x the gradient error over all pixels (:mod:`sobolev_inr.losses`' conventions). One run.
+  ``lambda_der`` x the gradient error over all pixels (:mod:`sobolev_inr.losses.sobolev`' conventions). One run.
 
 Units: values in [-1, 1]; gradients per pixel step, (d/dx, d/dy) = (along the width, along the height)
-(:mod:`sobolev_inr.coords`). Mask geometry (centre, radii) is in the network's [-1, 1] coordinates,
+(:mod:`sobolev_inr.data.coords`). Mask geometry (centre, radii) is in the network's [-1, 1] coordinates,
 (x, y) = (column, row). Gradients fix an image only up to a constant per channel, so the composite's
 image is scored after removing the best constant (``psnr_offset_full``).
 """
@@ -26,19 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...checkpoints import latest_checkpoint, load_model
-from ...coords import image_grid, image_step
+from ...config.options import EngineOptions, SupervisionOptions
+from ...data.coords import image_grid, image_step
 from ...data.images import ImageData, load_image, prepare_image, square_image
+from ...data.targets import image_gradient
 from ...derivatives import value_and_derivatives
 from ...errors import ConfigError, DataError
-from ...losses import sobolev_loss
+from ...losses.sobolev import sobolev_loss
 from ...metrics import derivative_psnr, psnr, remove_offset, to_unit_range
-from ...options import EngineOptions, SupervisionOptions
-from ...regression import RegressionBatch
-from ...runs import RunDirectory, RunIdentity
-from ...targets import image_gradient
-from ...training import FitConfig
+from ...training.checkpoints import latest_checkpoint, load_model
+from ...training.loop import FitConfig
+from ...training.runs import RunDirectory, RunIdentity
 from ..image_regression.task import ImageRegression, gradient_magnitude
+from ..regression import RegressionBatch
 
 EDITS = ("composite", "clone")
 MASK_SHAPES = ("ellipse", "rectangle")
@@ -187,8 +187,8 @@ class GradientComposite(ImageRegression):
         """composite.png: f1, f2, the composite (best constant added) and the value blend; their gradient
         magnitudes below (one colour scale). The composite alone at the image's resolution: composite_raw.png
         (8-bit, best constant added, as shown) and composite.npy (the render, (H, W, C) float32, no constant)."""
-        from ...outputs import save_array, save_image
-        from ...plots import save_view_grid
+        from ...reporting.outputs import save_array, save_image
+        from ...reporting.plots import save_view_grid
 
         image1, image2, gradient1, gradient2 = self.parts
         aligned = remove_offset(self.render(model), self.data.image)
@@ -258,8 +258,8 @@ class SeamlessCloning(ImageRegression):
         """cloning.png: target, source with the mask outline, naive copy-paste, the cloned result; the
         guidance field's gradient magnitude and the network's below. The cloned result alone at the target's
         resolution: cloned.png (8-bit) and cloned.npy ((H, W, C) float32 in [-1, 1])."""
-        from ...outputs import save_array, save_image
-        from ...plots import save_view_grid
+        from ...reporting.outputs import save_array, save_image
+        from ...reporting.plots import save_view_grid
 
         save_image(run_dir / "cloned.png", self.render(model))
         save_array(run_dir / "cloned.npy", self.render(model))
@@ -293,7 +293,7 @@ def fit_or_reuse(run: RunDirectory, task: ImageRegression, make_model: ModelFact
                  extra_metrics: Optional[Dict[str, Any]] = None) -> Tuple[nn.Module, Dict[str, Any]]:
     """(model, metrics) of ``run``: trained (new or resumed), or, for a finished run (``skip``), its
     network loaded from the newest checkpoint and its metrics.json."""
-    from ...experiment import describe_model, train_and_report
+    from ...training.experiment import describe_model, train_and_report
 
     if run.mode == "skip":
         ckpt = latest_checkpoint(run.checkpoints)
@@ -371,7 +371,7 @@ def run_seamless_cloning(config: Mapping[str, Any], identity: RunIdentity, make_
     task = SeamlessCloning(target, source, mask, shift, lambda_der=config["lambda_der"],
                            der_operator=config["der_operator"], engine=EngineOptions.from_config(config),
                            batch_size=config["batch_size"], eval_chunk_size=config["eval_chunk_size"], device=device)
-    from ...experiment import open_run
+    from ...training.experiment import open_run
 
     run_config = without(config, COMPOSITE_KEYS)
     run = open_run(config["logging_root"], config["exp_name"], run_config, identity, resume, overwrite)

@@ -8,7 +8,7 @@ The task object, its metrics and figures: :mod:`.task`.
 """
 from __future__ import annotations
 
-from ... import cli
+from ...config import cli
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
 

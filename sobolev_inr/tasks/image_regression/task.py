@@ -23,13 +23,13 @@ from typing import Any, Dict, Mapping
 import torch
 from torch import nn
 
-from ...coords import derivative_scale
+from ...data.coords import derivative_scale
 from ...data.images import ImageData, LoadedImage, load_image, square_image
 from ...metrics import (derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, rho_ag,
                        to_unit_range)
-from ...options import EngineOptions, SupervisionOptions
-from ...regression import SampledSignalRegression, predict, predict_jacobian, predict_laplacian
-from ...targets import image_laplacian
+from ...config.options import EngineOptions, SupervisionOptions
+from ...data.targets import image_laplacian
+from ..regression import SampledSignalRegression, predict, predict_jacobian, predict_laplacian
 
 
 class ImageRegression(SampledSignalRegression):
@@ -133,8 +133,8 @@ class ImageRegression(SampledSignalRegression):
         reconstruction alone at the image's resolution: reconstruction_raw.png (8-bit, gray or RGB, as shown:
         a Poisson one with the best constant removed) and reconstruction.npy (the render, (H, W, C) float32
         in [-1, 1] units, divided by ``target_scale``, no constant removed)."""
-        from ...outputs import save_array, save_image
-        from ...plots import save_heatmaps, save_image_panels
+        from ...reporting.outputs import save_array, save_image
+        from ...reporting.plots import save_heatmaps, save_image_panels
 
         pred, target = self.render(model), self.data.image
         save_array(run_dir / "reconstruction.npy", pred)
@@ -172,7 +172,7 @@ def gradient_magnitude(gradient: torch.Tensor) -> torch.Tensor:
 
 
 def image_from_config(config: Mapping[str, Any], base_dir: Path = Path(".")) -> LoadedImage:
-    """The image a config's source options name (:func:`sobolev_inr.cli.add_image_source_options`), centre-cropped
+    """The image a config's source options name (:func:`sobolev_inr.config.cli.add_image_source_options`), centre-cropped
     to a square and resized to ``sidelength`` if set. Relative paths in the config are relative to ``base_dir``."""
     base = Path(base_dir)
     filename = config["filename"]
@@ -189,7 +189,7 @@ def image_task_from_config(config: Mapping[str, Any], device: torch.device = tor
     """The :class:`ImageRegression` a run's resolved config describes (what main.py builds, and what
     :func:`load_run` rebuilds). Relative paths in the config are relative to ``base_dir``."""
     from ...data.images import prepare_image
-    from ...targets import siren_target_scale
+    from ...data.targets import siren_target_scale
 
     image, source, notes = image_from_config(config, base_dir)
     data = prepare_image(image, config["factor"], config["der_operator"], config["der_on_downsampled"],
@@ -207,7 +207,7 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     newest checkpoint and resolved config."""
     import json
 
-    from ...checkpoints import load_run_model
+    from ...training.checkpoints import load_run_model
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)

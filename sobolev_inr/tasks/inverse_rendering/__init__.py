@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ... import cli
+from ...config import cli
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, task_module_attributes
@@ -138,7 +138,7 @@ class InverseRenderingEntry(TaskEntry):
         return load_task(metadata, device, Path(args.logging_root) / args.exp_name)
 
     def build(self, args, metadata, task, device, run) -> Training:
-        from ...training import Periodic
+        from ...training.loop import Periodic
         from .task import build_model, load_task
 
         task = task or load_task(metadata, device, run.path)

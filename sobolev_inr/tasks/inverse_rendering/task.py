@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ...config.options import EngineOptions, SupervisionOptions
 from ...data.scenes import LLFFScene
+from ...data.targets import image_gradient
 from ...derivatives import value_and_tangents
 from ...errors import ConfigError, DataError
-from ...losses import sobolev_loss
+from ...losses.sobolev import sobolev_loss
 from ...metrics import derivative_psnr, psnr, rho_ag, ssim
-from ...options import EngineOptions, SupervisionOptions
 from ...rendering import NDCSpace, RenderedImage, image_rays, pixel_rays, render_image, render_rays
-from ...targets import image_gradient
 
 RENDER_NAME = re.compile(r"^(\d{3,})\.png$")
 """Test renders are ``<testset dir>/NNN.png``, NNN the view index (``000.png``, ``008.png``, ...)."""
@@ -410,9 +410,9 @@ class InverseRendering:
     def write_video(self, model: nn.Module, out_dir: Path, name: str, render_factor: float = 1.0) -> List[Path]:
         """The spiral path (``scene.render_poses``) as videos at 30 fps, ``<name>rgb`` and ``<name>disp`` (disparity,
         one scale for the whole path), at ``1 / render_factor`` the resolution, through
-        :func:`sobolev_inr.outputs.write_video`: MP4 as nerf-pytorch's with the ``video`` extra (imageio-ffmpeg),
+        :func:`sobolev_inr.reporting.outputs.write_video`: MP4 as nerf-pytorch's with the ``video`` extra (imageio-ffmpeg),
         looping GIFs without it. Returns the two paths written."""
-        from ...outputs import write_video
+        from ...reporting.outputs import write_video
 
         rgb, disp = [], []
         for pose in self.scene.render_poses:
@@ -463,7 +463,7 @@ class InverseRendering:
         """``testset_<steps>/`` (the final test renders, for eval.py, unless a periodic render wrote them),
         ``heldout_views.png`` (ground truth, render, error, disparity per test view) and ``derivatives.png``
         (Sobel of the ground truth against the network's derivative, magnitudes)."""
-        from ...plots import save_view_grid
+        from ...reporting.plots import save_view_grid
 
         if not self.test_ids:
             return
@@ -557,7 +557,7 @@ def build_model(config: Mapping[str, Any]) -> nn.Module:
 
 def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, Dict[str, Any], int]:
     """(model, resolved config, step) of a run's latest checkpoint; DataError if it has none."""
-    from ...checkpoints import latest_checkpoint, load_checkpoint, model_from_state
+    from ...training.checkpoints import latest_checkpoint, load_checkpoint, model_from_state
 
     ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
     if ckpt is None:
@@ -571,7 +571,7 @@ def run_views(run_dir: Path) -> Tuple[Dict[int, np.ndarray], Dict[int, Path]]:
     """(ground truth, renders) of a finished run's test views at the training resolution: {view: (H, W, 3)
     in [0, 1]} and {view: the latest ``testset_<iter>/NNN.png``}. Relative data paths are resolved from the
     working directory the run was trained in (recorded in its checkpoints)."""
-    from ...checkpoints import latest_checkpoint, load_checkpoint
+    from ...training.checkpoints import latest_checkpoint, load_checkpoint
 
     run_dir = Path(run_dir)
     ckpt = latest_checkpoint(run_dir / "checkpoints")

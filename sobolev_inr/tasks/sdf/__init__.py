@@ -8,12 +8,12 @@ The task object, its loss, metrics and figures: :mod:`.task`.
 """
 from __future__ import annotations
 
-from ... import cli
+from ...config import cli
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
 
-SUPERVISIONS = ("val", "val_der")  # sobolev_inr.sdf_loss.SDF_SUPERVISIONS, named here so --help imports no torch
+SUPERVISIONS = ("val", "val_der")  # sobolev_inr.losses.sdf.SDF_SUPERVISIONS, named here so --help imports no torch
 LOSS_WEIGHTS = ("lambda_sdf", "lambda_inter", "lambda_normal", "lambda_grad")
 
 
@@ -63,8 +63,8 @@ class SDFEntry(TaskEntry):
         p.declare(check=check)
 
     def load(self, args, metadata, device):
-        from ...data.pointclouds import load_point_cloud, normalise_cloud
         from ...errors import DataError
+        from ...geometry.pointclouds import load_point_cloud, normalise_cloud
 
         cloud = normalise_cloud(load_point_cloud(args.point_cloud, args.num_points, args.seed))
         if args.supervision == "val_der" and cloud.normals is None:

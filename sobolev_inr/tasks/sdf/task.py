@@ -1,17 +1,17 @@
 """Signed distance fitting (SIREN, section 4.2): a network Phi whose zero set is the surface of an oriented point cloud.
 
-Training follows SIREN's ``PointCloud`` data set and ``loss_functions.sdf`` (:mod:`sobolev_inr.sdf_loss`):
+Training follows SIREN's ``PointCloud`` data set and ``loss_functions.sdf`` (:mod:`sobolev_inr.losses.sdf`):
 each step takes ``batch_size`` points of the cloud (a random permutation cut into batches, one epoch =
 one pass, a last partial batch dropped as SIREN's ``len = N // batch``) and as many off-surface points
 uniform in [-1, 1]^3. Supervision ``val`` fits the points alone, ``val_der`` the points and their
 normals (grad Phi = n: the derivative supervision). Phi's gradient comes from the derivative engine.
 
-Evaluation, in normalised coordinates (the cloud mapped into [-1, 1]^3, :mod:`sobolev_inr.data.pointclouds`):
+Evaluation, in normalised coordinates (the cloud mapped into [-1, 1]^3, :mod:`sobolev_inr.geometry.pointclouds`):
 
 * every summary (cheap): ``surface_abs_phi`` = mean |Phi| on a fixed subset of the cloud and, for an
   embedded shape, ``sdf_error_uniform`` on a fixed set of uniform points;
 * at the end: Phi on a ``mc_resolution``^3 grid over [-1, 1]^3, its zero set by marching cubes, and
-  ``chamfer_l1`` and ``normal_consistency`` (:mod:`sobolev_inr.shape_metrics`) between that mesh
+  ``chamfer_l1`` and ``normal_consistency`` (:mod:`sobolev_inr.geometry.metrics`) between that mesh
   (sampled uniformly by area) and the cloud; for an embedded shape also ``sdf_error_uniform``,
   ``sdf_error_near`` (points of the cloud moved by N(0, NEAR_SIGMA^2) per axis), ``iou`` of
   {Phi < 0} against {SDF < 0} on the grid's points, and ``chamfer_l1_floor``: the Chamfer-L1 between the
@@ -29,14 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...data.pointclouds import NormalisedCloud, load_point_cloud, normalise_cloud, sample_mesh, write_ply
-from ...data.shapes import SHAPE_PREFIX
+from ...config.options import EngineOptions
 from ...derivatives import value_and_derivatives
-from ...meshing import evaluate_grid, grid_points, marching_cubes
-from ...options import EngineOptions
-from ...regression import OncePerWeights, predict
-from ...sdf_loss import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
-from ...shape_metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+from ...geometry.meshing import evaluate_grid, grid_points, marching_cubes
+from ...geometry.metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+from ...geometry.pointclouds import NormalisedCloud, load_point_cloud, normalise_cloud, sample_mesh, write_ply
+from ...geometry.shapes import SHAPE_PREFIX
+from ...losses.sdf import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
+from ..regression import OncePerWeights, predict
 
 NUM_SUMMARY_POINTS = 4096
 """Points of the fixed sets the periodic evaluation uses (cloud subset, uniform points)."""
@@ -67,7 +67,7 @@ class SDFFitting:
     """
 
     psnr_peak = float("nan")
-    """Required by :class:`~sobolev_inr.training.Task`, unused: the training PSNR is computed from a ``value``
+    """Required by :class:`~sobolev_inr.training.loop.Task`, unused: the training PSNR is computed from a ``value``
     loss term, and an SDF loss has none (its terms are ``sdf``, ``inter``, ``normal``, ``grad``)."""
 
     def __init__(self, cloud: NormalisedCloud, supervision: str = "val_der", *,
@@ -111,7 +111,7 @@ class SDFFitting:
             yield SDFBatch(index.to(self.device), off.to(self.device))
 
     def loss(self, model: nn.Module, batch: SDFBatch) -> Dict[str, Tensor]:
-        """SIREN's SDF loss terms of ``batch`` (:func:`~sobolev_inr.sdf_loss.sdf_loss`)."""
+        """SIREN's SDF loss terms of ``batch`` (:func:`~sobolev_inr.losses.sdf.sdf_loss`)."""
         on = self.points[batch.index]
         x = torch.cat([on, batch.off_surface])
         d = value_and_derivatives(model, x, mode=self.der_mode, engine=self.der_engine)
@@ -132,7 +132,7 @@ class SDFFitting:
         return metrics
 
     def grid(self, model: nn.Module) -> np.ndarray:
-        """Phi on the ``mc_resolution``^3 grid over [-1, 1]^3, (R, R, R) (:mod:`sobolev_inr.meshing`)."""
+        """Phi on the ``mc_resolution``^3 grid over [-1, 1]^3, (R, R, R) (:mod:`sobolev_inr.geometry.meshing`)."""
         return self._once_per_weights("grid", model, lambda: evaluate_grid(
             model, self.mc_resolution, self.eval_chunk_size, self.device))
 
@@ -195,7 +195,7 @@ class SDFFitting:
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """mesh.ply (binary, in the INPUT's coordinates: the normalisation undone), shape.png (the input points
         and the mesh from three views) and slices.png (Phi on three planes, zero level drawn)."""
-        from ...plots import save_mesh_views, save_sdf_slices
+        from ...reporting.plots import save_mesh_views, save_sdf_slices
 
         run_dir = Path(run_dir)
         model.eval()
@@ -235,7 +235,7 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     config."""
     import json
 
-    from ...checkpoints import load_run_model
+    from ...training.checkpoints import load_run_model
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)
@@ -249,7 +249,7 @@ def compare_runs(run_dirs: Sequence[Path], columns: int, meshes_out: Path, slice
     """Two figures of finished runs laid out in rows of ``columns`` (e.g. one row per shape, one column per
     model and supervision): their meshes from one view, and Phi on the plane z = 0 with the true surface dashed
     (embedded shapes). Titles: ``labels`` (one per column) and each run's IoU or Chamfer-L1."""
-    from ...plots import save_mesh_grid, save_sdf_slice_grid
+    from ...reporting.plots import save_mesh_grid, save_sdf_slice_grid
 
     labels = list(labels or [])
     mesh_rows, slice_rows = [], []

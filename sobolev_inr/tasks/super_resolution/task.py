@@ -2,14 +2,14 @@
 image, render it on the high-resolution grid, and score that against the high-resolution original, beside
 bicubic upsampling of the same low-resolution image.
 
-Both grids follow the one pixel-centre convention of :mod:`sobolev_inr.coords` (cells tiling [-1, 1]), so a
+Both grids follow the one pixel-centre convention of :mod:`sobolev_inr.data.coords` (cells tiling [-1, 1]), so a
 low-resolution pixel sits at the mean of the high-resolution pixels it was made from, as the resampling
 filters (PIL's) assume. Paper 004 placed both grids by ``linspace(-1, 1, n)``, which puts the two images'
 border pixels at the same coordinates although they are (factor - 1) / 2 high-resolution pixels apart.
 
 * The low-resolution image is the high-resolution one downsampled by ``sr_factor`` with PIL's ``downsample``
   filter (``bilinear``: what the papers' ``Resize`` does to a PIL image; ``bicubic``, ``box``, ``lanczos``).
-* Training is :class:`~sobolev_inr.regression.SobolevRegression` on every low-resolution pixel; derivative
+* Training is :class:`~sobolev_inr.tasks.regression.SobolevRegression` on every low-resolution pixel; derivative
   targets come from the low-resolution image (Sobel per low-resolution pixel step), in the same units as the
   network's derivative, as in image regression.
 * Scores on the high-resolution image, all of it unseen at that resolution, under the names every task uses
@@ -27,13 +27,13 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 from torch import Tensor, nn
 
-from ...coords import derivative_scale, image_grid, image_step
+from ...config.options import EngineOptions, SupervisionOptions
+from ...data.coords import derivative_scale, image_grid, image_step
 from ...data.images import ImageData, prepare_image, resize_image
+from ...data.targets import image_gradient
 from ...errors import DataError
 from ...metrics import derivative_psnr, luma, psnr, rho_ag, ssim, to_unit_range
-from ...options import EngineOptions, SupervisionOptions
-from ...regression import SampledSignalRegression, predict, predict_jacobian
-from ...targets import image_gradient
+from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")
 
@@ -129,8 +129,8 @@ class SuperResolution(SampledSignalRegression):
         crop) and error_map.png (|error| of bicubic and of the network, one colour scale); at the original's
         resolution, super_resolved.png (8-bit, gray or RGB) and super_resolved.npy (the network's render,
         (H, W, C) float32 in [-1, 1]), and bicubic.png (the baseline, 8-bit)."""
-        from ...outputs import save_array, save_image
-        from ...plots import save_heatmaps, save_image_grid
+        from ...reporting.outputs import save_array, save_image
+        from ...reporting.plots import save_heatmaps, save_image_grid
 
         save_image(run_dir / "super_resolved.png", self.render(model))
         save_array(run_dir / "super_resolved.npy", self.render(model))

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...coords import derivative_scale
+from ...config.options import EngineOptions, SupervisionOptions
+from ...data.coords import derivative_scale
 from ...data.video import VideoData, load_video, prepare_video, square_frames
 from ...metrics import derivative_psnr, frame_quality, psnr, to_unit_range
-from ...outputs import save_array, to_uint8, write_video
-from ...options import EngineOptions, SupervisionOptions
-from ...regression import SampledSignalRegression, predict, predict_jacobian
+from ...reporting.outputs import save_array, to_uint8, write_video
+from ..regression import SampledSignalRegression, predict, predict_jacobian
 
 FIGURE_FRAMES = 4
 """Held-out frames shown in frames.png."""
@@ -121,7 +121,7 @@ class VideoRegression(SampledSignalRegression):
         without imageio-ffmpeg: the rendered clip alone, at its resolution and frame rate), side_by_side.mp4
         (or .gif: ground truth | reconstruction), frames.png (held-out frames: ground truth, reconstruction,
         error) and per_frame.png (PSNR and SSIM per frame, trained frames marked)."""
-        from ...plots import save_frame_metrics, save_image_grid
+        from ...reporting.plots import save_frame_metrics, save_image_grid
 
         run_dir = Path(run_dir)
         pred, target = self.render(model), self.data.frames
@@ -176,7 +176,7 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     resolved config."""
     import json
 
-    from ...checkpoints import load_run_model
+    from ...training.checkpoints import load_run_model
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)

@@ -7,11 +7,11 @@
 * ``scalars.csv``: every logged scalar, long format ``step,name,value``;
 * ``tensorboard/``: the same scalars as TensorBoard events;
 * ``checkpoints/epoch_XXXXXXX.pt`` (or ``step_XXXXXXX.pt``): self-describing checkpoints
-  (:mod:`sobolev_inr.checkpoints`);
+  (:mod:`sobolev_inr.training.checkpoints`);
 * ``history.jsonl``: one line per start of the run (first or resumed): when, from which step,
   the resolved config and what changed since the previous start;
 * ``metrics.json``: the final metrics, a flat object; its presence marks a finished run. Every task's
-  shares the keys of :func:`run_metrics` and the :func:`~sobolev_inr.provenance.provenance` keys
+  shares the keys of :func:`run_metrics` and the :func:`~sobolev_inr.training.provenance.provenance` keys
   (``package_version``, ``torch_version``, ``git_commit``, ``git_dirty``);
 * figures as PNG.
 """
@@ -29,15 +29,15 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, Iterable, List, Mappin
 
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from .checkpoints import latest_checkpoint
-from .errors import ConfigError
 from .provenance import provenance
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from .training import FitResult
+    from .loop import FitResult
 
 METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.jsonl"
@@ -58,7 +58,7 @@ class RunIdentity:
     ``--resume`` (a longer ``num_epochs``), which otherwise tell a finished run from a longer one.
     Every other key must match. ``defaults``: the options' defaults; a key that a saved config lacks
     (a run made before the option existed) matches when the new value is its default. Each task's
-    parser builds one from its option groups (:mod:`sobolev_inr.cli`), so a task that brings its
+    parser builds one from its option groups (:mod:`sobolev_inr.config.cli`), so a task that brings its
     own options declares their role too.
     """
 
@@ -179,7 +179,7 @@ class RunDirectory:
 
     def write_metrics(self, metrics: Mapping[str, object]) -> Path:
         """Writes the final metrics (non-finite floats become null, as JSON has no NaN), with the
-        :func:`~sobolev_inr.provenance.provenance` keys that ``metrics`` does not set (:func:`run_metrics` sets
+        :func:`~sobolev_inr.training.provenance.provenance` keys that ``metrics`` does not set (:func:`run_metrics` sets
         them; this covers any other writer)."""
         metrics = {**provenance(), **metrics}
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
@@ -245,9 +245,9 @@ def run_metrics(task_name: str, metadata: Mapping[str, Any], result: "FitResult"
                 device: "torch.device", *, config_keys: Sequence[str] = RECORDED_CONFIG_KEYS) -> Dict[str, Any]:
     """The keys every task's ``metrics.json`` shares, beside the task's own quality metrics: the task, the
     ``config_keys`` of the resolved run config ``metadata`` that it has (:data:`RECORDED_CONFIG_KEYS`), the
-    model's encoding and size, the training record of :func:`~sobolev_inr.training.fit` (length, time,
+    model's encoding and size, the training record of :func:`~sobolev_inr.training.loop.fit` (length, time,
     memory, skipped steps, the last logged loss terms as ``final_<term>``), and the
-    :func:`~sobolev_inr.provenance.provenance` keys."""
+    :func:`~sobolev_inr.training.provenance.provenance` keys."""
     per_1k = 1000.0 * result.train_time_s / result.steps if result.steps else None
     return {
         "task": task_name, **{k: metadata[k] for k in config_keys if k in metadata},

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .regression import predict
+from ..tasks.regression import predict
 
 
 def grid_axis(resolution: int, bound: float = 1.0) -> np.ndarray:

@@ -14,7 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .runs import read_scalars
+from ..training.runs import read_scalars
 
 
 def figure(rows: int, cols: int, figsize: Tuple[float, float], **kwargs):

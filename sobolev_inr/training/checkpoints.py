@@ -10,7 +10,7 @@ leaves the previous checkpoint intact. Loading maps tensors to CPU unless told o
 Checkpoints hold tensors and plain values only (dict, list, tuple, str, int, float, bool, None), so they
 load with ``torch.load(..., weights_only=True)``, which runs no code from the file: :func:`save_checkpoint`
 turns NumPy arrays into tensors, NumPy scalars into numbers and paths into strings, refuses any other
-object (TypeError naming where it is), and stamps the checkpoint with :func:`~sobolev_inr.provenance.provenance`
+object (TypeError naming where it is), and stamps the checkpoint with :func:`~sobolev_inr.training.provenance.provenance`
 (``package_version``, ``torch_version``, ``git_commit``, ``git_dirty``). A file that holds other objects (a
 checkpoint written elsewhere, say with NumPy content) fails to load with :class:`CheckpointError`; if you
 trust the file, ``load_checkpoint(path, trusted=True)`` loads it with full unpickling.
@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from .errors import DataError
+from ..errors import DataError
 from .provenance import provenance
 
 CHECKPOINT_PATTERN = re.compile(r"^(epoch|step)_(\d+)\.pt$")
@@ -101,7 +101,7 @@ def plain_checkpoint(state: Any, where: str = "checkpoint") -> Any:
 
 def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
     """Writes ``state`` to ``path`` atomically (temporary file + rename), as plain values
-    (:func:`plain_checkpoint`), with the :func:`~sobolev_inr.provenance.provenance` keys it does not set."""
+    (:func:`plain_checkpoint`), with the :func:`~sobolev_inr.training.provenance.provenance` keys it does not set."""
     state = plain_checkpoint({**state, **{k: v for k, v in provenance().items() if k not in state}})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def load_checkpoint(path: Path, map_location="cpu", *, trusted: bool = False) ->
         raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain values"
                               f"{' (' + found.group(1) + ')' if found else ''}, so it does not load with "
                               f"weights_only=True (written elsewhere or by an older version?); if you trust the "
-                              f"file, load it with sobolev_inr.checkpoints.load_checkpoint(path, trusted=True) and "
+                              f"file, load it with sobolev_inr.training.checkpoints.load_checkpoint(path, trusted=True) and "
                               f"save it again with save_checkpoint") from None
 
 
@@ -149,7 +149,7 @@ def prune_checkpoints(directory: Path, keep: int) -> None:
 
 def model_from_state(state: Dict[str, Any]):
     """The :class:`~sobolev_inr.models.MLP` a loaded checkpoint describes, its weights loaded."""
-    from .models import MLP
+    from ..models import MLP
 
     model = MLP(**state["model_config"])
     model.load_state_dict(state["model"])

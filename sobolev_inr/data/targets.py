@@ -1,4 +1,4 @@
-"""Derivative targets from sampled signals, per sample step (see :mod:`sobolev_inr.coords`).
+"""Derivative targets from sampled signals, per sample step (see :mod:`sobolev_inr.data.coords`).
 
 Images are ``(C, H, W)``; first derivatives come back as ``(C, 2, H, W)`` with axis 0 = d/dx
 (along the width) and axis 1 = d/dy (along the height), kornia's order. Borders are replicated.
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def _check_image(image: Tensor) -> None:
@@ -76,7 +76,7 @@ def central_difference(signal: Tensor, dim: int = -1) -> Tensor:
     two end samples: the one-sided differences f[1] - f[0] and f[N-1] - f[N-2] (first-order).
     This is ``torch.gradient(signal, dim=dim, edge_order=1)`` with unit spacing.
     The unit is "change per sample step", the unit of the network's derivative with
-    ``der_units = pixel`` (:mod:`sobolev_inr.coords`). Audio: ``signal (N,)`` or ``(C, N)``.
+    ``der_units = pixel`` (:mod:`sobolev_inr.data.coords`). Audio: ``signal (N,)`` or ``(C, N)``.
 
     (The original audio code took kornia's normalised ``diff`` gradient, which pads by replication
     and so gives half the one-sided difference at the two ends; the interiors agree.)
@@ -103,7 +103,7 @@ def second_difference(signal: Tensor, dim: int = -1) -> Tensor:
 
 def video_gradient(frames: Tensor, operator: str = "sobel") -> Tensor:
     """First derivatives of a clip ``frames (T, C, H, W)`` per sample step: (T, C, 3, H, W), in the video's
-    coordinate order [d/dt, d/dy, d/dx] (:func:`sobolev_inr.coords.video_grid`).
+    coordinate order [d/dt, d/dy, d/dx] (:func:`sobolev_inr.data.coords.video_grid`).
 
     Space: :func:`image_gradient` of each frame (``operator``, per pixel step); time: :func:`central_difference`
     along the frames (per frame step; one-sided at the first and last frame).

@@ -1,7 +1,7 @@
 """Where a result came from: the package and torch versions and the git commit of the code that made it.
 
-:func:`provenance` is recorded in every ``metrics.json`` (:meth:`~sobolev_inr.runs.RunDirectory.write_metrics`)
-and every checkpoint (:func:`~sobolev_inr.checkpoints.save_checkpoint`), so that a number can be traced to
+:func:`provenance` is recorded in every ``metrics.json`` (:meth:`~sobolev_inr.training.runs.RunDirectory.write_metrics`)
+and every checkpoint (:func:`~sobolev_inr.training.checkpoints.save_checkpoint`), so that a number can be traced to
 the code that produced it. The git commit is that of the repository the package is imported from (a clone,
 or an editable install of one); an installed wheel has none and records ``None``. Git is asked once per
 process, with a short timeout, and its absence is never an error.
@@ -27,9 +27,9 @@ def provenance() -> Dict[str, Any]:
     """
     import torch
 
-    from . import __version__
+    from .. import __version__
 
-    commit, dirty = _git_state(str(Path(__file__).resolve().parent.parent))
+    commit, dirty = _git_state(str(Path(__file__).resolve().parents[2]))  # the folder holding sobolev_inr/
     return {"package_version": __version__, "torch_version": str(torch.__version__), "git_commit": commit,
             "git_dirty": dirty}
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from statistics import mean
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..training.runs import read_scalars
 from .references import match_reference
-from .runs import read_scalars
 
 SPDER_RUN = re.compile(r"(?:^|/)spder/(val|val_der)/([a-z_]+)(?:/|$)")
 PRECISION_RUN = re.compile(r"(?:^|/)derivative_precision/(val|val_der|val_der_fullres)/([a-z_]+)(?:/|$)")

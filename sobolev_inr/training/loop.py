@@ -37,15 +37,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import ConfigError, TrainingError
 from .checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .errors import ConfigError, TrainingError
-from .runs import RunDirectory, ScalarLog, run_metrics  # noqa: F401  (run_metrics: its former home, re-exported)
+from .runs import RunDirectory, ScalarLog
 
 NAN_POLICIES = ("stop", "skip")
 
 
 class Task(Protocol):
-    """What :func:`fit` and :func:`~sobolev_inr.experiment.train_and_report` need from a task.
+    """What :func:`fit` and :func:`~sobolev_inr.training.experiment.train_and_report` need from a task.
 
     Optional: ``train_psnr(terms) -> Optional[float]``, the training PSNR shown beside the loss, from the
     batch's loss terms (floats by name); without it, :func:`train_psnr` derives it from ``psnr_peak``.

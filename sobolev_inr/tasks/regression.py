@@ -12,10 +12,10 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple, Uni
 import torch
 from torch import Tensor, nn
 
-from .coords import derivative_scale, target_to_units
-from .derivatives import value_and_derivatives, value_and_tangents
-from .losses import get_supervision, project_jacobian, random_unit_directions, sobolev_loss
-from .options import EngineOptions, SupervisionOptions
+from ..config.options import EngineOptions, SupervisionOptions
+from ..data.coords import derivative_scale, target_to_units
+from ..derivatives import value_and_derivatives, value_and_tangents
+from ..losses.sobolev import get_supervision, project_jacobian, random_unit_directions, sobolev_loss
 
 
 @dataclass
@@ -39,16 +39,16 @@ class SobolevRegression:
     coords: (N, D) network inputs. values: (N, C). jacobian: (N, C, D) first-derivative targets
     per sample step. second_differences: (N, C, D) per-axis second-derivative targets per step
     squared, or None when ``lapl`` is not used. step: (D,) coordinate distance per sample step.
-    Targets are converted to ``der_units`` once, here (:mod:`sobolev_inr.coords`), then multiplied by
-    ``target_scale`` (1 but for SIREN's Poisson scaling, :func:`sobolev_inr.targets.siren_target_scale`:
+    Targets are converted to ``der_units`` once, here (:mod:`sobolev_inr.data.coords`), then multiplied by
+    ``target_scale`` (1 but for SIREN's Poisson scaling, :func:`sobolev_inr.data.targets.siren_target_scale`:
     the network then fits ``target_scale`` times the signal).
-    ``supervision`` (:class:`~sobolev_inr.options.SupervisionOptions`): what is supervised, ``lambda_der``,
+    ``supervision`` (:class:`~sobolev_inr.config.options.SupervisionOptions`): what is supervised, ``lambda_der``,
     ``der_units``, and the estimators of the Jacobian term: ``der_estimator`` ``exact`` (every Jacobian
     column) or ``directional`` (``der_directions`` random unit directions per sample and batch,
-    forward-mode tangents; an unbiased estimate of the same term, :mod:`sobolev_inr.losses`), and
+    forward-mode tangents; an unbiased estimate of the same term, :mod:`sobolev_inr.losses.sobolev`), and
     ``der_fraction`` in (0, 1] (the derivative term of each batch is the mean over a random ``der_fraction``
     of its samples, drawn anew every batch; the value term stays the mean over all of them; the other
-    samples cost a value pass only). ``engine`` (:class:`~sobolev_inr.options.EngineOptions`): how the
+    samples cost a value pass only). ``engine`` (:class:`~sobolev_inr.config.options.EngineOptions`): how the
     derivatives are computed (a plain name such as ``"val_der"`` stands for its options with the defaults).
     ``batch_size``: samples per step, 0 = full batch.
     """

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
 
 import configargparse
 
-from .errors import ConfigError, TrainingError, UserError
+from ..errors import ConfigError, TrainingError, UserError
 from .options import (DER_ESTIMATOR_NAMES, DER_MODE_NAMES, DER_UNIT_NAMES, ENGINE_NAMES, OPERATOR_NAMES,
                       SUPERVISION_NAMES, SupervisionOptions)
 
@@ -81,8 +81,8 @@ class ArgumentParser(configargparse.ArgumentParser):
 
     @property
     def identity(self):
-        """The :class:`~sobolev_inr.runs.RunIdentity` of runs configured by this parser."""
-        from .runs import RunIdentity
+        """The :class:`~sobolev_inr.training.runs.RunIdentity` of runs configured by this parser."""
+        from ..training.runs import RunIdentity
 
         return RunIdentity(ignored=frozenset(self.ignored_keys), resumable=frozenset(self.resumable_keys),
                            defaults={a.dest: a.default for a in self._actions if a.dest not in NOT_SAVED})
@@ -242,7 +242,7 @@ def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUP
                             default: str = "val_der", units: bool = True, estimator: bool = True) -> None:
     """What is supervised and how derivative targets are made; ``estimator``: offer the cheaper estimates of
     the Jacobian loss (``der_estimator``, ``der_directions``, ``der_fraction``), for tasks whose loss is
-    :class:`~sobolev_inr.regression.SobolevRegression`'s."""
+    :class:`~sobolev_inr.tasks.regression.SobolevRegression`'s."""
     g = p.add_argument_group("supervision")
     g.add_argument("--supervision", type=str, default=default, choices=list(supervisions),
                    help="val: values; val_der: values + lambda_der * derivatives; der: derivatives; lapl: Laplacian")
@@ -354,7 +354,7 @@ def encoding_name(args: argparse.Namespace) -> str:
 
 def build_model(args: argparse.Namespace, in_features: int, out_features: int, num_frequencies: int):
     """The MLP described by :func:`add_model_options`; ``num_frequencies`` is used when the config leaves it at 0."""
-    from .models import MLP
+    from ..models import MLP
 
     model = MLP(in_features=in_features, out_features=out_features, activations=args.activations,
                 hidden_features=args.hidden_features, w0=args.w0, encoding=encoding_name(args),
@@ -362,7 +362,7 @@ def build_model(args: argparse.Namespace, in_features: int, out_features: int, n
                 fourier_num_features=args.fourier_num_features, fourier_scale=args.fourier_scale,
                 fourier_seed=args.seed, init=args.init, pe_pi_factor=args.pe_pi_factor, spder_eps=args.spder_eps)
     if args.compile:
-        from .models import compile_model
+        from ..models import compile_model
 
         compile_model(model)
     return model
@@ -375,9 +375,9 @@ def run_metadata(args: argparse.Namespace) -> Dict[str, Any]:
 
 def fit_config(args: argparse.Namespace, resume: bool, summary_every: int, checkpoint_every: int,
                num_epochs: int = 0, num_steps: int = 0):
-    """The :class:`~sobolev_inr.training.FitConfig` of the run and optimiser options, with the run's length
+    """The :class:`~sobolev_inr.training.loop.FitConfig` of the run and optimiser options, with the run's length
     and cadence in the task's own vocabulary (epochs, or nerf-pytorch's ``N_iters``, ``i_print``, ...)."""
-    from .training import FitConfig
+    from ..training.loop import FitConfig
 
     return FitConfig(lrate=args.lrate, num_epochs=num_epochs, num_steps=num_steps, summary_every=summary_every,
                      checkpoint_every=checkpoint_every, keep_checkpoints=args.keep_checkpoints,
@@ -387,7 +387,7 @@ def fit_config(args: argparse.Namespace, resume: bool, summary_every: int, check
 
 
 def epoch_fit_config(args: argparse.Namespace, resume: bool):
-    """The :class:`~sobolev_inr.training.FitConfig` of an epoch-based task's options."""
+    """The :class:`~sobolev_inr.training.loop.FitConfig` of an epoch-based task's options."""
     return fit_config(args, resume, args.epochs_til_summary, args.epochs_til_ckpt, num_epochs=args.num_epochs)
 
 

@@ -2,7 +2,7 @@
 
 Sources (:func:`load_point_cloud`):
 
-* ``shape:<name>``: an embedded shape with a known SDF (:mod:`sobolev_inr.data.shapes`), sampled
+* ``shape:<name>``: an embedded shape with a known SDF (:mod:`sobolev_inr.geometry.shapes`), sampled
   to ``num_points`` points with their normals;
 * ``.xyz``: whitespace text, ``x y z nx ny nz`` per line (SIREN's point clouds, read there with
   ``np.genfromtxt``), or ``x y z`` when no normals are needed; ``#`` starts a comment;

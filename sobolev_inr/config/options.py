@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping, Type, TypeVar
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SUPERVISION_NAMES = ("val", "val_der", "der", "lapl")
 JACOBIAN_SUPERVISIONS = ("val_der", "der")

@@ -1,7 +1,7 @@
 """What every task's entry script does around its own data and task: open the run, train, report.
 
 A task script parses its options, loads its data, builds the model and its task object, and hands
-them with plain values (a :class:`~sobolev_inr.training.FitConfig` and the resolved config) to
+them with plain values (a :class:`~sobolev_inr.training.loop.FitConfig` and the resolved config) to
 :func:`train_and_report`; that way the run directory, the metrics names, the figures and the
 printed summary are the same for every task.
 """
@@ -13,9 +13,9 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from .errors import TrainingError
-from .runs import RunDirectory, RunIdentity
-from .training import Callback, FitConfig, Periodic, Task, fit, run_metrics
+from ..errors import TrainingError
+from .loop import Callback, FitConfig, Periodic, Task, fit
+from .runs import RunDirectory, RunIdentity, run_metrics
 
 
 def open_run(logging_root: str, exp_name: str, metadata: Mapping[str, Any], identity: RunIdentity,
@@ -40,7 +40,7 @@ def train_and_report(task_name: str, model: nn.Module, task: Task, run: RunDirec
                      callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
     """Trains ``model`` on ``task`` (:func:`fit`), then writes ``metrics.json``, the task's outputs
     (``task.write_outputs``) and ``curves.png``; prints the ``summary`` metrics and the run directory.
-    ``callbacks`` hook into the training loop (:class:`~sobolev_inr.training.Callback`).
+    ``callbacks`` hook into the training loop (:class:`~sobolev_inr.training.loop.Callback`).
 
     A run whose final metrics are not numbers (NaN) stops with :class:`TrainingError` instead of
     "finishing" with null metrics.
@@ -54,7 +54,7 @@ def train_and_report(task_name: str, model: nn.Module, task: Task, run: RunDirec
     metrics = {**run_metrics(task_name, metadata, result, model, device), **quality, **(extra_metrics or {})}
     run.write_metrics(metrics)
     task.write_outputs(model, run.path, metrics)
-    from .plots import save_training_curves
+    from ..reporting.plots import save_training_curves
 
     save_training_curves(run.file("scalars.csv"), run.file("curves.png"), title=run.path.name)
     shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in summary if isinstance(metrics.get(k), (int, float)))

@@ -1,0 +1,1 @@
+"""Training: the loop (:mod:`.loop`), run directories (:mod:`.runs`), checkpoints (:mod:`.checkpoints`), provenance (:mod:`.provenance`) and what every task does around the loop (:mod:`.experiment`)."""
