@@ -273,10 +273,10 @@ def test_siren_target_scaling_reproduces_sirens_poisson_targets(tmp_path):
 
     args = MAIN.config_parser().parse_args(["--filename", "skimage:camera", "--is_gray", "--sidelength", "32",
                                             "--factor", "1", "--der_units", "coord", "--target_scaling", "siren"])
-    from sobolev_inr.tasks.image_regression import image_task_from_config
+    from sobolev_inr.tasks.image_regression import ImageRegressionOptions, image_task
 
     for supervision in ("der", "lapl"):
-        task = image_task_from_config({**vars(args), "supervision": supervision})
+        task = image_task(ImageRegressionOptions.from_config({**vars(args), "supervision": supervision}))
         image = task.data.image[0].double().numpy()  # (H, W) in [-1, 1]
         if supervision == "der":
             # our target columns are (d/dx, d/dy) = (along the width, along the height)

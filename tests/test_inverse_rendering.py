@@ -307,8 +307,8 @@ def test_bad_scenes_and_options_fail_with_one_line(case, tiny_scene, tmp_path):
 
 @pytest.mark.skipif(not (FERN / "images_8").is_dir(), reason=f"LLFF fern is not at {FERN} (see data/README.md)")
 def test_fern_small_configs_load_fern_at_llff_factor_8(tmp_path):
-    task = ir.load_task(vars(TRAIN.config_parser().parse_args(
-        ["--config", str(TASK_DIR / "configs/fern_small/val_der/relu.txt"), "--datadir", str(FERN)])), torch.device("cpu"),
-        tmp_path)
+    args = TRAIN.config_parser().parse_args(["--config", str(TASK_DIR / "configs/fern_small/val_der/relu.txt"),
+                                             "--datadir", str(FERN)])
+    task = ir.load_task(ir.InverseRenderingOptions.from_config(vars(args)), torch.device("cpu"), tmp_path)
     assert (task.height, task.width) == (378, 504) and task.test_ids == [0, 8, 16]
     assert len(task.rays) == 17 * len(range(0, 378, task.stride)) * len(range(0, 504, task.stride))

@@ -12,7 +12,8 @@ from sobolev_inr.data.images import prepare_image, resize_image
 from sobolev_inr.data.targets import image_gradient
 from sobolev_inr.errors import DataError
 from sobolev_inr.metrics import psnr, to_unit_range
-from sobolev_inr.tasks.super_resolution import SuperResolution, low_resolution, super_resolution_task_from_config
+from sobolev_inr.tasks.super_resolution import (SuperResolution, SuperResolutionOptions, low_resolution,
+                                                super_resolution_task)
 from task_entry import REPO, load_task_main, run_main
 
 TASK_DIR = REPO / "Experiments" / "super_resolution"
@@ -25,7 +26,8 @@ def _run(args, tmp_path, **overrides):
 
 
 def _config(**overrides):
-    return {**vars(MAIN.config_parser().parse_args([])), **overrides}
+    """The task's options: its defaults with ``overrides``."""
+    return SuperResolutionOptions.from_config({**vars(MAIN.config_parser().parse_args([])), **overrides})
 
 
 @pytest.mark.e2e
@@ -73,7 +75,8 @@ def test_raw_outputs_are_the_super_resolved_image_and_the_baseline_at_full_resol
          epochs_til_summary=2)
     run = tmp_path / "sr"
     model, state = load_run_model(run)
-    task = super_resolution_task_from_config(state["config"], base_dir=state.get("working_dir", "."))
+    options = SuperResolutionOptions.from_config(state["config"])
+    task = super_resolution_task(options, base_dir=state.get("working_dir", "."))
     render = task.render(model.eval())
     array = np.load(run / "super_resolved.npy")
     assert array.dtype == np.float32 and array.shape == (32, 32, 1)
@@ -87,7 +90,7 @@ def test_raw_outputs_are_the_super_resolved_image_and_the_baseline_at_full_resol
 
 
 def test_the_input_is_the_filtered_downsample_and_the_baseline_its_bicubic_upsample():
-    task = super_resolution_task_from_config(_config(sidelength=64, sr_factor=4, downsample="box"))
+    task = super_resolution_task(_config(sidelength=64, sr_factor=4, downsample="box"))
     high = task.high
     assert high.shape == (1, 64, 64) and task.data.shape == (16, 16)
     torch.testing.assert_close(task.data.image, high.reshape(1, 16, 4, 16, 4).mean(dim=(2, 4)), rtol=0, atol=1e-6)
@@ -98,14 +101,14 @@ def test_the_input_is_the_filtered_downsample_and_the_baseline_its_bicubic_upsam
 
 def test_scores_are_on_the_high_resolution_image():
     """psnr_heldout of a render equal to the original is infinite; of the bicubic baseline, its own PSNR."""
-    task = super_resolution_task_from_config(_config(sidelength=32, sr_factor=2))
+    task = super_resolution_task(_config(sidelength=32, sr_factor=2))
     assert task.scores(task.high)["psnr_heldout"] == float("inf")
     expected = psnr(to_unit_range(task.bicubic), to_unit_range(task.high))
     assert task.scores(task.bicubic, "bicubic_")["psnr_bicubic_heldout"] == pytest.approx(expected)
 
 
 def test_derivative_targets_come_from_the_low_resolution_image_per_its_pixel_step():
-    task = super_resolution_task_from_config(_config(sidelength=32, sr_factor=4, supervision="val_der"))
+    task = super_resolution_task(_config(sidelength=32, sr_factor=4, supervision="val_der"))
     low = task.data.image
     expected = image_gradient(low, "sobel").permute(2, 3, 0, 1).reshape(-1, 1, 2)
     torch.testing.assert_close(task.target, expected)
@@ -146,7 +149,7 @@ def test_bad_configs_end_in_one_line(argv, words, tmp_path):
 
 
 def test_crop_makes_a_multiple_of_the_factor():
-    task = super_resolution_task_from_config(_config(filename="skimage:text", sr_factor=8, crop=True))
+    task = super_resolution_task(_config(filename="skimage:text", sr_factor=8, crop=True))
     assert task.high_shape == (168, 448) and task.data.shape == (21, 56)
     assert any("cropped from 172x448" in n for n in task.data.notes)
     with pytest.raises(DataError, match="leaves 1x1"):

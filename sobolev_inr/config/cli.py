@@ -26,7 +26,7 @@ import configargparse
 
 from ..errors import ConfigError, TrainingError, UserError
 from .options import (DER_ESTIMATOR_NAMES, DER_MODE_NAMES, DER_UNIT_NAMES, ENGINE_NAMES, OPERATOR_NAMES,
-                      SUPERVISION_NAMES, SupervisionOptions)
+                      SUPERVISION_NAMES, ImageSource, SupervisionOptions)
 
 NOT_SAVED = {"config", "resume", "overwrite", "debug"}
 """Options that say what to do with a run directory, not what the run is; kept out of the saved config."""
@@ -269,7 +269,7 @@ def add_supervision_options(p: ArgumentParser, supervisions: Sequence[str] = SUP
 
 def add_image_source_options(p: ArgumentParser, filename: str = "skimage:camera"):
     """One image: its source, gray or colour, an optional square resize and crop. Returns the group, for the
-    task's own image options (:func:`sobolev_inr.tasks.image_regression.image_from_config` reads these)."""
+    task's own image options (:class:`~sobolev_inr.config.options.ImageSource` holds these)."""
     g = p.add_argument_group("image")
     g.add_argument("--filename", type=str, default=filename,
                    help="Set5 name (baby), a PNG/JPEG path, or skimage:<name> (embedded, no download)")
@@ -282,11 +282,7 @@ def add_image_source_options(p: ArgumentParser, filename: str = "skimage:camera"
     g.add_argument("--crop", action="store_true",
                    help="crop an image whose size is not a multiple of the task's factor (top-left part kept)")
 
-    def check(a):
-        if a.sidelength and a.sidelength < 2:
-            raise ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {a.sidelength}")
-
-    p.declare(check=check)
+    p.declare(check=lambda a: ImageSource.from_config(vars(a)))
     return g
 
 

@@ -8,8 +8,10 @@ no torch, so that ``--help`` stays fast; the name tuples are the registries' (te
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Type, TypeVar
+from pathlib import Path
+from typing import Any, Mapping, Type, TypeVar, Union, get_type_hints
 
 from ..errors import ConfigError
 
@@ -26,8 +28,21 @@ Options = TypeVar("Options")
 
 def options_from_config(cls: Type[Options], config: Mapping[str, Any]) -> Options:
     """``cls`` from the keys of ``config`` (a parsed namespace's vars, or a saved config) that name its
-    fields; absent keys keep their defaults, other keys are ignored."""
-    return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+    fields; a field that is itself an options dataclass is built from the same config (the config is flat,
+    the options nest); absent keys keep their defaults, other keys are ignored."""
+    hints = get_type_hints(cls)
+    values = {}
+    for f in fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            values[f.name] = options_from_config(hints[f.name], config)
+        elif f.name in config:
+            values[f.name] = config[f.name]
+    return cls(**values)
+
+
+def resolve_path(path: str, base_dir: Union[str, Path]) -> str:
+    """``path`` as given when absolute, else relative to ``base_dir`` (a run's working directory)."""
+    return path if Path(path).is_absolute() else str(Path(base_dir) / path)
 
 
 def _choice(key: str, value: str, names) -> None:
@@ -87,5 +102,32 @@ class EngineOptions:
     def __post_init__(self):
         _choice("der_mode", self.der_mode, DER_MODE_NAMES)
         _choice("der_engine", self.der_engine, ENGINE_NAMES)
+
+    from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image: ``filename`` is a Set5 name (looked up as ``<data_root>/<dataset>/HR/<name>.png``), a PNG or
+    JPEG path, or ``skimage:<name>`` (embedded, no download); ``is_gray``: its luma; ``sidelength`` > 0:
+    centre-cropped to a square and resized (bilinear); ``crop``: cut to a multiple of the task's stride."""
+
+    filename: str = "skimage:camera"
+    data_root: str = "../../data"
+    dataset: str = "Set5"
+    is_gray: bool = False
+    sidelength: int = 0
+    crop: bool = False
+
+    def __post_init__(self):
+        if self.sidelength and self.sidelength < 2:
+            raise ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {self.sidelength}")
+
+    def relative_to(self, base_dir: Union[str, Path]) -> "ImageSource":
+        """The same source with relative paths (an existing file, the data root) taken from ``base_dir``."""
+        filename = self.filename
+        if not filename.startswith("skimage:") and (Path(base_dir) / filename).is_file():
+            filename = resolve_path(filename, base_dir)
+        return dataclasses.replace(self, filename=filename, data_root=resolve_path(self.data_root, base_dir))
 
     from_config = classmethod(options_from_config)

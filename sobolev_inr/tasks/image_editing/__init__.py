@@ -9,12 +9,74 @@ The task objects, the runs and their figures: :mod:`.task`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
 from ...config import cli
+from ...config.options import EngineOptions, options_from_config
+from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, task_module_attributes
 
-EDITS = ("composite", "clone")  # the task module's EDITS (named here so --help imports no torch)
+EDITS = ("composite", "clone")
 MASK_SHAPES = ("ellipse", "rectangle")
+
+
+def check_mask_geometry(shape: str, centre: Sequence[float], radii: Sequence[float],
+                        source_centre: Optional[Sequence[float]] = None) -> None:
+    """ConfigError unless the mask (``centre`` and ``radii`` in [-1, 1] coordinates, (x, y)) lies in the
+    image, where it is placed in the target and where it is taken from in the source."""
+    if shape not in MASK_SHAPES:
+        raise ConfigError(f"unknown mask_shape {shape!r}; choose from {list(MASK_SHAPES)}")
+    if min(radii) <= 0:
+        raise ConfigError(f"mask_radii must be > 0, got {list(radii)}")
+    for key, (cx, cy) in (("mask_centre", centre), ("source_centre", source_centre or centre)):
+        for axis, c, r in (("x", cx, radii[0]), ("y", cy, radii[1])):
+            if c - r < -1.0 or c + r > 1.0:
+                raise ConfigError(f"the mask at {key} = [{cx}, {cy}] with mask_radii = [{radii[0]}, {radii[1]}] "
+                                  f"spans {axis} from {c - r:.3g} to {c + r:.3g}, outside the image's [-1, 1]; move "
+                                  f"it or shrink the radii")
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """An edit: which (``composite`` or ``clone``), its two images (``filename``: image 1 or the target,
+    ``filename2``: image 2 or the source) at one ``sidelength``, the composite's ``alpha`` (weight of image
+    1's gradient), the clone's mask (shape, centre and radii in [-1, 1] coordinates (x, y)), where in the
+    source it is taken from, its gradient weight and operator; the engine, samples per step and per render
+    call, and where the runs go. Checked once, before anything is loaded or written."""
+
+    edit: str = "composite"
+    filename: str = "skimage:astronaut"
+    filename2: str = "skimage:coffee"
+    data_root: str = "../../data"
+    dataset: str = "Set5"
+    sidelength: int = 128
+    is_gray: bool = False
+    alpha: float = 0.5
+    mask_shape: str = "ellipse"
+    mask_centre: Sequence[float] = (0.0, 0.0)
+    mask_radii: Sequence[float] = (0.3, 0.3)
+    source_centre: Optional[Sequence[float]] = None
+    lambda_der: float = 1.0
+    der_operator: str = "sobel"
+    engine: EngineOptions = EngineOptions()
+    batch_size: int = 0
+    eval_chunk_size: int = 65536
+    logging_root: str = "./logs"
+    exp_name: str = "default"
+
+    def __post_init__(self):
+        if self.edit not in EDITS:
+            raise ConfigError(f"unknown edit {self.edit!r}; choose from {list(EDITS)}")
+        if self.sidelength < 0 or self.sidelength == 1:
+            raise ConfigError(f"sidelength must be 0 (keep the images' size) or >= 2, got {self.sidelength}")
+        if self.edit == "composite" and not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.edit == "clone":
+            check_mask_geometry(self.mask_shape, self.mask_centre, self.mask_radii, self.source_centre)
+
+    from_config = classmethod(options_from_config)
 
 
 class ImageEditingEntry(TaskEntry):
@@ -57,12 +119,7 @@ class ImageEditingEntry(TaskEntry):
         g.add_argument("--der_operator", type=str, default="sobel", choices=cli.OPERATOR_NAMES,
                        help="finite-difference operator of the image gradients (kornia's normalised sobel or diff)")
 
-        def check(a):
-            from .task import check_edit_config
-
-            check_edit_config(vars(a))
-
-        p.declare(check=check)
+        p.declare(check=lambda a: EditOptions.from_config(vars(a)))
 
     def train(self, args, parser, callbacks=()):
         """An edit is several runs (the composite's f1, f2 and composite), each opened, skipped or resumed

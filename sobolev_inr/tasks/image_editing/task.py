@@ -39,9 +39,8 @@ from ...training.loop import FitConfig
 from ...training.runs import RunDirectory, RunIdentity
 from ..image_regression.task import ImageRegression, gradient_magnitude
 from ..regression import RegressionBatch
+from . import EditOptions
 
-EDITS = ("composite", "clone")
-MASK_SHAPES = ("ellipse", "rectangle")
 CLONE_KEYS = ("mask_shape", "mask_centre", "mask_radii", "source_centre", "lambda_der", "der_operator")
 """Config keys only seamless cloning reads (a composite's runs neither record nor compare them)."""
 COMPOSITE_KEYS = ("alpha",)
@@ -107,22 +106,6 @@ def display_rgb(image: Tensor) -> Tensor:
 
 
 # -------------------------------------------------------------------------------------------- mask
-def check_mask_geometry(shape: str, centre: Sequence[float], radii: Sequence[float],
-                        source_centre: Optional[Sequence[float]] = None) -> None:
-    """ConfigError unless the mask (``centre`` and ``radii`` in [-1, 1] coordinates, (x, y)) lies in the
-    image, where it is placed in the target and where it is taken from in the source."""
-    if shape not in MASK_SHAPES:
-        raise ConfigError(f"unknown mask_shape {shape!r}; choose from {list(MASK_SHAPES)}")
-    if min(radii) <= 0:
-        raise ConfigError(f"mask_radii must be > 0, got {list(radii)}")
-    for key, (cx, cy) in (("mask_centre", centre), ("source_centre", source_centre or centre)):
-        for axis, c, r in (("x", cx, radii[0]), ("y", cy, radii[1])):
-            if c - r < -1.0 or c + r > 1.0:
-                raise ConfigError(f"the mask at {key} = [{cx}, {cy}] with mask_radii = [{radii[0]}, {radii[1]}] "
-                                  f"spans {axis} from {c - r:.3g} to {c + r:.3g}, outside the image's [-1, 1]; move "
-                                  f"it or shrink the radii")
-
-
 def edit_mask(shape: str, centre: Sequence[float], radii: Sequence[float], height: int, width: int) -> Tensor:
     """(H, W) bool, True inside an ellipse or rectangle (``centre``, ``radii`` in [-1, 1] coordinates (x, y))."""
     grid = image_grid(height, width, dtype=torch.float64).reshape(height, width, 2)
@@ -139,19 +122,6 @@ def source_shift(centre: Sequence[float], source_centre: Optional[Sequence[float
         return 0, 0
     step_x, step_y = image_step(height, width)
     return round((source_centre[1] - centre[1]) / step_y), round((source_centre[0] - centre[0]) / step_x)
-
-
-def check_edit_config(config: Mapping[str, Any]) -> None:
-    """ConfigError naming the first option of ``config`` (resolved, plain values) that the edit it names
-    cannot use; run before anything is loaded or written."""
-    if config["edit"] not in EDITS:
-        raise ConfigError(f"unknown edit {config['edit']!r}; choose from {list(EDITS)}")
-    if config["sidelength"] < 0 or config["sidelength"] == 1:
-        raise ConfigError(f"sidelength must be 0 (keep the images' size) or >= 2, got {config['sidelength']}")
-    if config["edit"] == "composite" and not 0.0 <= config["alpha"] <= 1.0:
-        raise ConfigError(f"alpha must be in [0, 1], got {config['alpha']}")
-    if config["edit"] == "clone":
-        check_mask_geometry(config["mask_shape"], config["mask_centre"], config["mask_radii"], config["source_centre"])
 
 
 # ------------------------------------------------------------------------------------------- tasks
@@ -308,8 +278,9 @@ def fit_or_reuse(run: RunDirectory, task: ImageRegression, make_model: ModelFact
     return model.eval(), metrics
 
 
-def run_gradient_composite(config: Mapping[str, Any], identity: RunIdentity, make_model: ModelFactory,
-                           fit_config: FitConfigFactory, device: torch.device = torch.device("cpu"),
+def run_gradient_composite(options: EditOptions, config: Mapping[str, Any], identity: RunIdentity,
+                           make_model: ModelFactory, fit_config: FitConfigFactory,
+                           device: torch.device = torch.device("cpu"),
                            resume: bool = False, overwrite: bool = False) -> Dict[str, Any]:
     """Fits f1 (``filename``) and f2 (``filename2``) to values, then the composite to
     ``alpha grad f1 + (1 - alpha) grad f2``; runs in ``<logging_root>/<exp_name>/{f1,f2,composite}``.
@@ -317,18 +288,17 @@ def run_gradient_composite(config: Mapping[str, Any], identity: RunIdentity, mak
     ``config``: the resolved config (plain values). Each sub-run records and compares only the keys it
     reads (f2's image under ``filename``), so a new ``alpha`` reuses f1 and f2. Returns the composite's metrics.
     """
-    check_edit_config({**config, "edit": "composite"})
-    alpha = config["alpha"]
-    image1, image2, sources, notes = load_image_pair(config["filename"], config["filename2"], config["sidelength"],
-                                                     config["is_gray"], config["data_root"], config["dataset"])
-    root, name = config["logging_root"], config["exp_name"]
+    o = options
+    image1, image2, sources, notes = load_image_pair(o.filename, o.filename2, o.sidelength, o.is_gray, o.data_root,
+                                                     o.dataset)
+    root, name = o.logging_root, o.exp_name
     value_keys = ("edit", "filename2") + COMPOSITE_KEYS + CLONE_KEYS
     configs = {"f1": without(config, value_keys, exp_name=f"{name}/f1"),
-               "f2": without(config, value_keys, exp_name=f"{name}/f2", filename=config["filename2"]),
+               "f2": without(config, value_keys, exp_name=f"{name}/f2", filename=o.filename2),
                "composite": without(config, CLONE_KEYS, exp_name=f"{name}/composite")}
     # Every clash with an existing run is reported before anything trains.
     runs = {part: RunDirectory(root, cfg["exp_name"], resume, overwrite, cfg, identity) for part, cfg in configs.items()}
-    engine = EngineOptions.from_config(config)
+    engine = o.engine
     fitted = {}
     for part, image, source in (("f1", image1, sources[0]), ("f2", image2, sources[1])):
         run = runs[part]
@@ -338,14 +308,14 @@ def run_gradient_composite(config: Mapping[str, Any], identity: RunIdentity, mak
             for note in notes:
                 run.print(f"note: {note}")
         task = ImageRegression(prepare_image(image, factor=1, source=source), supervision=SupervisionOptions("val"),
-                               engine=engine, batch_size=config["batch_size"],
-                               eval_chunk_size=config["eval_chunk_size"], device=device)
+                               engine=engine, batch_size=o.batch_size, eval_chunk_size=o.eval_chunk_size,
+                               device=device)
         model, metrics = fit_or_reuse(run, task, make_model, fit_config, configs[part], device, "val",
                                       ("psnr_full",), {"image": source, "image_shape": list(image.shape)})
         fitted[part] = (task.render(model), task.render_gradient(model), metrics)
     (img1, grad1, m1), (img2, grad2, m2) = fitted["f1"], fitted["f2"]
-    task = GradientComposite(img1, img2, grad1, grad2, alpha, engine=engine, batch_size=config["batch_size"],
-                             eval_chunk_size=config["eval_chunk_size"], device=device)
+    task = GradientComposite(img1, img2, grad1, grad2, o.alpha, engine=engine, batch_size=o.batch_size,
+                             eval_chunk_size=o.eval_chunk_size, device=device)
     run = runs["composite"]
     if run.mode == "skip":
         run.print(f"reusing {run.path}: a finished run of this config (--overwrite redoes it)")
@@ -356,40 +326,41 @@ def run_gradient_composite(config: Mapping[str, Any], identity: RunIdentity, mak
     return metrics
 
 
-def run_seamless_cloning(config: Mapping[str, Any], identity: RunIdentity, make_model: ModelFactory,
-                         fit_config: FitConfigFactory, device: torch.device = torch.device("cpu"),
+def run_seamless_cloning(options: EditOptions, config: Mapping[str, Any], identity: RunIdentity,
+                         make_model: ModelFactory, fit_config: FitConfigFactory,
+                         device: torch.device = torch.device("cpu"),
                          resume: bool = False, overwrite: bool = False) -> Dict[str, Any]:
     """Clones the source (``filename2``) into the target (``filename``) inside the mask; one run in
     ``<logging_root>/<exp_name>``. Returns its metrics."""
-    check_edit_config({**config, "edit": "clone"})
-    centre, radii, source_centre = config["mask_centre"], config["mask_radii"], config["source_centre"]
-    target, source, sources, notes = load_image_pair(config["filename"], config["filename2"], config["sidelength"],
-                                                     config["is_gray"], config["data_root"], config["dataset"])
+    o = options
+    centre, radii, source_centre = o.mask_centre, o.mask_radii, o.source_centre
+    target, source, sources, notes = load_image_pair(o.filename, o.filename2, o.sidelength, o.is_gray, o.data_root,
+                                                     o.dataset)
     _, h, w = target.shape
-    mask = edit_mask(config["mask_shape"], centre, radii, h, w)
+    mask = edit_mask(o.mask_shape, centre, radii, h, w)
     shift = source_shift(centre, source_centre, h, w)
-    task = SeamlessCloning(target, source, mask, shift, lambda_der=config["lambda_der"],
-                           der_operator=config["der_operator"], engine=EngineOptions.from_config(config),
-                           batch_size=config["batch_size"], eval_chunk_size=config["eval_chunk_size"], device=device)
+    task = SeamlessCloning(target, source, mask, shift, lambda_der=o.lambda_der, der_operator=o.der_operator,
+                           engine=o.engine, batch_size=o.batch_size, eval_chunk_size=o.eval_chunk_size, device=device)
     from ...training.experiment import open_run
 
     run_config = without(config, COMPOSITE_KEYS)
-    run = open_run(config["logging_root"], config["exp_name"], run_config, identity, resume, overwrite)
+    run = open_run(o.logging_root, o.exp_name, run_config, identity, resume, overwrite)
     if run.mode != "skip":
-        run.print(f"target {sources[0]}, source {sources[1]}, {h}x{w}x{target.shape[0]}; mask {config['mask_shape']} "
+        run.print(f"target {sources[0]}, source {sources[1]}, {h}x{w}x{target.shape[0]}; mask {o.mask_shape} "
                   f"of {int(mask.sum())} pixels, source shifted by {shift[0]} rows, {shift[1]} columns")
         for note in notes:
             run.print(f"note: {note}")
     extra = {"images": sources, "image_shape": [h, w, target.shape[0]], "source_shift_pixels": list(shift)}
     _, metrics = fit_or_reuse(run, task, make_model, fit_config, run_config, device, f"val outside + "
-                              f"{config['lambda_der']:g} x der (clone)", ("psnr_outside", "psnr_grad_inside"), extra)
+                              f"{o.lambda_der:g} x der (clone)", ("psnr_outside", "psnr_grad_inside"), extra)
     return metrics
 
 
 def run_image_edit(config: Mapping[str, Any], identity: RunIdentity, make_model: ModelFactory,
                    fit_config: FitConfigFactory, device: torch.device = torch.device("cpu"), resume: bool = False,
                    overwrite: bool = False) -> Dict[str, Any]:
-    """The edit ``config["edit"]`` names (``composite`` or ``clone``); its metrics."""
-    check_edit_config(config)
+    """The edit the resolved ``config`` names (``composite`` or ``clone``); its metrics. ``config`` is what
+    the runs record (each its own part of it); :class:`EditOptions` reads and checks it."""
+    options = EditOptions.from_config(config)
     edits = {"composite": run_gradient_composite, "clone": run_seamless_cloning}
-    return edits[config["edit"]](config, identity, make_model, fit_config, device, resume, overwrite)
+    return edits[options.edit](options, config, identity, make_model, fit_config, device, resume, overwrite)

@@ -8,9 +8,31 @@ The task object, its metrics and figures: :mod:`.task`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...config import cli
+from ...config.options import EngineOptions, ImageSource, SupervisionOptions, options_from_config
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
+
+
+@dataclass(frozen=True)
+class ImageRegressionOptions:
+    """A run's image, supervision and engine, and the task's own options: train on every ``factor``-th
+    pixel in each direction (1: every pixel, nothing held out), derivative targets of the downsampled image
+    (``der_on_downsampled``), SIREN's Poisson ``target_scaling``, samples per step (0: full batch) and per
+    render call."""
+
+    source: ImageSource = ImageSource()
+    supervision: SupervisionOptions = SupervisionOptions()
+    engine: EngineOptions = EngineOptions()
+    factor: int = 4
+    der_on_downsampled: bool = False
+    target_scaling: str = "none"
+    batch_size: int = 0
+    eval_chunk_size: int = 65536
+
+    from_config = classmethod(options_from_config)
 
 
 class ImageRegressionEntry(TaskEntry):
@@ -41,9 +63,9 @@ class ImageRegressionEntry(TaskEntry):
         p.declare(check=check)
 
     def load(self, args, metadata, device):
-        from .task import image_task_from_config
+        from .task import image_task
 
-        return image_task_from_config(metadata, device)
+        return image_task(ImageRegressionOptions.from_config(metadata), device)
 
     def build(self, args, metadata, task, device, run) -> Training:
         from ...models import nyquist_num_frequencies

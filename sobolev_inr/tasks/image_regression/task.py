@@ -18,18 +18,19 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Dict
 
 import torch
 from torch import nn
 
+from ...config.options import ImageSource
 from ...data.coords import derivative_scale
 from ...data.images import ImageData, LoadedImage, load_image, square_image
 from ...metrics import (derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, rho_ag,
                        to_unit_range)
-from ...config.options import EngineOptions, SupervisionOptions
 from ...data.targets import image_laplacian
 from ..regression import SampledSignalRegression, predict, predict_jacobian, predict_laplacian
+from . import ImageRegressionOptions
 
 
 class ImageRegression(SampledSignalRegression):
@@ -171,35 +172,30 @@ def gradient_magnitude(gradient: torch.Tensor) -> torch.Tensor:
     return gradient.pow(2).sum(dim=(0, 1)).sqrt()
 
 
-def image_from_config(config: Mapping[str, Any], base_dir: Path = Path(".")) -> LoadedImage:
-    """The image a config's source options name (:func:`sobolev_inr.config.cli.add_image_source_options`), centre-cropped
-    to a square and resized to ``sidelength`` if set. Relative paths in the config are relative to ``base_dir``."""
-    base = Path(base_dir)
-    filename = config["filename"]
-    if not filename.startswith("skimage:") and not Path(filename).is_absolute() and (base / filename).is_file():
-        filename = str(base / filename)
-    data_root = config["data_root"] if Path(config["data_root"]).is_absolute() else str(base / config["data_root"])
-    image, source, notes = load_image(filename, data_root, config["dataset"], config["is_gray"])
-    image, resize_notes = square_image(image, config.get("sidelength", 0))
-    return LoadedImage(image, source, [*notes, *resize_notes])
+def load_image_source(source: ImageSource, base_dir: Path = Path(".")) -> LoadedImage:
+    """The image ``source`` names, centre-cropped to a square and resized to its ``sidelength`` if set; its
+    relative paths are taken from ``base_dir`` (a run's working directory)."""
+    source = source.relative_to(base_dir)
+    image, name, notes = load_image(source.filename, source.data_root, source.dataset, source.is_gray)
+    image, resize_notes = square_image(image, source.sidelength)
+    return LoadedImage(image, name, [*notes, *resize_notes])
 
 
-def image_task_from_config(config: Mapping[str, Any], device: torch.device = torch.device("cpu"),
-                           base_dir: Path = Path(".")) -> ImageRegression:
-    """The :class:`ImageRegression` a run's resolved config describes (what main.py builds, and what
-    :func:`load_run` rebuilds). Relative paths in the config are relative to ``base_dir``."""
+def image_task(options: ImageRegressionOptions, device: torch.device = torch.device("cpu"),
+               base_dir: Path = Path(".")) -> ImageRegression:
+    """The :class:`ImageRegression` of a run's options (what the entry builds, and what :func:`load_run`
+    rebuilds); relative paths are taken from ``base_dir``."""
     from ...data.images import prepare_image
     from ...data.targets import siren_target_scale
 
-    image, source, notes = image_from_config(config, base_dir)
-    data = prepare_image(image, config["factor"], config["der_operator"], config["der_on_downsampled"],
-                         config["crop"], source, notes)
-    scaling = config.get("target_scaling", "none")
-    target_scale = siren_target_scale(config["supervision"], data.derivative_step) if scaling == "siren" else 1.0
-    return ImageRegression(data, supervision=SupervisionOptions.from_config(config),
-                           engine=EngineOptions.from_config(config), batch_size=config.get("batch_size", 0),
-                           eval_chunk_size=config.get("eval_chunk_size", 65536), device=device,
-                           target_scale=target_scale)
+    image, name, notes = load_image_source(options.source, base_dir)
+    supervision = options.supervision
+    data = prepare_image(image, options.factor, supervision.der_operator, options.der_on_downsampled,
+                         options.source.crop, name, notes)
+    siren = options.target_scaling == "siren"
+    target_scale = siren_target_scale(supervision.supervision, data.derivative_step) if siren else 1.0
+    return ImageRegression(data, supervision=supervision, engine=options.engine, batch_size=options.batch_size,
+                           eval_chunk_size=options.eval_chunk_size, device=device, target_scale=target_scale)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
@@ -211,7 +207,8 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)
-    task = image_task_from_config(state["config"], device, Path(state.get("working_dir", ".")))
+    options = ImageRegressionOptions.from_config(state["config"])
+    task = image_task(options, device, Path(state.get("working_dir", ".")))
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else task.final_metrics(model.to(device))
     return model.to(device).eval(), task, metrics

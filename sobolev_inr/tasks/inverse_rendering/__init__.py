@@ -11,12 +11,85 @@ object, rendering and scoring: :mod:`.task`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from ...config import cli
+from ...config.options import EngineOptions, SupervisionOptions, options_from_config
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, task_module_attributes
+
+
+@dataclass(frozen=True)
+class SceneOptions:
+    """The LLFF scene (a folder with ``poses_bounds.npy`` and ``images_<llff_factor>/``, or ``synthetic``),
+    every ``llffhold``-th view held out, 360-degree poses spherified, a missing ``images_<k>/`` made on
+    request."""
+
+    datadir: str = "../../data/nerf_llff_data/fern"
+    llff_factor: int = 4
+    llffhold: int = 8
+    spherify: bool = False
+    llff_make_images: bool = False
+
+    from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How rays are sampled and rendered, in nerf-pytorch's keys (the task turns them into
+    :class:`~sobolev_inr.tasks.inverse_rendering.task.RenderOptions` with the scene's depth range)."""
+
+    N_samples: int = 128
+    perturb: float = 1.0
+    raw_noise_std: float = 1.0
+    no_ndc: bool = False
+    lindisp: bool = False
+    white_bkgd: bool = False
+    chunk: int = 1024 * 32
+    netchunk: int = 1024 * 64
+
+    from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class NeRFOptions:
+    """TinyNeRF: one activation per layer, ``netwidth`` channels, ``multires`` encoding frequencies
+    (``i_embed`` -1: none), the sine/SPDER ``w0`` and ``spder_eps``, the weight init, 2^k pi frequencies
+    (``pe_pi_factor``), torch.compile."""
+
+    activations: Sequence[str] = ("sine",) * 8
+    netwidth: int = 256
+    multires: int = 10
+    i_embed: int = 0
+    w0: float = 1.0
+    init: str = "torch_default"
+    pe_pi_factor: bool = False
+    spder_eps: float = 1e-4
+    compile: bool = False
+
+    from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class InverseRenderingOptions:
+    """A run's scene, rays, network, supervision and engine; every ``factor``-th pixel of each training view,
+    ``N_rand`` rays per step, the derivative loss logged under val supervision (``show_der_loss``), and
+    ``eval_rays`` held-out pixels scored at every summary."""
+
+    scene: SceneOptions = SceneOptions()
+    rays: RayOptions = RayOptions()
+    model: NeRFOptions = NeRFOptions()
+    supervision: SupervisionOptions = SupervisionOptions()
+    engine: EngineOptions = EngineOptions()
+    factor: int = 4
+    N_rand: int = 1024
+    show_der_loss: bool = False
+    eval_rays: int = 4096
+
+    from_config = classmethod(options_from_config)
 
 
 class InverseRenderingEntry(TaskEntry):
@@ -135,15 +208,16 @@ class InverseRenderingEntry(TaskEntry):
 
         if args.datadir == "synthetic":
             return None  # generated into the run directory, once it is open
-        return load_task(metadata, device, Path(args.logging_root) / args.exp_name)
+        return load_task(InverseRenderingOptions.from_config(metadata), device, Path(args.logging_root) / args.exp_name)
 
     def build(self, args, metadata, task, device, run) -> Training:
         from ...training.loop import Periodic
         from .task import build_model, load_task
 
-        task = task or load_task(metadata, device, run.path)
+        options = InverseRenderingOptions.from_config(metadata)
+        task = task or load_task(options, device, run.path)
         notes = task.describe()
-        model = build_model(metadata).to(device)
+        model = build_model(options.model).to(device)
         render_factor = args.render_factor or 1.0
         periodic = [
             Periodic(args.i_img, lambda m, step: task.write_progress(m, run.file("progress.png"), step), "progress"),

@@ -17,6 +17,7 @@ number drawn from the training generator, so a resumed run draws the same number
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...config.options import EngineOptions, SupervisionOptions
+from ...config.options import EngineOptions, SupervisionOptions, resolve_path
 from ...data.scenes import LLFFScene
 from ...data.targets import image_gradient
 from ...derivatives import value_and_tangents
@@ -36,6 +37,7 @@ from ...errors import ConfigError, DataError
 from ...losses.sobolev import sobolev_loss
 from ...metrics import derivative_psnr, psnr, rho_ag, ssim
 from ...rendering import NDCSpace, RenderedImage, image_rays, pixel_rays, render_image, render_rays
+from . import InverseRenderingOptions, NeRFOptions, RayOptions, SceneOptions
 
 RENDER_NAME = re.compile(r"^(\d{3,})\.png$")
 """Test renders are ``<testset dir>/NNN.png``, NNN the view index (``000.png``, ``008.png``, ...)."""
@@ -511,52 +513,50 @@ class InverseRendering:
                 "num_train_rays": len(self.rays)}
 
 
-def render_options(config: Mapping[str, Any], scene: LLFFScene) -> RenderOptions:
-    """The :class:`RenderOptions` of a config (nerf-pytorch's keys); world depths from the scene's bounds
-    without NDC (0.9 x the nearest bound to the farthest, as nerf-pytorch)."""
-    ndc = not config["no_ndc"]
+def render_options(rays: RayOptions, scene: LLFFScene) -> RenderOptions:
+    """The :class:`RenderOptions` of a run's ray options (nerf-pytorch's keys); world depths from the scene's
+    bounds without NDC (0.9 x the nearest bound to the farthest, as nerf-pytorch)."""
+    ndc = not rays.no_ndc
     near, far = (0.0, 1.0) if ndc else (float(scene.bounds.min()) * 0.9, float(scene.bounds.max()))
-    return RenderOptions(num_samples=config["N_samples"], perturb=config["perturb"] > 0,
-                         raw_noise_std=config["raw_noise_std"], ndc=ndc, near=near, far=far, lindisp=config["lindisp"],
-                         white_background=config["white_bkgd"], chunk=config["chunk"], netchunk=config["netchunk"])
+    return RenderOptions(num_samples=rays.N_samples, perturb=rays.perturb > 0, raw_noise_std=rays.raw_noise_std,
+                         ndc=ndc, near=near, far=far, lindisp=rays.lindisp, white_background=rays.white_bkgd,
+                         chunk=rays.chunk, netchunk=rays.netchunk)
 
 
-def load_scene_of(config: Mapping[str, Any], run_dir: Path, llff_factor: Optional[int] = None) -> LLFFScene:
-    """The scene a config names, at ``llff_factor`` (default the config's); relative paths from here, the
+def load_scene_of(options: SceneOptions, run_dir: Path, llff_factor: Optional[int] = None) -> LLFFScene:
+    """The scene the options name, at ``llff_factor`` (default the options'); relative paths from here, the
     synthetic scene made once in ``<run_dir>/data/``."""
     from ...data.scenes import load_scene
 
-    return load_scene(config["datadir"], llff_factor or config["llff_factor"], synthetic_base_dir=Path(run_dir) / "data",
-                      recenter=True, bd_factor=0.75, spherify=config["spherify"],
-                      make_missing=config.get("llff_make_images", False))
+    return load_scene(options.datadir, llff_factor or options.llff_factor, synthetic_base_dir=Path(run_dir) / "data",
+                      recenter=True, bd_factor=0.75, spherify=options.spherify, make_missing=options.llff_make_images)
 
 
-def load_task(config: Mapping[str, Any], device: torch.device, run_dir: Path) -> InverseRendering:
-    """The :class:`InverseRendering` task a resolved config describes (what train.py and eval.py build)."""
-    scene = load_scene_of(config, run_dir)
-    train_ids, test_ids = scene.split(config["llffhold"])
-    return InverseRendering(scene, train_ids, test_ids, stride=config["factor"], batch_size=config["N_rand"],
-                            render=render_options(config, scene), supervision=SupervisionOptions.from_config(config),
-                            engine=EngineOptions.from_config(config), device=device,
-                            show_der_loss=config.get("show_der_loss", False), eval_rays=config.get("eval_rays", 4096))
+def load_task(options: InverseRenderingOptions, device: torch.device, run_dir: Path) -> InverseRendering:
+    """The :class:`InverseRendering` task of a run's options (what train and eval build)."""
+    scene = load_scene_of(options.scene, run_dir)
+    train_ids, test_ids = scene.split(options.scene.llffhold)
+    return InverseRendering(scene, train_ids, test_ids, stride=options.factor, batch_size=options.N_rand,
+                            render=render_options(options.rays, scene), supervision=options.supervision,
+                            engine=options.engine, device=device, show_der_loss=options.show_der_loss,
+                            eval_rays=options.eval_rays)
 
 
-def build_model(config: Mapping[str, Any]) -> nn.Module:
-    """TinyNeRF from a config's model keys (:func:`~sobolev_inr.models.nerf.tiny_nerf`)."""
-    from ...models.activations import SPDER_EPS
+def build_model(options: NeRFOptions) -> nn.Module:
+    """TinyNeRF from a run's model options (:func:`~sobolev_inr.models.nerf.tiny_nerf`)."""
     from ...models.nerf import tiny_nerf
 
-    model = tiny_nerf(config["activations"], config["netwidth"], config["multires"], config["i_embed"], config["w0"],
-                      config["init"], config["pe_pi_factor"], config.get("spder_eps", SPDER_EPS))
-    if config.get("compile"):
+    model = tiny_nerf(list(options.activations), options.netwidth, options.multires, options.i_embed, options.w0,
+                      options.init, options.pe_pi_factor, options.spder_eps)
+    if options.compile:
         from ...models import compile_model
 
         compile_model(model)
     return model
 
 
-def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, Dict[str, Any], int]:
-    """(model, resolved config, step) of a run's latest checkpoint; DataError if it has none."""
+def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, InverseRenderingOptions, int]:
+    """(model, the run's options, step) of a run's latest checkpoint; DataError if it has none."""
     from ...training.checkpoints import latest_checkpoint, load_checkpoint, model_from_state
 
     ckpt = latest_checkpoint(Path(run_dir) / "checkpoints")
@@ -564,7 +564,7 @@ def load_trained(run_dir: Path, device: torch.device) -> Tuple[nn.Module, Dict[s
         raise DataError(f"no checkpoint in {Path(run_dir) / 'checkpoints'}: train the run first (python train.py with "
                         f"the same config), or check basedir and expname")
     state = load_checkpoint(ckpt)
-    return model_from_state(state).to(device).eval(), state["config"], state["step"]
+    return model_from_state(state).to(device).eval(), InverseRenderingOptions.from_config(state["config"]), state["step"]
 
 
 def run_views(run_dir: Path) -> Tuple[Dict[int, np.ndarray], Dict[int, Path]]:
@@ -575,12 +575,12 @@ def run_views(run_dir: Path) -> Tuple[Dict[int, np.ndarray], Dict[int, Path]]:
 
     run_dir = Path(run_dir)
     ckpt = latest_checkpoint(run_dir / "checkpoints")
-    config = json.loads((run_dir / "config.json").read_text())
+    options = SceneOptions.from_config(json.loads((run_dir / "config.json").read_text()))
     base = Path(load_checkpoint(ckpt).get("working_dir", ".")) if ckpt else Path(".")
-    if config["datadir"] != "synthetic" and not Path(config["datadir"]).is_absolute():
-        config = {**config, "datadir": str(base / config["datadir"])}
-    scene = load_scene_of(config, run_dir)
-    _, test_ids = scene.split(config["llffhold"])
+    if options.datadir != "synthetic":
+        options = dataclasses.replace(options, datadir=resolve_path(options.datadir, base))
+    scene = load_scene_of(options, run_dir)
+    _, test_ids = scene.split(options.llffhold)
     sets = testset_dirs(run_dir)
     renders = find_renders(sets[max(sets)]) if sets else {}
     return {int(v): scene.images[v] for v in test_ids}, renders
@@ -589,8 +589,8 @@ def run_views(run_dir: Path) -> Tuple[Dict[int, np.ndarray], Dict[int, Path]]:
 def render_only(run_dir: Path, device: torch.device, test_views: bool = False, render_factor: float = 1.0) -> Path:
     """nerf-pytorch's ``render_only``: the spiral path (or the test views) of a trained run, into
     ``renderonly_<path|test>_<step>/``."""
-    model, config, step = load_trained(run_dir, device)
-    task = load_task(config, device, run_dir)
+    model, options, step = load_trained(run_dir, device)
+    task = load_task(options, device, run_dir)
     out = Path(run_dir) / f"renderonly_{'test' if test_views else 'path'}_{step:06d}"
     out.mkdir(parents=True, exist_ok=True)
     if test_views:
@@ -617,8 +617,8 @@ def evaluate_run(run_dir: Path, device: torch.device, eval_llff_factor: int = 0,
     them. With ``eval_llff_factor`` the views are also rendered and scored at that LLFF downsample in
     ``testset_<iter>_<H>x<W>/``. The run's metrics.json gains the scores, which are returned."""
     run_dir = Path(run_dir)
-    model, config, step = load_trained(run_dir, device)
-    task = load_task(config, device, run_dir)
+    model, options, step = load_trained(run_dir, device)
+    task = load_task(options, device, run_dir)
     print(f"evaluating {run_dir} (checkpoint at step {step}); test views {task.test_ids}")
     latest = run_dir / f"testset_{step:06d}"
     if rerender or not (latest.is_dir() and find_renders(latest)):
@@ -633,9 +633,9 @@ def evaluate_run(run_dir: Path, device: torch.device, eval_llff_factor: int = 0,
         results[at_step] = scores
         print(f"{folder}:\n{scores.score_txt()}", end="")
     update = results[step].metrics()
-    if eval_llff_factor and eval_llff_factor != config["llff_factor"]:
-        scene = load_scene_of(config, run_dir, eval_llff_factor)
-        render_factor = eval_llff_factor / config["llff_factor"]
+    if eval_llff_factor and eval_llff_factor != options.scene.llff_factor:
+        scene = load_scene_of(options.scene, run_dir, eval_llff_factor)
+        render_factor = eval_llff_factor / options.scene.llff_factor
         other = run_dir / f"testset_{step:06d}_{scene.height}x{scene.width}"
         if rerender or not (other.is_dir() and find_renders(other)):
             print(f"rendering the test views at {scene.height}x{scene.width} (LLFF factor {eval_llff_factor}) "

@@ -8,13 +8,53 @@ The task object, its loss, metrics and figures: :mod:`.task`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...config import cli
+from ...config.options import EngineOptions, options_from_config
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
 
 SUPERVISIONS = ("val", "val_der")  # sobolev_inr.losses.sdf.SDF_SUPERVISIONS, named here so --help imports no torch
 LOSS_WEIGHTS = ("lambda_sdf", "lambda_inter", "lambda_normal", "lambda_grad")
+
+
+@dataclass(frozen=True)
+class SDFOptions:
+    """A run's point cloud (``shape:<name>`` or a file; ``num_points`` sampled from a shape or mesh, drawn with
+    ``seed``), what is supervised (val: points only; val_der: points and normals), the weights of SIREN's loss
+    terms and its off-surface ``inter_alpha``, the marching-cubes grid, on-surface points per step (0: all)
+    and points per evaluation call."""
+
+    point_cloud: str = "shape:torus"
+    num_points: int = 100000
+    seed: int = 0
+    supervision: str = "val_der"
+    lambda_sdf: float = 3e3
+    lambda_inter: float = 1e2
+    lambda_normal: float = 1e2
+    lambda_grad: float = 5e1
+    inter_alpha: float = 1e2
+    mc_resolution: int = 128
+    batch_size: int = 250000
+    eval_chunk_size: int = 65536
+    engine: EngineOptions = EngineOptions()
+
+    def __post_init__(self):
+        if self.supervision not in SUPERVISIONS:
+            raise ConfigError(f"unknown supervision {self.supervision!r}; choose from {list(SUPERVISIONS)}")
+        if self.num_points < 1:
+            raise ConfigError(f"num_points must be >= 1, got {self.num_points}")
+        if self.mc_resolution < 8:
+            raise ConfigError(f"mc_resolution must be >= 8, got {self.mc_resolution}")
+        for key in LOSS_WEIGHTS:
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not self.inter_alpha > 0:
+            raise ConfigError(f"inter_alpha must be > 0, got {self.inter_alpha}")
+
+    from_config = classmethod(options_from_config)
 
 
 class SDFEntry(TaskEntry):
@@ -51,22 +91,13 @@ class SDFEntry(TaskEntry):
         # batch_size (epoch options): on-surface points per step, as many off-surface points are added;
         # 0 or >= the cloud's size = the whole cloud.
 
-        def check(a):
-            cli._at_least(a, 1, ["num_points"])
-            cli._at_least(a, 8, ["mc_resolution"])
-            for key in LOSS_WEIGHTS:
-                if getattr(a, key) < 0:
-                    raise ConfigError(f"{key} must be >= 0, got {getattr(a, key)}")
-            if not a.inter_alpha > 0:
-                raise ConfigError(f"inter_alpha must be > 0, got {a.inter_alpha}")
-
-        p.declare(check=check)
+        p.declare(check=lambda a: SDFOptions.from_config(vars(a)))
 
     def load(self, args, metadata, device):
         from ...errors import DataError
-        from ...geometry.pointclouds import load_point_cloud, normalise_cloud
+        from .task import load_cloud
 
-        cloud = normalise_cloud(load_point_cloud(args.point_cloud, args.num_points, args.seed))
+        cloud = load_cloud(SDFOptions.from_config(metadata))
         if args.supervision == "val_der" and cloud.normals is None:
             raise DataError(f"point cloud {args.point_cloud} has no normals; supervision val_der fits them "
                             f"(use supervision = val, or a cloud with x y z nx ny nz)")
@@ -74,11 +105,11 @@ class SDFEntry(TaskEntry):
 
     def build(self, args, metadata, cloud, device, run) -> Training:
         from ...models import SIREN_3D_NUM_FREQUENCIES
-        from .task import sdf_task_from_config
+        from .task import sdf_task
 
         model = cli.build_model(args, in_features=3, out_features=1,
                                 num_frequencies=SIREN_3D_NUM_FREQUENCIES).to(device)
-        task = sdf_task_from_config(metadata, cloud, device)
+        task = sdf_task(SDFOptions.from_config(metadata), cloud, device)
         notes = [f"point cloud {cloud.source}: {cloud.num_points} points, "
                  f"{'with' if cloud.normals is not None else 'without'} normals; normalised to [-1, 1]^3 by "
                  f"x' = (x - centre) * scale, centre {[round(c, 6) for c in cloud.transform.centre]}, "

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...config.options import EngineOptions
+from ...config.options import EngineOptions, resolve_path
 from ...derivatives import value_and_derivatives
 from ...geometry.meshing import evaluate_grid, grid_points, marching_cubes
 from ...geometry.metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
@@ -37,6 +37,7 @@ from ...geometry.pointclouds import NormalisedCloud, load_point_cloud, normalise
 from ...geometry.shapes import SHAPE_PREFIX
 from ...losses.sdf import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
 from ..regression import OncePerWeights, predict
+from . import SDFOptions
 
 NUM_SUMMARY_POINTS = 4096
 """Points of the fixed sets the periodic evaluation uses (cloud subset, uniform points)."""
@@ -214,20 +215,25 @@ class SDFFitting:
                         suptitle=f"Phi on the planes through the centre (normalised units); {title}")
 
 
-def sdf_task_from_config(config: Mapping[str, Any], cloud: Optional[NormalisedCloud] = None,
-                         device: torch.device = torch.device("cpu"), base_dir: Path = Path(".")) -> SDFFitting:
-    """The :class:`SDFFitting` a run's resolved config describes (what main.py builds and :func:`load_run`
-    rebuilds), on ``cloud`` if given, else on the config's ``point_cloud`` (a relative path from ``base_dir``)."""
-    if cloud is None:
-        source = config["point_cloud"]
-        if not source.startswith(SHAPE_PREFIX) and not Path(source).is_absolute():
-            source = str(Path(base_dir) / source)
-        cloud = normalise_cloud(load_point_cloud(source, config["num_points"], config["seed"]))
-    weights = SDFLossWeights(config["lambda_sdf"], config["lambda_inter"], config["lambda_normal"],
-                             config["lambda_grad"], config["inter_alpha"])
-    return SDFFitting(cloud, config["supervision"], weights=weights, engine=EngineOptions.from_config(config),
-                      batch_size=config["batch_size"], device=device, mc_resolution=config["mc_resolution"],
-                      eval_chunk_size=config["eval_chunk_size"])
+def load_cloud(options: SDFOptions, base_dir: Path = Path(".")) -> NormalisedCloud:
+    """The options' point cloud (an embedded shape, or a file relative to ``base_dir``), normalised into
+    [-1, 1]^3."""
+    source = options.point_cloud
+    if not source.startswith(SHAPE_PREFIX):
+        source = resolve_path(source, base_dir)
+    return normalise_cloud(load_point_cloud(source, options.num_points, options.seed))
+
+
+def sdf_task(options: SDFOptions, cloud: Optional[NormalisedCloud] = None, device: torch.device = torch.device("cpu"),
+             base_dir: Path = Path(".")) -> SDFFitting:
+    """The :class:`SDFFitting` of a run's options (what the entry builds and :func:`load_run` rebuilds), on
+    ``cloud`` if given, else on the options' point cloud."""
+    cloud = cloud if cloud is not None else load_cloud(options, base_dir)
+    weights = SDFLossWeights(options.lambda_sdf, options.lambda_inter, options.lambda_normal, options.lambda_grad,
+                             options.inter_alpha)
+    return SDFFitting(cloud, options.supervision, weights=weights, engine=options.engine,
+                      batch_size=options.batch_size, device=device, mc_resolution=options.mc_resolution,
+                      eval_chunk_size=options.eval_chunk_size)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
@@ -239,7 +245,8 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)
-    task = sdf_task_from_config(state["config"], device=device, base_dir=Path(state.get("working_dir", ".")))
+    options = SDFOptions.from_config(state["config"])
+    task = sdf_task(options, device=device, base_dir=Path(state.get("working_dir", ".")))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return model.to(device).eval(), task, metrics
 

@@ -8,11 +8,29 @@ The task object, its metrics and figures: :mod:`.task`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...config import cli
+from ...config.options import EngineOptions, ImageSource, SupervisionOptions, options_from_config
 from .. import register_task
 from ..entry import TaskEntry, Training, task_module_attributes
 
 DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")  # the task's (named here so --help imports no torch)
+
+
+@dataclass(frozen=True)
+class SuperResolutionOptions:
+    """A run's image, supervision and engine, the factor it is downsampled by and upsampled by again
+    (``sr_factor``), the PIL filter that downsamples it, and the samples per render call."""
+
+    source: ImageSource = ImageSource()
+    supervision: SupervisionOptions = SupervisionOptions(supervision="val")
+    engine: EngineOptions = EngineOptions()
+    sr_factor: int = 4
+    downsample: str = "bilinear"
+    eval_chunk_size: int = 65536
+
+    from_config = classmethod(options_from_config)
 
 
 class SuperResolutionEntry(TaskEntry):
@@ -31,9 +49,9 @@ class SuperResolutionEntry(TaskEntry):
         p.declare(check=lambda a: cli._at_least(a, 2, ["sr_factor"]))
 
     def load(self, args, metadata, device):
-        from .task import super_resolution_task_from_config
+        from .task import super_resolution_task
 
-        return super_resolution_task_from_config(metadata, device)
+        return super_resolution_task(SuperResolutionOptions.from_config(metadata), device)
 
     def build(self, args, metadata, task, device, run) -> Training:
         from ...models import nyquist_num_frequencies

@@ -34,6 +34,7 @@ from ...data.targets import image_gradient
 from ...errors import DataError
 from ...metrics import derivative_psnr, luma, psnr, rho_ag, ssim, to_unit_range
 from ..regression import SampledSignalRegression, predict, predict_jacobian
+from . import SuperResolutionOptions
 
 DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")
 
@@ -152,20 +153,20 @@ class SuperResolution(SampledSignalRegression):
                       label="abs error")
 
 
-def super_resolution_task_from_config(config: Mapping[str, Any], device: torch.device = torch.device("cpu"),
-                                      base_dir: Path = Path(".")) -> SuperResolution:
-    """The :class:`SuperResolution` a run's resolved config describes (main.py's, and a reload's)."""
-    from ..image_regression.task import image_from_config
+def super_resolution_task(options: SuperResolutionOptions, device: torch.device = torch.device("cpu"),
+                          base_dir: Path = Path(".")) -> SuperResolution:
+    """The :class:`SuperResolution` of a run's options (the entry's, and a reload's); relative paths are taken
+    from ``base_dir``."""
+    from ..image_regression.task import load_image_source
 
-    image, source, notes = image_from_config(config, base_dir)
-    factor = config["sr_factor"]
+    image, name, notes = load_image_source(options.source, base_dir)
+    factor = options.sr_factor
     _, h, w = image.shape
-    if config.get("crop") and (h % factor or w % factor):
+    if options.source.crop and (h % factor or w % factor):
         image = image[:, : h - h % factor, : w - w % factor].contiguous()
         notes = [*notes, f"cropped from {h}x{w} to {image.shape[1]}x{image.shape[2]} (a multiple of sr_factor)"]
-    low = low_resolution(image, factor, config["downsample"], source)
-    notes = [*notes, f"downsampled x{factor} to {low.shape[1]}x{low.shape[2]} ({config['downsample']})"]
-    data = prepare_image(low, 1, config["der_operator"], source=source, notes=notes)
-    return SuperResolution(data, image, factor, supervision=SupervisionOptions.from_config(config),
-                           engine=EngineOptions.from_config(config), eval_chunk_size=config.get("eval_chunk_size", 65536),
-                           device=device)
+    low = low_resolution(image, factor, options.downsample, name)
+    notes = [*notes, f"downsampled x{factor} to {low.shape[1]}x{low.shape[2]} ({options.downsample})"]
+    data = prepare_image(low, 1, options.supervision.der_operator, source=name, notes=notes)
+    return SuperResolution(data, image, factor, supervision=options.supervision, engine=options.engine,
+                           eval_chunk_size=options.eval_chunk_size, device=device)

@@ -8,10 +8,55 @@ The task object, its metrics and figures: :mod:`.task`.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ...config import cli
+from ...config.options import EngineOptions, SupervisionOptions, options_from_config
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
+
+
+@dataclass(frozen=True)
+class VideoSource:
+    """A clip and its split: a folder of frames, a video file, a name under ``<data_root>/Video/`` or
+    ``synthetic[:<frames>]``; ``num_frames`` frames from ``first_frame`` (0: to the end), luma if ``is_gray``,
+    centre-cropped and resized to ``sidelength`` if set; trained on every ``time_factor``-th frame and every
+    ``space_factor``-th pixel along y and x."""
+
+    filename: str = "synthetic"
+    data_root: str = "../../data"
+    is_gray: bool = False
+    first_frame: int = 0
+    num_frames: int = 0
+    sidelength: int = 0
+    time_factor: int = 2
+    space_factor: int = 1
+
+    def __post_init__(self):
+        for key in ("time_factor", "space_factor"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("first_frame", "num_frames"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.sidelength and self.sidelength < 2:
+            raise ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {self.sidelength}")
+
+    from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class VideoRegressionOptions:
+    """A run's clip, supervision and engine, samples per step (0: full batch) and per render call."""
+
+    source: VideoSource = VideoSource()
+    supervision: SupervisionOptions = SupervisionOptions()
+    engine: EngineOptions = EngineOptions()
+    batch_size: int = 0
+    eval_chunk_size: int = 65536
+
+    from_config = classmethod(options_from_config)
 
 
 class VideoRegressionEntry(TaskEntry):
@@ -39,27 +84,21 @@ class VideoRegressionEntry(TaskEntry):
                        help="train on every space_factor-th pixel along y and x (1 = every pixel)")
         cli.add_eval_chunk_option(p, g, "samples per chunk when rendering the clip")
 
-        def check(a):
-            cli._at_least(a, 1, ["time_factor", "space_factor"])
-            cli._at_least(a, 0, ["first_frame", "num_frames"])
-            if a.sidelength and a.sidelength < 2:
-                raise ConfigError(f"sidelength must be 0 (keep the size) or >= 2, got {a.sidelength}")
-
-        p.declare(check=check)
+        p.declare(check=lambda a: VideoSource.from_config(vars(a)))
 
     def load(self, args, metadata, device):
-        from .task import video_data_from_config
+        from .task import load_video_source
 
-        return video_data_from_config(metadata)
+        return load_video_source(VideoSource.from_config(metadata), args.der_operator)
 
     def build(self, args, metadata, data, device, run) -> Training:
         from ...data.video import describe
         from ...models import SIREN_3D_NUM_FREQUENCIES
-        from .task import video_task_from_config
+        from .task import video_task
 
         model = cli.build_model(args, in_features=3, out_features=data.channels,
                                 num_frequencies=SIREN_3D_NUM_FREQUENCIES).to(device)
-        task = video_task_from_config(metadata, data, device)
+        task = video_task(VideoRegressionOptions.from_config(metadata), data, device)
         t, h, w = data.shape
         return Training(model, task, list(describe(data)),
                         summary=("psnr_heldout_frames", "ssim_heldout_frames", "psnr_train_frames"),

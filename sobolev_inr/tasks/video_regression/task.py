@@ -17,18 +17,19 @@ of the colours in [0, 1], SSIM of the luma):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...config.options import EngineOptions, SupervisionOptions
+from ...config.options import resolve_path
 from ...data.coords import derivative_scale
 from ...data.video import VideoData, load_video, prepare_video, square_frames
 from ...metrics import derivative_psnr, frame_quality, psnr, to_unit_range
 from ...reporting.outputs import save_array, to_uint8, write_video
 from ..regression import SampledSignalRegression, predict, predict_jacobian
+from . import VideoRegressionOptions, VideoSource
 
 FIGURE_FRAMES = 4
 """Held-out frames shown in frames.png."""
@@ -147,28 +148,27 @@ class VideoRegression(SampledSignalRegression):
                            self.data.train_frames, title=title)
 
 
-def video_data_from_config(config: Mapping[str, Any], base_dir: Path = Path(".")) -> VideoData:
-    """The clip and split a config's video options describe (``Experiments/video_regression/main.py``'s);
-    relative paths in the config are relative to ``base_dir``."""
-    base = Path(base_dir)
-    filename, data_root = config["filename"], config["data_root"]
-    if not filename.startswith("synthetic") and not Path(filename).is_absolute() and (base / filename).exists():
-        filename = str(base / filename)
-    data_root = data_root if Path(data_root).is_absolute() else str(base / data_root)
-    clip = load_video(filename, data_root, config["is_gray"], config["num_frames"], config["first_frame"])
-    frames, resize_notes = square_frames(clip.frames, config["sidelength"])
-    return prepare_video(frames, config["time_factor"], config["space_factor"], config["der_operator"], clip.fps,
-                         clip.source, [*clip.notes, *resize_notes])
+def load_video_source(source: VideoSource, der_operator: str = "sobel", base_dir: Path = Path(".")) -> VideoData:
+    """The clip and split ``source`` describes, with ``der_operator`` targets in space; relative paths are
+    taken from ``base_dir`` (a run's working directory)."""
+    filename = source.filename
+    if not filename.startswith("synthetic") and (Path(base_dir) / filename).exists():
+        filename = resolve_path(filename, base_dir)
+    clip = load_video(filename, resolve_path(source.data_root, base_dir), source.is_gray, source.num_frames,
+                      source.first_frame)
+    frames, resize_notes = square_frames(clip.frames, source.sidelength)
+    return prepare_video(frames, source.time_factor, source.space_factor, der_operator, clip.fps, clip.source,
+                         [*clip.notes, *resize_notes])
 
 
-def video_task_from_config(config: Mapping[str, Any], data: Optional[VideoData] = None,
-                           device: torch.device = torch.device("cpu"), base_dir: Path = Path(".")) -> VideoRegression:
-    """The :class:`VideoRegression` a run's resolved config describes (what main.py builds and :func:`load_run`
-    rebuilds), on ``data`` if given, else on :func:`video_data_from_config`."""
-    data = data if data is not None else video_data_from_config(config, base_dir)
-    return VideoRegression(data, supervision=SupervisionOptions.from_config(config),
-                           engine=EngineOptions.from_config(config), batch_size=config["batch_size"],
-                           eval_chunk_size=config["eval_chunk_size"], device=device)
+def video_task(options: VideoRegressionOptions, data: Optional[VideoData] = None,
+               device: torch.device = torch.device("cpu"), base_dir: Path = Path(".")) -> VideoRegression:
+    """The :class:`VideoRegression` of a run's options (what the entry builds and :func:`load_run` rebuilds),
+    on ``data`` if given, else on the clip its source names."""
+    if data is None:
+        data = load_video_source(options.source, options.supervision.der_operator, base_dir)
+    return VideoRegression(data, supervision=options.supervision, engine=options.engine,
+                           batch_size=options.batch_size, eval_chunk_size=options.eval_chunk_size, device=device)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
@@ -180,7 +180,8 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
 
     run_dir = Path(run_dir)
     model, state = load_run_model(run_dir)
-    task = video_task_from_config(state["config"], device=device, base_dir=Path(state.get("working_dir", ".")))
+    options = VideoRegressionOptions.from_config(state["config"])
+    task = video_task(options, device=device, base_dir=Path(state.get("working_dir", ".")))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return model.to(device).eval(), task, metrics
 
