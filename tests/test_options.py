@@ -47,3 +47,34 @@ def test_options_are_frozen():
     options = SupervisionOptions()
     with pytest.raises(AttributeError):
         options.lambda_der = 2.0
+
+
+def test_a_task_s_options_nest_and_are_built_from_one_flat_config():
+    from sobolev_inr.config.options import ImageSource
+    from sobolev_inr.tasks.image_regression import ImageRegressionOptions
+    from sobolev_inr.tasks.inverse_rendering import InverseRenderingOptions
+
+    options = ImageRegressionOptions.from_config({"filename": "skimage:astronaut", "sidelength": 64,
+                                                  "supervision": "lapl", "der_units": "coord", "factor": 1})
+    assert options.source == ImageSource("skimage:astronaut", sidelength=64)
+    assert options.supervision == SupervisionOptions("lapl", der_units="coord") and options.factor == 1
+    nerf = InverseRenderingOptions.from_config({"datadir": "synthetic", "N_samples": 8, "netwidth": 16,
+                                                "activations": ["relu"] * 8, "supervision": "der"})
+    assert (nerf.scene.datadir, nerf.rays.N_samples, nerf.model.netwidth) == ("synthetic", 8, 16)
+    assert nerf.supervision.supervision == "der" and nerf.scene.llffhold == 8
+
+
+@pytest.mark.parametrize("task, config, words", [
+    ("sdf", {"mc_resolution": 4}, "mc_resolution must be >= 8, got 4"),
+    ("sdf", {"lambda_grad": -1.0}, "lambda_grad must be >= 0, got -1.0"),
+    ("video_regression", {"time_factor": 0}, "time_factor must be >= 1, got 0"),
+    ("image_editing", {"edit": "clone", "mask_centre": [0.9, 0.0]}, "outside the image's"),
+    ("image_editing", {"alpha": 1.5}, r"alpha must be in \[0, 1\], got 1.5"),
+])
+def test_a_task_s_options_check_themselves(task, config, words):
+    import importlib
+
+    module = importlib.import_module(f"sobolev_inr.tasks.{task}")
+    cls = {"sdf": "SDFOptions", "video_regression": "VideoRegressionOptions", "image_editing": "EditOptions"}[task]
+    with pytest.raises(ConfigError, match=words):
+        getattr(module, cls).from_config(config)
