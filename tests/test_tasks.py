@@ -98,7 +98,7 @@ def test_the_command_lists_tasks_and_refuses_unknown_ones(tmp_path):
     assert proc.returncode == 0
     listed = [line.split()[0] for line in proc.stdout.splitlines()]
     assert listed == sorted(BUILTIN_TASKS)
-    assert "inverse_rendering  [train | eval]" in proc.stdout
+    assert "inverse_rendering  [train | eval]   " in proc.stdout
     proc = _console("nope", cwd=tmp_path)
     assert proc.returncode == 2 and "no task named 'nope'" in proc.stderr
     proc = _console("sdf", "bogus", cwd=tmp_path)

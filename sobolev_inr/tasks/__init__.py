@@ -28,9 +28,9 @@ BUILTIN_TASKS = ("image_regression", "audio_regression", "inverse_rendering", "i
 _REGISTRY: Dict[str, TaskEntry] = {}
 
 
-def register_task(entry: Union[TaskEntry, type]) -> TaskEntry:
-    """Adds a task under ``entry.name`` (an instance, or a class to instantiate; usable as a class
-    decorator) and returns it. A second task of the same name is an error."""
+def register_task(entry: Union[TaskEntry, type]) -> Union[TaskEntry, type]:
+    """Adds a task under ``entry.name`` (an instance, or a class to instantiate: usable as a class
+    decorator) and returns ``entry`` as given. A second task of the same name is an error."""
     instance = entry() if isinstance(entry, type) else entry
     if not instance.name:
         raise ValueError(f"{type(instance).__name__} has no name")

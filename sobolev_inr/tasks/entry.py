@@ -170,8 +170,10 @@ def check_finished_runs(parser: argparse.ArgumentParser, runs: Sequence[str], la
 
 def format_task_list(entries: Sequence[TaskEntry]) -> List[str]:
     """One line per task: its name, its commands and its description."""
-    width = max((len(e.name) for e in entries), default=0)
-    return [f"{e.name:<{width}}  [{' | '.join(e.commands)}]  {e.description}" for e in entries]
+    names = [e.name for e in entries]
+    commands = [f"[{' | '.join(e.commands)}]" for e in entries]
+    width, cwidth = max(map(len, names), default=0), max(map(len, commands), default=0)
+    return [f"{n:<{width}}  {c:<{cwidth}}  {e.description}" for n, c, e in zip(names, commands, entries)]
 
 
 def task_module_attributes(package: str) -> Callable[[str], Any]:
