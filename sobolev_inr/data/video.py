@@ -201,11 +201,11 @@ def _read_video_file(path: Path, is_gray: bool) -> Tuple[Tensor, float, List[str
     import imageio.v3 as iio
 
     if suffix in FFMPEG_VIDEO_SUFFIXES:
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError:
+        from ..reporting.outputs import has_ffmpeg
+
+        if not has_ffmpeg():
             raise DataError(f"reading {path} needs imageio's ffmpeg plugin: pip install -e \".[video]\" (or "
-                            f"imageio-ffmpeg); or extract its frames into a folder and give the folder") from None
+                            f"imageio-ffmpeg); or extract its frames into a folder and give the folder")
     plugin = "pillow" if suffix in PILLOW_VIDEO_SUFFIXES else "FFMPEG"
     try:
         array = np.asarray(iio.imread(path, index=None, plugin=plugin))

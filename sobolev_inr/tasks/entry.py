@@ -52,8 +52,6 @@ class TaskEntry:
     commands: Tuple[str, ...] = ("train",)
     """The commands this task offers: ``train`` always; ``eval`` and ``compare`` where it has them. Each
     command ``c`` is a method ``c(args, parser)`` with its parser from ``c_parser()``."""
-    scripts: Dict[str, str] = {"main": "train"}
-    """The task folder's entry scripts (``Experiments/<name>/<script>.py``) and the command each runs."""
 
     # ------------------------------------------------------------------------------------ options
     def add_options(self, parser: cli.ArgumentParser) -> None:

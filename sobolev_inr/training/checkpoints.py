@@ -23,7 +23,7 @@ import re
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -166,6 +166,14 @@ def load_run_model(run_dir: Path):
         raise FileNotFoundError(f"no checkpoint in {directory}")
     state = load_checkpoint(path)
     return model_from_state(state), state
+
+
+def rebuild_run(run_dir: Path, build_task: Callable[[Dict[str, Any], Path], Any]) -> Tuple[Any, Any]:
+    """(model, task) of a run's newest checkpoint: its MLP (on the CPU) and the task object
+    ``build_task(config, working_dir)`` rebuilds from the run's resolved config, relative paths taken from the
+    working directory the run was trained in."""
+    model, state = load_run_model(run_dir)
+    return model, build_task(state["config"], Path(state.get("working_dir", ".")))
 
 
 def load_model(path: Path, map_location="cpu"):

@@ -178,10 +178,8 @@ class RunDirectory:
         return self.path / name
 
     def write_metrics(self, metrics: Mapping[str, object]) -> Path:
-        """Writes the final metrics (non-finite floats become null, as JSON has no NaN), with the
-        :func:`~sobolev_inr.training.provenance.provenance` keys that ``metrics`` does not set (:func:`run_metrics` sets
-        them; this covers any other writer)."""
-        metrics = {**provenance(), **metrics}
+        """Writes the final metrics (non-finite floats become null, as JSON has no NaN); :func:`run_metrics`
+        gives them the :func:`~sobolev_inr.training.provenance.provenance` keys."""
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         path = self.file(METRICS_FILE)
         tmp = path.with_suffix(".json.tmp")

@@ -39,7 +39,6 @@ class ImageRegressionEntry(TaskEntry):
     name = "image_regression"
     description = "Fit a coordinate MLP to an image with value and/or derivative supervision."
     commands = ("train", "compare")
-    scripts = {"main": "train", "compare": "compare"}
 
     def add_options(self, p: cli.ArgumentParser) -> None:
         # The paper's image-regression budget (supplement, section 1.1; original code's defaults).

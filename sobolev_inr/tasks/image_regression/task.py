@@ -203,13 +203,11 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     newest checkpoint and resolved config."""
     import json
 
-    from ...training.checkpoints import load_run_model
+    from ...training.checkpoints import rebuild_run
 
-    run_dir = Path(run_dir)
-    model, state = load_run_model(run_dir)
-    options = ImageRegressionOptions.from_config(state["config"])
-    task = image_task(options, device, Path(state.get("working_dir", ".")))
-    metrics_file = run_dir / "metrics.json"
+    model, task = rebuild_run(run_dir, lambda config, base: image_task(ImageRegressionOptions.from_config(config),
+                                                                       device, base))
+    metrics_file = Path(run_dir) / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else task.final_metrics(model.to(device))
     return model.to(device).eval(), task, metrics
 

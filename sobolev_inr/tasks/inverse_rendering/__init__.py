@@ -97,7 +97,6 @@ class InverseRenderingEntry(TaskEntry):
     description = ("Train a NeRF (TinyNeRF: one coarse network) on a forward-facing scene with value and/or "
                    "derivative supervision (the Sobolev-INR paper's inverse rendering).")
     commands = ("train", "eval")
-    scripts = {"train": "train", "eval": "eval"}
 
     def add_options(self, p: cli.ArgumentParser) -> None:
         cli.add_run_options(p)

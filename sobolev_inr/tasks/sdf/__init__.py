@@ -61,7 +61,6 @@ class SDFEntry(TaskEntry):
     name = "sdf"
     description = "Fit a signed distance function to an oriented point cloud (SIREN's SDF loss)."
     commands = ("train", "compare")
-    scripts = {"main": "train", "compare": "compare"}
 
     def add_options(self, p: cli.ArgumentParser) -> None:
         # SIREN's train_sdf.py / README: 10,000 epochs of 250,000 on-surface points per step, Adam 1e-4,

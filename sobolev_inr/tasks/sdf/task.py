@@ -241,13 +241,11 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     config."""
     import json
 
-    from ...training.checkpoints import load_run_model
+    from ...training.checkpoints import rebuild_run
 
-    run_dir = Path(run_dir)
-    model, state = load_run_model(run_dir)
-    options = SDFOptions.from_config(state["config"])
-    task = sdf_task(options, device=device, base_dir=Path(state.get("working_dir", ".")))
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model, task = rebuild_run(run_dir, lambda config, base: sdf_task(SDFOptions.from_config(config),
+                                                                     device=device, base_dir=base))
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
     return model.to(device).eval(), task, metrics
 
 

@@ -63,7 +63,6 @@ class VideoRegressionEntry(TaskEntry):
     name = "video_regression"
     description = "Fit a coordinate MLP to a video clip with value and/or derivative supervision."
     commands = ("train", "compare")
-    scripts = {"main": "train", "compare": "compare"}
 
     def add_options(self, p: cli.ArgumentParser) -> None:
         cli.add_mlp_task_options(p, num_epochs=100, lrate=1e-4, supervisions=("val", "val_der"))

@@ -176,13 +176,11 @@ def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
     resolved config."""
     import json
 
-    from ...training.checkpoints import load_run_model
+    from ...training.checkpoints import rebuild_run
 
-    run_dir = Path(run_dir)
-    model, state = load_run_model(run_dir)
-    options = VideoRegressionOptions.from_config(state["config"])
-    task = video_task(options, device=device, base_dir=Path(state.get("working_dir", ".")))
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model, task = rebuild_run(run_dir, lambda config, base: video_task(VideoRegressionOptions.from_config(config),
+                                                                       device=device, base_dir=base))
+    metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
     return model.to(device).eval(), task, metrics
 
 
