@@ -1,8 +1,9 @@
 """Command-line and txt-config options (ConfigArgParse), composed per task; device choice; error handling.
 
-An entry script builds its parser from the option groups it needs (:func:`add_run_options`,
-:func:`add_epoch_options`, :func:`add_optimizer_options`, :func:`add_model_options`,
-:func:`add_supervision_options`, :func:`add_engine_options`) and adds its own. Each group declares
+A task's entry (:meth:`sobolev_inr.tasks.entry.TaskEntry.add_options`) builds its parser from the
+option groups it needs (:func:`add_run_options`, :func:`add_epoch_options`, :func:`add_optimizer_options`,
+:func:`add_model_options`, :func:`add_supervision_options`, :func:`add_engine_options`, or all of them
+at once: :func:`add_mlp_task_options`) and adds its own. Each group declares
 beside its options which of them never make another run (where and how a run goes: device,
 logging, the derivative engine) and which may change when a run is resumed (its length), and the
 checks argparse cannot make; the parser collects them (:attr:`ArgumentParser.identity`), so a task
@@ -11,8 +12,8 @@ original Sobolev-INR code, so its config files run unchanged, with aliases for n
 vocabulary (``expname``, ``basedir``, ``netwidth``). Unknown keys and bad choices are rejected by
 ConfigArgParse with a message naming the key (its default behaviour, kept on purpose).
 
-Only entry scripts read arguments: :func:`epoch_fit_config` and :func:`run_metadata` turn them into
-the plain values the library takes.
+Only a task's entry reads arguments: :func:`epoch_fit_config` and :func:`run_metadata` turn them into
+plain values, and the typed options of :mod:`sobolev_inr.config.options` are built from those.
 """
 from __future__ import annotations
 
