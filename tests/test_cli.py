@@ -58,7 +58,7 @@ def test_groups_declare_their_roles():
     identity = p.identity
     assert {"device", "no_progress", "logging_root", "exp_name", "der_engine", "der_recompute", "der_mode",
             "epochs_til_summary"} <= identity.ignored
-    assert identity.resumable == {"num_epochs"}
+    assert identity.resumable == {"num_epochs", "final_eval_stride", "skip_final_eval"}
     assert "seed" not in identity.ignored and "batch_size" not in identity.ignored
     assert identity.defaults["num_epochs"] == 10 and "config" not in identity.defaults
     # a task brings its own vocabulary and roles

@@ -1,7 +1,8 @@
 """Command-line and txt-config options (ConfigArgParse), composed per task; device choice; error handling.
 
 A task's entry (:meth:`sobolev_inr.tasks.entry.TaskEntry.add_options`) builds its parser from the
-option groups it needs (:func:`add_run_options`, :func:`add_epoch_options`, :func:`add_optimizer_options`,
+option groups it needs (:func:`add_run_options` with :func:`add_final_eval_options`, :func:`add_epoch_options` with
+:func:`add_memory_options`, :func:`add_optimizer_options`,
 :func:`add_model_options`, :func:`add_supervision_options`, :func:`add_engine_options`, or all of them
 at once: :func:`add_mlp_task_options`) and adds its own. Each group declares
 beside its options which of them never make another run (where and how a run goes: device,
@@ -27,7 +28,7 @@ import configargparse
 
 from ..errors import ConfigError, TrainingError, UserError
 from .options import (DER_ESTIMATOR_NAMES, DER_MODE_NAMES, DER_UNIT_NAMES, ENGINE_NAMES, OPERATOR_NAMES,
-                      SUPERVISION_NAMES, ImageSource, SupervisionOptions)
+                      SUPERVISION_NAMES, FinalEvalOptions, ImageSource, MemoryOptions, SupervisionOptions)
 
 NOT_SAVED = {"config", "resume", "overwrite", "debug"}
 """Options that say what to do with a run directory, not what the run is; kept out of the saved config."""
@@ -140,6 +141,37 @@ def add_run_options(p: ArgumentParser) -> None:
     p.declare(ignored=["exp_name", "logging_root", "keep_checkpoints", "no_progress", "device", "nan_policy",
                        "max_skipped_steps"],
               check=lambda a: (_at_least(a, 0, ["keep_checkpoints"]), _at_least(a, 1, ["max_skipped_steps"])))
+    add_final_eval_options(p)
+
+
+def add_final_eval_options(p: ArgumentParser) -> None:
+    """What the end of a run scores and writes (:class:`~sobolev_inr.config.options.FinalEvalOptions`); part of
+    :func:`add_run_options`. They may change on ``--resume``, so a finished run can be scored again."""
+    g = p.add_argument_group("final evaluation")
+    g.add_argument("--final_eval_stride", type=int, default=1,
+                   help="score the final model on every k-th sample along each axis (pixels, audio samples, rays of "
+                        "the test views, the marching-cubes grid): a big input scored in a fraction of the time; "
+                        "1 = all (the papers' protocol); recorded in metrics.json")
+    g.add_argument("--skip_final_eval", action="store_true",
+                   help="no final evaluation or outputs: metrics.json holds the last summary's evaluation (smoke "
+                        "runs; eval.py scores the run later where the task has it)")
+    g.add_argument("--no_figures", action="store_true",
+                   help="metrics.json only: no figures, renders or videos of the final model")
+    p.declare(ignored=["no_figures"], resumable=["final_eval_stride", "skip_final_eval"],
+              check=lambda a: FinalEvalOptions.from_config(vars(a)))
+
+
+def add_memory_options(p: ArgumentParser) -> None:
+    """How much memory a training step may hold (:class:`~sobolev_inr.config.options.MemoryOptions`): a bigger
+    batch is trained in blocks of rows with their gradients accumulated, the same step in less memory; so none
+    of these changes what a run computes (but for float rounding)."""
+    g = p.add_argument_group("memory")
+    g.add_argument("--max_memory_gb", type=float, default=MemoryOptions.max_memory_gb,
+                   help="GB a training step may hold for its backward pass (measured on a probe block); a bigger "
+                        "batch is cut into blocks, gradients accumulated; 0 = no limit")
+    g.add_argument("--block_size", type=int, default=0,
+                   help="samples per forward/backward block (overrides max_memory_gb); 0 = from max_memory_gb")
+    p.declare(ignored=["max_memory_gb", "block_size"], check=lambda a: MemoryOptions.from_config(vars(a)))
 
 
 def add_epoch_options(p: ArgumentParser, num_epochs: int) -> None:
@@ -152,6 +184,7 @@ def add_epoch_options(p: ArgumentParser, num_epochs: int) -> None:
     p.declare(ignored=["epochs_til_summary", "epochs_til_ckpt"], resumable=["num_epochs"],
               check=lambda a: (_at_least(a, 1, ["num_epochs", "epochs_til_summary", "epochs_til_ckpt"]),
                                _at_least(a, 0, ["batch_size"])))
+    add_memory_options(p)
 
 
 def add_optimizer_options(p: ArgumentParser, lrate: float, lrate_decay: int = 0) -> None:

@@ -131,3 +131,50 @@ class ImageSource:
         return dataclasses.replace(self, filename=filename, data_root=resolve_path(self.data_root, base_dir))
 
     from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class FinalEvalOptions:
+    """What the end of a run scores and writes (every task has these options).
+
+    ``final_eval_stride`` k: score the final model on every k-th sample along each axis of the task's
+    evaluation grid (pixels, audio samples, the pixels of video frames, the rays of the test views, the
+    marching-cubes grid), so that a big input is scored in 1/k^dims of the time; 1 scores everything, as the
+    papers do. ``skip_final_eval``: no final evaluation at all; ``metrics.json`` then holds the last
+    summary's evaluation. ``no_figures``: write ``metrics.json`` only, no figures, renders or videos.
+    What was scored is recorded in ``metrics.json`` (``final_eval_stride``, ``final_eval_shape``,
+    ``final_eval_skipped``).
+    """
+
+    final_eval_stride: int = 1
+    skip_final_eval: bool = False
+    no_figures: bool = False
+
+    def __post_init__(self):
+        if self.final_eval_stride < 1:
+            raise ConfigError(f"final_eval_stride must be >= 1 (1 = every sample), got {self.final_eval_stride}")
+
+    from_config = classmethod(options_from_config)
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """How much memory a training step may hold. A batch bigger than that (a full batch of a big image or
+    clip) is cut into blocks of rows whose gradients are accumulated: the same step, in less memory.
+
+    ``block_size`` > 0: samples per block; else ``max_memory_gb`` > 0: blocks as big as fit that many GB
+    (measured from a small probe block: what autograd keeps for backward, times
+    :data:`~sobolev_inr.training.memory.HEADROOM`); both 0: the whole batch at once. The data, the model and
+    the process itself come on top of the budget.
+    """
+
+    block_size: int = 0
+    max_memory_gb: float = 4.0
+
+    def __post_init__(self):
+        if self.block_size < 0:
+            raise ConfigError(f"block_size must be >= 0 (0 = from max_memory_gb), got {self.block_size}")
+        if self.max_memory_gb < 0:
+            raise ConfigError(f"max_memory_gb must be >= 0 (0 = no limit), got {self.max_memory_gb}")
+
+    from_config = classmethod(options_from_config)

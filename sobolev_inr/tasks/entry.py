@@ -112,7 +112,9 @@ class TaskEntry:
         """Trains one run and writes its results into ``<logging_root>/<exp_name>/``; returns its metrics
         (those already there when a finished run of the same config is skipped)."""
         from ..training.experiment import describe_model, open_run, train_and_report
+        from ..config.options import FinalEvalOptions
         from ..training.loop import seed_everything
+        from ..training.progress import Progress
 
         device = cli.resolve_device(args.device)
         metadata = cli.run_metadata(args)
@@ -122,13 +124,15 @@ class TaskEntry:
             return run.read_metrics()
         seed_everything(args.seed, args.deterministic)
         training = self.build(args, metadata, loaded, device, run)
+        training.task.progress = Progress(bars=not args.no_progress, log=run.print)
         for line in training.notes:
             run.print(line)
         describe_model(training.model, args.supervision, device, run)
         return train_and_report(self.name, training.model, training.task, run,
                                 self.fit_config(args, run.mode == "resume"), metadata, device,
                                 summary=training.summary, extra_metrics=training.extra_metrics,
-                                periodic=training.periodic, callbacks=callbacks)
+                                periodic=training.periodic, callbacks=callbacks,
+                                final_eval=FinalEvalOptions.from_config(metadata))
 
     # ------------------------------------------------------------------------------ finished runs
     def load_run(self, run_dir: Path, device: Union[str, "torch.device"] = "cpu"):

@@ -13,8 +13,10 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from ..config.options import FinalEvalOptions
 from ..errors import TrainingError
 from .loop import Callback, FitConfig, Periodic, Task, fit
+from .progress import QUIET, Progress
 from .runs import RunDirectory, RunIdentity, run_metrics
 
 
@@ -37,26 +39,40 @@ def describe_model(model: nn.Module, supervision: str, device: torch.device, run
 def train_and_report(task_name: str, model: nn.Module, task: Task, run: RunDirectory, fit_cfg: FitConfig,
                      metadata: Mapping[str, Any], device: torch.device, extra_metrics: Optional[Dict[str, Any]] = None,
                      summary: Iterable[str] = ("psnr_heldout",), periodic: Sequence[Periodic] = (),
-                     callbacks: Sequence[Callback] = ()) -> Dict[str, Any]:
+                     callbacks: Sequence[Callback] = (), final_eval: FinalEvalOptions = FinalEvalOptions()
+                     ) -> Dict[str, Any]:
     """Trains ``model`` on ``task`` (:func:`fit`), then writes ``metrics.json``, the task's outputs
     (``task.write_outputs``) and ``curves.png``; prints the ``summary`` metrics and the run directory.
-    ``callbacks`` hook into the training loop (:class:`~sobolev_inr.training.loop.Callback`).
+    ``callbacks`` hook into the training loop (:class:`~sobolev_inr.training.loop.Callback`); ``final_eval``
+    says what the end of the run scores (a stride, or the last summary's evaluation only) and whether it
+    writes figures, and is recorded in ``metrics.json``. Each phase after training logs its duration, through
+    the task's ``progress`` where it has one.
 
     A run whose final metrics are not numbers (NaN) stops with :class:`TrainingError` instead of
     "finishing" with null metrics.
     """
     result = fit(model, task, fit_cfg, run, metadata, periodic, callbacks=callbacks)
-    quality = task.final_metrics(model)
+    progress: Progress = getattr(task, "progress", QUIET)
+    model.eval()
+    if final_eval.skip_final_eval:
+        quality = {k.split("/", 1)[1]: v for k, v in result.last_evaluation.items()}
+        run.print("final evaluation skipped (skip_final_eval): metrics.json holds the last summary's evaluation")
+    else:
+        with progress.phase("final evaluation"):
+            quality = task.final_metrics(model, stride=final_eval.final_eval_stride)
     bad = sorted(k for k, v in quality.items() if isinstance(v, float) and math.isnan(v))
     if bad:
         raise TrainingError(f"the trained model's metrics are not numbers ({', '.join(bad)}); the run did not "
                             f"converge to anything finite: its checkpoints are in {run.checkpoints}")
-    metrics = {**run_metrics(task_name, metadata, result, model, device), **quality, **(extra_metrics or {})}
+    metrics = {**run_metrics(task_name, metadata, result, model, device), **quality, **(extra_metrics or {}),
+               "final_eval_stride": final_eval.final_eval_stride, "final_eval_skipped": final_eval.skip_final_eval}
     run.write_metrics(metrics)
-    task.write_outputs(model, run.path, metrics)
-    from ..reporting.plots import save_training_curves
+    if not (final_eval.no_figures or final_eval.skip_final_eval):
+        with progress.phase("outputs"):
+            task.write_outputs(model, run.path, metrics)
+            from ..reporting.plots import save_training_curves
 
-    save_training_curves(run.file("scalars.csv"), run.file("curves.png"), title=run.path.name)
+            save_training_curves(run.file("scalars.csv"), run.file("curves.png"), title=run.path.name)
     shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in summary if isinstance(metrics.get(k), (int, float)))
     run.print(f"{shown}; {result.steps} steps in {result.wall_time_s:.1f} s")
     run.print(f"results: {run.path.resolve()}")

@@ -22,26 +22,29 @@ in optimisation steps (batches drawn across epochs, reshuffled at each epoch's s
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
-import resource
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple,
+                    Union)
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, TrainingError
+from . import memory
 from .checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .runs import RunDirectory, ScalarLog
 
 NAN_POLICIES = ("stop", "skip")
+LossBlocks = Union[Dict[str, Tensor], Iterator[Dict[str, Tensor]]]
+"""A batch's loss terms, or an iterator of its blocks' terms (summing to the batch's)."""
 
 
 class Task(Protocol):
@@ -49,6 +52,11 @@ class Task(Protocol):
 
     Optional: ``train_psnr(terms) -> Optional[float]``, the training PSNR shown beside the loss, from the
     batch's loss terms (floats by name); without it, :func:`train_psnr` derives it from ``psnr_peak``.
+    ``loss_blocks(model, batch)``: the batch's loss as an iterator of blocks' terms that sum to
+    ``loss(model, batch)``'s (a big batch cut to bound memory, gradients accumulated; :func:`take_step`);
+    :func:`fit` uses it instead of ``loss`` where a task has it. ``progress``: a
+    :class:`~sobolev_inr.training.progress.Progress` for the long phases of evaluation and outputs, set by
+    the runner.
     """
 
     psnr_peak: float
@@ -66,8 +74,10 @@ class Task(Protocol):
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         """Metrics logged at every summary (held-out PSNR, ...), under ``eval/<name>``."""
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
-        """The task's quality metrics for ``metrics.json`` at the end of the run."""
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
+        """The task's quality metrics for ``metrics.json`` at the end of the run, scored on every ``stride``-th
+        sample along each axis of the task's evaluation grid (1: all of them, the papers' protocol), with
+        ``final_eval_shape``: the shape of the grid scored."""
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """Figures and other files of the finished run, written into ``run_dir``."""
@@ -169,8 +179,11 @@ class FitResult:
     final_terms: Dict[str, float] = field(default_factory=dict)
     skipped_steps: int = 0
     peak_memory_mb: Optional[float] = None
-    """CUDA: the most memory allocated during training steps (evaluation excluded); CPU: the process's peak RSS."""
+    """The most memory of the training steps (evaluation excluded): CUDA's most allocated, or on CPU the process's
+    peak RSS (reset at each training segment's start on Linux, so loading and evaluation do not count)."""
     peak_memory_kind: str = ""
+    last_evaluation: Dict[str, float] = field(default_factory=dict)
+    """The last summary's evaluation (``eval/<name>``), of this session."""
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -201,18 +214,25 @@ def _gradient_norm(params: Sequence[nn.Parameter]) -> Tensor:
 
 
 def take_step(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter],
-              loss_terms: Callable[[], Dict[str, Tensor]], clip_grad_norm: float = 0.0,
+              loss_terms: Callable[[], LossBlocks], clip_grad_norm: float = 0.0,
               lrate: Optional[float] = None) -> Tuple[Dict[str, Tensor], Tensor, bool]:
     """One optimisation step as :func:`fit` takes it: the loss terms, backward, the gradient norm, and the
     update only if the loss and the norm are finite (clipped to ``clip_grad_norm`` if > 0, at learning
     rate ``lrate`` if given). Returns (terms, gradient norm, whether the update was applied).
 
+    ``loss_terms()`` gives the batch's terms, or an iterator of blocks' terms whose sums are the batch's
+    (:meth:`Task.loss_blocks`): each block's ``total`` is backpropagated before the next block is computed,
+    so that only one block's graph is held at a time; the returned terms are then the sums (detached).
+
     The check costs one device synchronisation per step. Benchmarks time this same function, so that
     they measure the step users run (bench/derivatives.py).
     """
-    terms = loss_terms()
     optimizer.zero_grad(set_to_none=True)
-    terms["total"].backward()
+    terms = loss_terms()
+    if isinstance(terms, Mapping):
+        terms["total"].backward()
+    else:
+        terms = accumulate_blocks(terms)
     norm = _gradient_norm(params)
     if not bool(torch.isfinite(terms["total"].detach() + norm.to(terms["total"].device))):
         return terms, norm, False
@@ -225,26 +245,24 @@ def take_step(optimizer: torch.optim.Optimizer, params: Sequence[nn.Parameter],
     return terms, norm, True
 
 
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MB (ru_maxrss is KB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
+def accumulate_blocks(blocks: Iterable[Dict[str, Tensor]]) -> Dict[str, Tensor]:
+    """Backpropagates each block's ``total`` as it comes (gradients add up in ``.grad``) and returns the
+    blocks' terms summed, detached."""
+    sums: Dict[str, Tensor] = {}
+    for block in blocks:
+        block["total"].backward()
+        for name, value in block.items():
+            value = value.detach()
+            sums[name] = sums[name] + value if name in sums else value
+    if not sums:
+        raise ValueError("a batch with no blocks")
+    return sums
 
 
 def _peak_memory_mb(device: torch.device, previous: Optional[float]) -> float:
-    """The most memory training has used: CUDA's peak allocation since the last reset, or the process's peak
-    RSS, and never less than ``previous`` (the peak of earlier segments and sessions)."""
-    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else _peak_rss_mb()
-    return max(peak, previous or 0.0)
-
-
-def _reset_peak_memory(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _memory_kind(device: torch.device) -> str:
-    return "cuda_max_allocated" if device.type == "cuda" else "cpu_peak_rss"
+    """The most memory training has used since the segment began (:func:`~sobolev_inr.training.memory.peak_memory_mb`),
+    and never less than ``previous`` (the peak of earlier segments and sessions)."""
+    return max(memory.peak_memory_mb(device), previous or 0.0)
 
 
 class BatchStream:
@@ -344,7 +362,7 @@ class TrainingState:
     def result(self, final_terms: Optional[Dict[str, float]] = None, wall_time_s: Optional[float] = None) -> FitResult:
         return FitResult(self.epoch, self.step, self.wall_time_s() if wall_time_s is None else wall_time_s,
                          self.train_time_s, dict(final_terms or {}), self.skipped_steps, self.peak_memory_mb,
-                         _memory_kind(self.device))
+                         memory.memory_kind(self.device))
 
 
 def resume(state: TrainingState, run: RunDirectory, cfg: FitConfig) -> Optional[Path]:
@@ -430,6 +448,8 @@ class Summaries:
         self.pending: List[Tuple[int, Dict[str, Tensor]]] = []
         self.last_terms: Dict[str, float] = {}
         """The latest logged training terms (``train/<name>``)."""
+        self.last_evaluation: Dict[str, float] = {}
+        """The latest summary's evaluation (``eval/<name>``)."""
         self.bar = None
 
     def open_bar(self, length: int, position: int, progress: bool) -> None:
@@ -483,7 +503,8 @@ class Summaries:
         if state.skipped_steps:
             self.run.print(f"{self.unit} {index}: {state.skipped_steps} steps with a non-finite loss or gradient "
                            f"skipped so far")
-        return {**terms, **{f"eval/{k}": v for k, v in evaluation.items()}}
+        self.last_evaluation = {f"eval/{k}": v for k, v in evaluation.items()}
+        return {**terms, **self.last_evaluation}
 
     def close(self) -> None:
         if self.bar is not None:
@@ -541,7 +562,8 @@ def _next_batch(state: TrainingState, task: Task, cfg: FitConfig, nonfinite: Non
     if not more:
         state.epoch += 1
         return cfg.unit == "epoch"
-    terms, norm, applied = take_step(state.optimizer, state.params, lambda: task.loss(state.model, batch),
+    blocks = getattr(task, "loss_blocks", None) or task.loss
+    terms, norm, applied = take_step(state.optimizer, state.params, lambda: blocks(state.model, batch),
                                      cfg.clip_grad_norm, cfg.lrate_at(state.step) if cfg.lrate_decay_steps else None)
     if not applied:
         stop = nonfinite.bad_step(state, _describe_bad_step(state, cfg.unit, terms, norm))
@@ -583,7 +605,7 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
     nonfinite, device, was_training = NonFinitePolicy.from_config(cfg), state.device, model.training
     with summaries:
         summaries.open_bar(length, state.position(unit), cfg.progress)
-        _reset_peak_memory(device)
+        memory.reset_peak_memory(device)
         model.train()
         segment_start = time.perf_counter()
         while state.position(unit) < length:
@@ -613,7 +635,7 @@ def fit(model: nn.Module, task: Task, cfg: FitConfig, run: RunDirectory, metadat
             for p in due:
                 _in_eval_mode(model, lambda: p.action(model, index))
             model.train()
-            _reset_peak_memory(device)  # evaluation and outputs do not count as training memory
+            memory.reset_peak_memory(device)  # evaluation and outputs do not count as training memory
             segment_start = time.perf_counter()
     model.train(was_training)
-    return state.result(summaries.last_terms)
+    return dataclasses.replace(state.result(summaries.last_terms), last_evaluation=summaries.last_evaluation)

@@ -48,7 +48,7 @@ class AudioRegression(SampledSignalRegression):
             return {"psnr_full": psnr(pred, target)}
         return {"psnr_heldout": psnr(pred[mask], target[mask])}
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, float]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, float]:
         """What ``metrics.json`` reports for a clip: held-out (when any sample is held out), training and all
         samples, values and derivatives."""
         model.eval()

@@ -147,7 +147,7 @@ class GradientComposite(ImageRegression):
         return {"psnr_grad_full": derivative_psnr(self.render_gradient(model), self.data.gradient),
                 **super().evaluate(model)}
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
         model.eval()
         pred = self.render(model)
         offset = (remove_offset(pred, self.data.image) - pred)[:, 0, 0]  # the constant added, per channel
@@ -216,7 +216,7 @@ class SeamlessCloning(ImageRegression):
         return {"psnr_outside": psnr(to_unit_range(pred[:, ~mask]), to_unit_range(self.data.image[:, ~mask])),
                 "psnr_grad_inside": derivative_psnr(grad[..., mask], self.data.gradient[..., mask])}
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
         model.eval()
         grad, mask = self.render_gradient(model), self.mask
         return {**self.evaluate(model), "psnr_grad_outside": derivative_psnr(grad[..., ~mask],

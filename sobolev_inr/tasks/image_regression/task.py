@@ -102,7 +102,7 @@ class ImageRegression(SampledSignalRegression):
         q = image_quality(pred, target, self.data.factor, self.data.heldout)
         return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"], **spectrum}
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, float]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, float]:
         """Everything ``metrics.json`` reports for an image: held-out (when any pixel is held out) and
         full-grid, values and derivatives."""
         model.eval()

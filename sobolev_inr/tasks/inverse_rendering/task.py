@@ -446,7 +446,7 @@ class InverseRendering:
     def truth(self) -> Dict[int, np.ndarray]:
         return {v: self.scene.images[v] for v in self.test_ids}
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
         """Held-out views as eval.py scores them (8-bit renders, PSNR and SSIM per view, their means), and the
         derivative PSNR of the test views (network against Sobel of the ground truth, per pixel step)."""
         if not self.test_ids:

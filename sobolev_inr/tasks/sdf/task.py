@@ -150,7 +150,7 @@ class SDFFitting:
             mesh = marching_cubes(self.grid(model), stride=stride)
         return mesh
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
         """What ``metrics.json`` reports (module docstring); distances in normalised units."""
         model.eval()
         cloud, rows = self.cloud, self.metric_rows

@@ -115,7 +115,7 @@ class SuperResolution(SampledSignalRegression):
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         return self.scores(self.render(model))
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, Any]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
         """The network and the bicubic baseline on the high-resolution image, and the fit of the low-resolution one."""
         model.eval()
         bicubic_grad = image_gradient(self.bicubic, self.der_operator)

@@ -88,7 +88,7 @@ class VideoRegression(SampledSignalRegression):
         pred, target, mask = self.render(model), self.data.frames, self.data.heldout
         return psnr(to_unit_range(pred.permute(1, 0, 2, 3)[:, mask]), to_unit_range(target.permute(1, 0, 2, 3)[:, mask]))
 
-    def final_metrics(self, model: nn.Module) -> Dict[str, object]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, object]:
         """Everything ``metrics.json`` reports for a clip (see the module docstring)."""
         model.eval()
         mask = self.data.heldout
