@@ -36,6 +36,7 @@ from typing import Dict, List, Optional, Sequence
 from .errors import UserError
 from .reporting import summaries
 from .reporting.references import load_protocol_tables, load_references, match_reference
+from .training.progress import QUIET, Progress
 from .training.runs import METRICS_FILE, read_scalars
 
 POISSON_COLUMNS = ["psnr_minmax_full", "psnr_offset_full", "psnr_grad_full", "psnr_lapl_full"]
@@ -315,8 +316,16 @@ def draw_heldout_views(runs: Sequence[Dict], path: Path) -> bool:
     return True
 
 
-def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = None, figures: bool = True) -> Path:
-    root = Path(root)
+def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = None, figures: bool = True,
+                progress: Progress = QUIET) -> Path:
+    """Tables (report.csv, report.md) and figures of every finished run below ``root`` into ``out``
+    (default ``<root>/report``), copied to ``imgs`` if given; ``progress`` shows a bar over the figures
+    and logs the report's duration."""
+    with progress.phase("report"):
+        return _make_report(Path(root), out, imgs, figures, progress)
+
+
+def _make_report(root: Path, out: Optional[Path], imgs: Optional[Path], figures: bool, progress: Progress) -> Path:
     runs = collect_runs(root)
     if not runs:
         raise FileNotFoundError(f"no finished run (metrics.json) below {root}")
@@ -331,14 +340,15 @@ def make_report(root: Path, out: Optional[Path] = None, imgs: Optional[Path] = N
             f.write("\n" + "\n".join(summary).strip() + "\n")
     made = ["report.csv", "report.md"]
     if figures:
-        for name, draw in (("activation_bars.png", lambda p: draw_activation_bars(runs, references, p)),
-                           ("supervision_bars.png", lambda p: draw_supervision_bars(runs, references, p)),
-                           ("derivative_loss.png", lambda p: draw_derivative_loss(runs, p)),
-                           ("reconstructions.png", lambda p: draw_reconstructions(runs, p)),
-                           ("heldout_views.png", lambda p: draw_heldout_views(runs, p)),
-                           ("spder_curves.png", lambda p: summaries.draw_spder_curves(runs, tables, p)),
-                           ("super_resolution.png", lambda p: summaries.draw_super_resolution(runs, references, p)),
-                           ("derivative_precision.png", lambda p: summaries.draw_precision_bars(runs, tables, p))):
+        drawings = (("activation_bars.png", lambda p: draw_activation_bars(runs, references, p)),
+                    ("supervision_bars.png", lambda p: draw_supervision_bars(runs, references, p)),
+                    ("derivative_loss.png", lambda p: draw_derivative_loss(runs, p)),
+                    ("reconstructions.png", lambda p: draw_reconstructions(runs, p)),
+                    ("heldout_views.png", lambda p: draw_heldout_views(runs, p)),
+                    ("spder_curves.png", lambda p: summaries.draw_spder_curves(runs, tables, p)),
+                    ("super_resolution.png", lambda p: summaries.draw_super_resolution(runs, references, p)),
+                    ("derivative_precision.png", lambda p: summaries.draw_precision_bars(runs, tables, p)))
+        for name, draw in progress.bar(drawings, desc="report figures", unit="figure"):
             if draw(out / name):
                 made.append(name)
     if imgs:
@@ -357,9 +367,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="where to write the report (default: <runs_dir>/report)")
     p.add_argument("--imgs", help="also copy the figures and report.md here (e.g. imgs/activation_study)")
     p.add_argument("--no_figures", action="store_true", help="tables only")
+    p.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        make_report(Path(args.runs_dir), args.out and Path(args.out), args.imgs and Path(args.imgs), not args.no_figures)
+        make_report(Path(args.runs_dir), args.out and Path(args.out), args.imgs and Path(args.imgs), not args.no_figures,
+                    Progress(bars=not args.no_progress, log=print))
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

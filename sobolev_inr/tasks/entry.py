@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -118,6 +119,7 @@ class TaskEntry:
 
         device = cli.resolve_device(args.device)
         metadata = cli.run_metadata(args)
+        start = time.perf_counter()
         loaded = self.load(args, metadata, device)
         run = open_run(args.logging_root, args.exp_name, metadata, parser.identity, args.resume, args.overwrite)
         if run.mode == "skip":
@@ -127,6 +129,7 @@ class TaskEntry:
         training.task.progress = Progress(bars=not args.no_progress, log=run.print)
         for line in training.notes:
             run.print(line)
+        run.print(f"data and model: {time.perf_counter() - start:.1f} s")
         describe_model(training.model, args.supervision, device, run)
         return train_and_report(self.name, training.model, training.task, run,
                                 self.fit_config(args, run.mode == "resume"), metadata, device,
