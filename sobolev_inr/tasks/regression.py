@@ -329,23 +329,48 @@ class OncePerWeights:
         return hit[1]
 
 
-def predict(model: nn.Module, coords: Tensor, chunk_size: int = 65536) -> Tensor:
-    """Network output at ``coords (N, D)`` in chunks, without a graph: (N, C) on the coords' device."""
+def cache_name(name: str, stride: int) -> str:
+    """The render cache's (:class:`OncePerWeights`) entry of ``name`` at final-evaluation ``stride`` (stride 1:
+    the plain name, shared with the summaries' renders)."""
+    return name if stride == 1 else f"{name}@{stride}"
+
+
+def strided_shape(shape: Sequence[int], stride: int) -> List[int]:
+    """The shape of every ``stride``-th sample along each axis of a grid of ``shape``."""
+    return [-(-int(n) // stride) for n in shape]
+
+
+def strided_grid(coords: Tensor, shape: Sequence[int], stride: int) -> Tensor:
+    """The rows of ``coords (prod(shape), D)``, a row-major grid of ``shape``, at every ``stride``-th index along
+    each axis: (prod(strided_shape), D), row-major; ``coords`` itself for stride 1 (the final evaluation's grid
+    at ``final_eval_stride``)."""
+    if stride == 1:
+        return coords
+    grid = coords.view(*shape, coords.shape[-1])[(slice(None, None, stride),) * len(shape)]
+    return grid.reshape(-1, coords.shape[-1])
+
+
+def predict(model: nn.Module, coords: Tensor, chunk_size: int = 65536, *, progress: Progress = QUIET,
+            desc: str = "render") -> Tensor:
+    """Network output at ``coords (N, D)`` in chunks of ``chunk_size`` rows, without a graph: (N, C) on the
+    coords' device; ``progress`` shows a bar over the chunks (``desc``) when there are several."""
     with torch.no_grad():
-        return torch.cat([model(c) for c in coords.split(max(chunk_size, 1))])
+        return torch.cat([model(c) for c in progress.chunks(coords.split(max(chunk_size, 1)), desc)])
 
 
-def predict_jacobian(model: nn.Module, coords: Tensor, scale: Tensor, chunk_size: int = 65536,
-                     mode: str = "auto") -> Tensor:
-    """Jacobian (N, C, D) at ``coords`` in chunks, without a graph (``scale`` as in the engine)."""
+def predict_jacobian(model: nn.Module, coords: Tensor, scale: Tensor, chunk_size: int = 65536, mode: str = "auto", *,
+                     progress: Progress = QUIET, desc: str = "derivatives") -> Tensor:
+    """Jacobian (N, C, D) at ``coords`` in chunks, without a graph (``scale`` as in the engine); ``progress`` as
+    in :func:`predict`."""
     parts = [value_and_derivatives(model, c, scale=scale, mode=mode, create_graph=False).jacobian
-             for c in coords.split(max(chunk_size, 1))]
+             for c in progress.chunks(coords.split(max(chunk_size, 1)), desc)]
     return torch.cat(parts)
 
 
-def predict_laplacian(model: nn.Module, coords: Tensor, scale: Tensor, chunk_size: int = 65536) -> Tensor:
+def predict_laplacian(model: nn.Module, coords: Tensor, scale: Tensor, chunk_size: int = 65536, *,
+                      progress: Progress = QUIET, desc: str = "Laplacian") -> Tensor:
     """Laplacian (N, C) at ``coords`` in chunks, without a graph (``scale`` as in the engine: the sum of
-    ``scale[d]^2`` times the second derivatives along axis d)."""
+    ``scale[d]^2`` times the second derivatives along axis d); ``progress`` as in :func:`predict`."""
     parts = [value_and_derivatives(model, c, scale=scale, laplacian=True, create_graph=False).laplacian
-             for c in coords.split(max(chunk_size, 1))]
+             for c in progress.chunks(coords.split(max(chunk_size, 1)), desc)]
     return torch.cat(parts)

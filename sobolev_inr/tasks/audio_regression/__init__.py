@@ -12,6 +12,7 @@ from ...config import cli
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, task_module_attributes
+from ..image_regression import check_final_eval_stride
 
 
 class AudioRegressionEntry(TaskEntry):
@@ -40,6 +41,7 @@ class AudioRegressionEntry(TaskEntry):
             if a.der_operator != "diff":
                 raise ConfigError(f"der_operator = {a.der_operator}: audio derivative targets are central "
                                   f"differences (der_operator = diff); sobel is an image operator")
+            check_final_eval_stride(a, "sample")
 
         p.declare(check=check)
 
@@ -49,7 +51,7 @@ class AudioRegressionEntry(TaskEntry):
         return prepare_audio(load_audio(args.filename, args.data_root), args.factor, args.time_scale)
 
     def build(self, args, metadata, data, device, run) -> Training:
-        from ...config.options import EngineOptions, SupervisionOptions
+        from ...config.options import EngineOptions, MemoryOptions, SupervisionOptions
         from ...data.audio import describe
         from ...models import nyquist_num_frequencies
         from .task import AudioRegression
@@ -60,7 +62,8 @@ class AudioRegressionEntry(TaskEntry):
                                 num_frequencies=nyquist_num_frequencies(len(data.train_index))).to(device)
         task = AudioRegression(data, supervision=SupervisionOptions.from_config(metadata),
                                engine=EngineOptions.from_config(metadata), batch_size=args.batch_size,
-                               eval_chunk_size=args.eval_chunk_size, device=device)
+                               eval_chunk_size=args.eval_chunk_size, device=device,
+                               memory=MemoryOptions.from_config(metadata))
         notes = list(describe(data))
         if not task.has_heldout:
             notes.append("note: factor = 1 trains on every sample: no held-out metrics (metrics.json reports "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...config import cli
-from ...config.options import EngineOptions, ImageSource, SupervisionOptions, options_from_config
+from ...config.options import EngineOptions, ImageSource, MemoryOptions, SupervisionOptions, options_from_config
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
 
@@ -21,7 +21,7 @@ class ImageRegressionOptions:
     """A run's image, supervision and engine, and the task's own options: train on every ``factor``-th
     pixel in each direction (1: every pixel, nothing held out), derivative targets of the downsampled image
     (``der_on_downsampled``), SIREN's Poisson ``target_scaling``, samples per step (0: full batch) and per
-    render call."""
+    render call, and the ``memory`` a training step may hold (a bigger step runs in row blocks)."""
 
     source: ImageSource = ImageSource()
     supervision: SupervisionOptions = SupervisionOptions()
@@ -31,6 +31,7 @@ class ImageRegressionOptions:
     target_scaling: str = "none"
     batch_size: int = 0
     eval_chunk_size: int = 65536
+    memory: MemoryOptions = MemoryOptions()
 
     from_config = classmethod(options_from_config)
 
@@ -58,6 +59,7 @@ class ImageRegressionEntry(TaskEntry):
             if a.target_scaling == "siren" and a.supervision not in ("der", "lapl"):
                 raise cli.ConfigError(f"target_scaling = siren is SIREN's Poisson scaling, for supervision der or "
                                       f"lapl; got supervision = {a.supervision}")
+            check_final_eval_stride(a, "pixel")
 
         p.declare(check=check)
 
@@ -110,6 +112,20 @@ class ImageRegressionEntry(TaskEntry):
         compare_runs(args.runs, Path(args.out), args.labels, args.crop)
         print(f"wrote {args.out}")
         return args.out
+
+
+def stride_error(stride: int, factor: int, what: str) -> str:
+    """Why ``final_eval_stride`` cannot score a signal trained on every ``factor``-th ``what`` (pixel, sample)."""
+    return (f"final_eval_stride = {stride} is a multiple of factor = {factor}: every {what} it scores is a training "
+            f"{what}, none held out; use a stride that is not a multiple of factor")
+
+
+def check_final_eval_stride(a, what: str) -> None:
+    """ConfigError before the run when ``final_eval_stride`` would score only training samples (a multiple of
+    ``factor`` > 1 picks the training grid, which starts at the first sample): no held-out sample to score."""
+    stride, factor = a.final_eval_stride, a.factor
+    if factor > 1 and stride % factor == 0 and not a.skip_final_eval:
+        raise cli.ConfigError(stride_error(stride, factor, what))
 
 
 register_task(ImageRegressionEntry)

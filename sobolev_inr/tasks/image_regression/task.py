@@ -18,19 +18,21 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Dict
+from typing import Any, Dict, Mapping
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ...config.options import ImageSource
 from ...data.coords import derivative_scale
+from ...errors import ConfigError
 from ...data.images import ImageData, LoadedImage, load_image, square_image
 from ...metrics import (derivative_psnr, image_quality, poisson_image_psnrs, psnr, remove_offset, rho_ag,
                        to_unit_range)
 from ...data.targets import image_laplacian
-from ..regression import SampledSignalRegression, predict, predict_jacobian, predict_laplacian
-from . import ImageRegressionOptions
+from ..regression import (SampledSignalRegression, cache_name, predict, predict_jacobian, predict_laplacian,
+                          strided_grid, strided_shape)
+from . import ImageRegressionOptions, stride_error
 
 
 class ImageRegression(SampledSignalRegression):
@@ -50,44 +52,60 @@ class ImageRegression(SampledSignalRegression):
         """Supervised on derivatives only (``der``, ``lapl``): the image is known up to a constant or more."""
         return self.supervision.value_weight == 0.0
 
-    def render(self, model: nn.Module) -> torch.Tensor:
-        """The network's image on the full grid: (C, H, W) in the value range, on CPU."""
-        h, w = self.data.shape
-        return self.once_per_weights("image", model, lambda: predict(
-            model, self.eval_coords, self.eval_chunk_size).cpu().T.reshape(-1, h, w) / self.target_scale)
+    def grid(self, stride: int = 1) -> Tensor:
+        """Coordinates of every ``stride``-th pixel of the full grid along each axis: (H' W', 2), row-major."""
+        return strided_grid(self.eval_coords, self.data.shape, stride)
 
-    def render_gradient(self, model: nn.Module) -> torch.Tensor:
-        """The network's derivatives per pixel step on the full grid: (C, 2, H, W), on CPU."""
-        h, w = self.data.shape
+    def render(self, model: nn.Module, stride: int = 1) -> Tensor:
+        """The network's image on every ``stride``-th pixel of the full grid (1: all of it): (C, H', W') in the
+        value range, on CPU."""
+        h, w = strided_shape(self.data.shape, stride)
+        return self.once_per_weights(cache_name("image", stride), model, lambda: predict(
+            model, self.grid(stride), self.eval_chunk_size, progress=self.progress,
+            desc="image").cpu().T.reshape(-1, h, w) / self.target_scale)
+
+    def render_gradient(self, model: nn.Module, stride: int = 1) -> Tensor:
+        """The network's derivatives per pixel step on every ``stride``-th pixel of the full grid: (C, 2, H', W'),
+        on CPU."""
+        h, w = strided_shape(self.data.shape, stride)
         scale = derivative_scale(self.data.pixel_step, "pixel").to(self.eval_coords)
 
         def compute():
-            jac = predict_jacobian(model, self.eval_coords, scale, self.eval_chunk_size, self.der_mode).cpu()
+            jac = predict_jacobian(model, self.grid(stride), scale, self.eval_chunk_size, self.der_mode,
+                                   progress=self.progress, desc="gradient").cpu()
             return jac.permute(1, 2, 0).reshape(jac.shape[1], 2, h, w) / self.target_scale
 
-        return self.once_per_weights("gradient", model, compute)
+        return self.once_per_weights(cache_name("gradient", stride), model, compute)
 
-    def render_laplacian(self, model: nn.Module) -> torch.Tensor:
-        """The network's Laplacian per pixel step squared on the full grid: (C, H, W), on CPU."""
-        h, w = self.data.shape
+    def render_laplacian(self, model: nn.Module, stride: int = 1) -> Tensor:
+        """The network's Laplacian per pixel step squared on every ``stride``-th pixel of the full grid:
+        (C, H', W'), on CPU."""
+        h, w = strided_shape(self.data.shape, stride)
         scale = derivative_scale(self.data.pixel_step, "pixel").to(self.eval_coords)
 
         def compute():
-            lap = predict_laplacian(model, self.eval_coords, scale, self.eval_chunk_size).cpu()
+            lap = predict_laplacian(model, self.grid(stride), scale, self.eval_chunk_size, progress=self.progress,
+                                    desc="Laplacian").cpu()
             return lap.T.reshape(-1, h, w) / self.target_scale
 
-        return self.once_per_weights("laplacian", model, compute)
+        return self.once_per_weights(cache_name("laplacian", stride), model, compute)
 
     @cached_property
     def laplacian_target(self) -> torch.Tensor:
         """The 5-point Laplacian of the full image per pixel step squared: (C, H, W)."""
         return image_laplacian(self.data.image)
 
-    def rho_ag(self, model: nn.Module) -> float:
-        """rho_AG of the full rendered image (a Poisson reconstruction with the best constant removed, the
-        constant being what its supervision cannot see)."""
-        pred, target = self.render(model), self.data.image
+    def rho_ag(self, model: nn.Module, stride: int = 1) -> float:
+        """rho_AG of the rendered image on every ``stride``-th pixel (a Poisson reconstruction with the best
+        constant removed, the constant being what its supervision cannot see)."""
+        pred, target = self.render(model, stride), strided(self.data.image, stride)
         return rho_ag(remove_offset(pred, target) if self.is_poisson else pred, target)
+
+    def check_stride(self, stride: int) -> None:
+        """ConfigError when scoring every ``stride``-th pixel would leave no held-out pixel to score (a stride
+        that is a multiple of ``factor`` picks training pixels only)."""
+        if self.has_heldout and not strided(self.data.heldout, stride).any():
+            raise ConfigError(stride_error(stride, self.data.factor, "pixel"))
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         """Held-out PSNR (RGB and luma) and SSIM, as in the paper; full-image ones when nothing is held out;
@@ -102,48 +120,58 @@ class ImageRegression(SampledSignalRegression):
         q = image_quality(pred, target, self.data.factor, self.data.heldout)
         return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"], **spectrum}
 
-    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, float]:
+    def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
         """Everything ``metrics.json`` reports for an image: held-out (when any pixel is held out) and
-        full-grid, values and derivatives."""
+        full-grid, values and derivatives, scored on every ``stride``-th pixel along each axis (1: every pixel;
+        the targets and the held-out mask are taken at the same pixels, SSIM's border crop is ``factor``
+        pixels of the full grid, rounded up to whole strided pixels); ``final_eval_shape`` [H', W']."""
+        self.check_stride(stride)
         model.eval()
-        pred, target, mask = self.render(model), self.data.image, self.data.heldout
-        q_full = image_quality(pred, target, self.data.factor, torch.ones_like(mask))
-        grad, lap = self.render_gradient(model), self.render_laplacian(model)
-        grad_full = derivative_psnr(grad, self.data.gradient)
+        pred, target, mask = self.render(model, stride), strided(self.data.image, stride), strided(self.data.heldout,
+                                                                                                     stride)
+        crop = -(-self.data.factor // stride)
+        q_full = image_quality(pred, target, crop, torch.ones_like(mask))
+        grad, lap = self.render_gradient(model, stride), self.render_laplacian(model, stride)
+        grad_target, lap_target = strided(self.data.gradient, stride), strided(self.laplacian_target, stride)
+        grad_full = derivative_psnr(grad, grad_target)
         metrics = {
             "psnr_full": q_full["psnr"], "psnr_luma_full": q_full["psnr_luma"],
             "psnr_train": psnr(to_unit_range(pred[:, ~mask]), to_unit_range(target[:, ~mask])),
             "psnr_grad_full": grad_full, "psnr_der_full": grad_full,
-            "psnr_lapl_full": derivative_psnr(lap, self.laplacian_target), "rho_ag_full": self.rho_ag(model),
-            "num_heldout_samples": int(mask.sum()),
+            "psnr_lapl_full": derivative_psnr(lap, lap_target), "rho_ag_full": self.rho_ag(model, stride),
+            "num_heldout_samples": int(mask.sum()), "final_eval_shape": list(pred.shape[1:]),
         }
         if self.is_poisson:
             metrics.update({f"{k}_full": v for k, v in poisson_image_psnrs(pred, target).items()},
                            target_scale=self.target_scale)
         if not self.has_heldout:
             return {**metrics, "ssim_full": q_full["ssim"]}
-        q = image_quality(pred, target, self.data.factor, mask)
-        grad_heldout = derivative_psnr(grad[..., mask], self.data.gradient[..., mask])
+        q = image_quality(pred, target, crop, mask)
+        grad_heldout = derivative_psnr(grad[..., mask], grad_target[..., mask])
         return {"psnr_heldout": q["psnr"], "psnr_luma_heldout": q["psnr_luma"], "ssim_heldout": q["ssim"],
                 "psnr_grad_heldout": grad_heldout, "psnr_der_heldout": grad_heldout,
-                "psnr_lapl_heldout": derivative_psnr(lap[:, mask], self.laplacian_target[:, mask]), **metrics}
+                "psnr_lapl_heldout": derivative_psnr(lap[:, mask], lap_target[:, mask]), **metrics}
 
-    def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Dict[str, float]) -> None:
+    def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """reconstruction.png (figure: ground truth and reconstruction), error_map.png, gradient_magnitude.png and
         laplacian.png in ``run_dir`` (a Poisson reconstruction is shown with the best constant removed); and the
-        reconstruction alone at the image's resolution: reconstruction_raw.png (8-bit, gray or RGB, as shown:
-        a Poisson one with the best constant removed) and reconstruction.npy (the render, (H, W, C) float32
-        in [-1, 1] units, divided by ``target_scale``, no constant removed)."""
+        reconstruction alone: reconstruction_raw.png (8-bit, gray or RGB, as shown: a Poisson one with the best
+        constant removed) and reconstruction.npy (the render, (H, W, C) float32 in [-1, 1] units, divided by
+        ``target_scale``, no constant removed). All at the final evaluation's pixels (``final_eval_stride`` in
+        ``metrics``; 1: the image's resolution), drawn from its renders (not rendered again)."""
         from ...reporting.outputs import save_array, save_image
         from ...reporting.plots import save_heatmaps, save_image_panels
 
-        pred, target = self.render(model), self.data.image
+        stride = int(metrics.get("final_eval_stride", 1))
+        pred, target = self.render(model, stride), strided(self.data.image, stride)
         save_array(run_dir / "reconstruction.npy", pred)
         if self.is_poisson:
             pred = remove_offset(pred, target)
         save_image(run_dir / "reconstruction_raw.png", pred)
         pred, target = to_unit_range(pred), to_unit_range(target)
         where = "held-out" if self.has_heldout else "all pixels, all trained on"
+        if stride > 1:
+            where += f", every {stride}th pixel"
         shown = metrics["psnr_heldout" if self.has_heldout else "psnr_full"]
         title = f"reconstruction ({shown:.2f} dB {where})"
         if self.is_poisson:
@@ -153,18 +181,24 @@ class ImageRegression(SampledSignalRegression):
         error = (pred - target).abs().mean(dim=0)
         save_heatmaps(run_dir / "error_map.png", [("|reconstruction - ground truth|", error)],
                       suptitle="mean abs error per pixel, values in [0, 1]", label="abs error")
-        grad = self.render_gradient(model)
+        grad = self.render_gradient(model, stride)
         shown = metrics["psnr_der_heldout" if self.has_heldout else "psnr_der_full"]
         save_heatmaps(run_dir / "gradient_magnitude.png",
-                      [("target |grad|", gradient_magnitude(self.data.gradient)),
+                      [("target |grad|", gradient_magnitude(strided(self.data.gradient, stride))),
                        (f"network |grad| ({shown:.2f} dB {where})", gradient_magnitude(grad))],
                       suptitle="gradient magnitude per pixel step (values in [-1, 1] units)", label="|grad|")
         shown = metrics["psnr_lapl_heldout" if self.has_heldout else "psnr_lapl_full"]
         save_heatmaps(run_dir / "laplacian.png",
-                      [("target (5-point Laplacian)", self.laplacian_target.mean(dim=0)),
-                       (f"network Laplacian ({shown:.2f} dB {where})", self.render_laplacian(model).mean(dim=0))],
+                      [("target (5-point Laplacian)", strided(self.laplacian_target, stride).mean(dim=0)),
+                       (f"network Laplacian ({shown:.2f} dB {where})",
+                        self.render_laplacian(model, stride).mean(dim=0))],
                       suptitle="Laplacian per pixel step squared (values in [-1, 1] units), mean over channels",
                       cmap="RdBu_r", label="Laplacian", signed=True)
+
+
+def strided(image: Tensor, stride: int) -> Tensor:
+    """Every ``stride``-th pixel along each axis of ``image (..., H, W)`` (a view)."""
+    return image[..., ::stride, ::stride]
 
 
 def gradient_magnitude(gradient: torch.Tensor) -> torch.Tensor:
@@ -195,7 +229,8 @@ def image_task(options: ImageRegressionOptions, device: torch.device = torch.dev
     siren = options.target_scaling == "siren"
     target_scale = siren_target_scale(supervision.supervision, data.derivative_step) if siren else 1.0
     return ImageRegression(data, supervision=supervision, engine=options.engine, batch_size=options.batch_size,
-                           eval_chunk_size=options.eval_chunk_size, device=device, target_scale=target_scale)
+                           eval_chunk_size=options.eval_chunk_size, device=device, target_scale=target_scale,
+                           memory=options.memory)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...config import cli
-from ...config.options import EngineOptions, ImageSource, SupervisionOptions, options_from_config
+from ...config.options import EngineOptions, ImageSource, MemoryOptions, SupervisionOptions, options_from_config
 from .. import register_task
 from ..entry import TaskEntry, Training, task_module_attributes
 
@@ -21,7 +21,8 @@ DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")  # the task's (na
 @dataclass(frozen=True)
 class SuperResolutionOptions:
     """A run's image, supervision and engine, the factor it is downsampled by and upsampled by again
-    (``sr_factor``), the PIL filter that downsamples it, and the samples per render call."""
+    (``sr_factor``), the PIL filter that downsamples it, the samples per render call, and the ``memory`` a
+    training step may hold (a bigger step runs in row blocks)."""
 
     source: ImageSource = ImageSource()
     supervision: SupervisionOptions = SupervisionOptions(supervision="val")
@@ -29,6 +30,7 @@ class SuperResolutionOptions:
     sr_factor: int = 4
     downsample: str = "bilinear"
     eval_chunk_size: int = 65536
+    memory: MemoryOptions = MemoryOptions()
 
     from_config = classmethod(options_from_config)
 

@@ -27,13 +27,14 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 from torch import Tensor, nn
 
-from ...config.options import EngineOptions, SupervisionOptions
+from ...config.options import EngineOptions, MemoryOptions, SupervisionOptions
 from ...data.coords import derivative_scale, image_grid, image_step
 from ...data.images import ImageData, prepare_image, resize_image
 from ...data.targets import image_gradient
 from ...errors import DataError
 from ...metrics import derivative_psnr, luma, psnr, rho_ag, ssim, to_unit_range
-from ..regression import SampledSignalRegression, predict, predict_jacobian
+from ..image_regression.task import strided
+from ..regression import SampledSignalRegression, cache_name, predict, predict_jacobian, strided_grid, strided_shape
 from . import SuperResolutionOptions
 
 DOWNSAMPLE_FILTERS = ("bilinear", "bicubic", "box", "lanczos")
@@ -64,8 +65,9 @@ class SuperResolution(SampledSignalRegression):
     def __init__(self, low: ImageData, high: Tensor, sr_factor: int, *,
                  supervision: SupervisionOptions = SupervisionOptions(supervision="val"),
                  engine: EngineOptions = EngineOptions(), eval_chunk_size: int = 65536,
-                 device: torch.device = torch.device("cpu")):
-        super().__init__(low, supervision=supervision, engine=engine, eval_chunk_size=eval_chunk_size, device=device)
+                 device: torch.device = torch.device("cpu"), memory: MemoryOptions = MemoryOptions()):
+        super().__init__(low, supervision=supervision, engine=engine, eval_chunk_size=eval_chunk_size, device=device,
+                         memory=memory)
         self.high, self.sr_factor, self.der_operator = high, sr_factor, supervision.der_operator
         self.high_coords = image_grid(*high.shape[1:]).to(device)
 
@@ -83,72 +85,92 @@ class SuperResolution(SampledSignalRegression):
         """The original's gradient (``der_operator``) per high-resolution pixel step: (C, 2, H, W)."""
         return image_gradient(self.high, self.der_operator)
 
-    def render(self, model: nn.Module) -> Tensor:
-        """The network on the high-resolution grid: (C, H, W) in the value range, on CPU."""
-        h, w = self.high_shape
-        return self.once_per_weights("image", model, lambda: predict(
-            model, self.high_coords, self.eval_chunk_size).cpu().T.reshape(-1, h, w))
+    def render(self, model: nn.Module, stride: int = 1) -> Tensor:
+        """The network on every ``stride``-th pixel of the high-resolution grid along each axis (1: all of it):
+        (C, H', W') in the value range, on CPU."""
+        h, w = strided_shape(self.high_shape, stride)
+        return self.once_per_weights(cache_name("image", stride), model, lambda: predict(
+            model, strided_grid(self.high_coords, self.high_shape, stride), self.eval_chunk_size,
+            progress=self.progress, desc="image").cpu().T.reshape(-1, h, w))
 
     def render_low(self, model: nn.Module) -> Tensor:
         """The network on the grid it was trained on: (C, h, w), on CPU."""
         h, w = self.data.shape
         return self.once_per_weights("low", model, lambda: predict(
-            model, self.eval_coords, self.eval_chunk_size).cpu().T.reshape(-1, h, w))
+            model, self.eval_coords, self.eval_chunk_size, progress=self.progress, desc="low resolution").cpu().T
+            .reshape(-1, h, w))
 
-    def render_gradient(self, model: nn.Module) -> Tensor:
-        """The network's derivatives per high-resolution pixel step on that grid: (C, 2, H, W), on CPU."""
+    def render_gradient(self, model: nn.Module, stride: int = 1) -> Tensor:
+        """The network's derivatives per high-resolution pixel step on every ``stride``-th pixel of that grid:
+        (C, 2, H', W'), on CPU."""
         h, w = self.high_shape
+        hs, ws = strided_shape(self.high_shape, stride)
         scale = derivative_scale(image_step(h, w), "pixel").to(self.high_coords)
 
         def compute():
-            jac = predict_jacobian(model, self.high_coords, scale, self.eval_chunk_size, self.der_mode).cpu()
-            return jac.permute(1, 2, 0).reshape(jac.shape[1], 2, h, w)
+            jac = predict_jacobian(model, strided_grid(self.high_coords, self.high_shape, stride), scale,
+                                   self.eval_chunk_size, self.der_mode, progress=self.progress, desc="gradient").cpu()
+            return jac.permute(1, 2, 0).reshape(jac.shape[1], 2, hs, ws)
 
-        return self.once_per_weights("gradient", model, compute)
+        return self.once_per_weights(cache_name("gradient", stride), model, compute)
 
-    def scores(self, image: Tensor, prefix: str = "") -> Dict[str, float]:
-        """PSNR (all channels, luma), SSIM (luma) and rho_AG of ``image`` (C, H, W) in [-1, 1] against the original."""
-        p, t = to_unit_range(image.float()), to_unit_range(self.high.float())
+    def scores(self, image: Tensor, prefix: str = "", stride: int = 1) -> Dict[str, float]:
+        """PSNR (all channels, luma), SSIM (luma) and rho_AG of ``image`` (C, H', W') in [-1, 1] against every
+        ``stride``-th pixel of the original."""
+        high = strided(self.high, stride)
+        p, t = to_unit_range(image.float()), to_unit_range(high.float())
         return {f"psnr_{prefix}heldout": psnr(p, t), f"psnr_luma_{prefix}heldout": psnr(luma(p), luma(t)),
-                f"ssim_{prefix}heldout": ssim(luma(p), luma(t)), f"rho_ag_{prefix}heldout": rho_ag(image, self.high)}
+                f"ssim_{prefix}heldout": ssim(luma(p), luma(t)), f"rho_ag_{prefix}heldout": rho_ag(image, high)}
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         return self.scores(self.render(model))
 
     def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
-        """The network and the bicubic baseline on the high-resolution image, and the fit of the low-resolution one."""
+        """The network and the bicubic baseline on the high-resolution image, and the fit of the low-resolution
+        one; the high-resolution scores on every ``stride``-th pixel along each axis (1: every pixel; the
+        original, the bicubic image and their gradients taken at the same pixels), ``final_eval_shape`` [H', W'];
+        the fit of the low-resolution image on all of its pixels."""
         model.eval()
-        bicubic_grad = image_gradient(self.bicubic, self.der_operator)
-        return {**self.scores(self.render(model)), **self.scores(self.bicubic, "bicubic_"),
-                "psnr_grad_heldout": derivative_psnr(self.render_gradient(model), self.high_gradient),
-                "psnr_grad_bicubic_heldout": derivative_psnr(bicubic_grad, self.high_gradient),
+        bicubic = strided(self.bicubic, stride)
+        high_gradient = strided(self.high_gradient, stride)
+        bicubic_grad = strided(image_gradient(self.bicubic, self.der_operator), stride)
+        image = self.render(model, stride)
+        return {**self.scores(image, stride=stride), **self.scores(bicubic, "bicubic_", stride),
+                "psnr_grad_heldout": derivative_psnr(self.render_gradient(model, stride), high_gradient),
+                "psnr_grad_bicubic_heldout": derivative_psnr(bicubic_grad, high_gradient),
                 "psnr_train": psnr(to_unit_range(self.render_low(model)), to_unit_range(self.data.image)),
-                "sr_factor": self.sr_factor, "low_shape": list(self.data.shape), "high_shape": list(self.high_shape)}
+                "sr_factor": self.sr_factor, "low_shape": list(self.data.shape), "high_shape": list(self.high_shape),
+                "final_eval_shape": list(image.shape[1:])}
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """super_resolution.png (the low-resolution input, bicubic, the network, the original, whole and a centre
-        crop) and error_map.png (|error| of bicubic and of the network, one colour scale); at the original's
-        resolution, super_resolved.png (8-bit, gray or RGB) and super_resolved.npy (the network's render,
-        (H, W, C) float32 in [-1, 1]), and bicubic.png (the baseline, 8-bit)."""
+        crop) and error_map.png (|error| of bicubic and of the network, one colour scale); super_resolved.png
+        (8-bit, gray or RGB) and super_resolved.npy (the network's render, (H, W, C) float32 in [-1, 1]), and
+        bicubic.png (the baseline, 8-bit). All at the final evaluation's pixels (``final_eval_stride`` in
+        ``metrics``; 1: the original's resolution), drawn from its render (not rendered again)."""
         from ...reporting.outputs import save_array, save_image
         from ...reporting.plots import save_heatmaps, save_image_grid
 
-        save_image(run_dir / "super_resolved.png", self.render(model))
-        save_array(run_dir / "super_resolved.npy", self.render(model))
-        save_image(run_dir / "bicubic.png", self.bicubic)
-        h, w = self.high_shape
+        stride = int(metrics.get("final_eval_stride", 1))
+        image, bicubic, high = self.render(model, stride), strided(self.bicubic, stride), strided(self.high, stride)
+        save_image(run_dir / "super_resolved.png", image)
+        save_array(run_dir / "super_resolved.npy", image)
+        save_image(run_dir / "bicubic.png", bicubic)
+        h, w = high.shape[1:]
         low = torch.repeat_interleave(torch.repeat_interleave(self.data.image, self.sr_factor, 1), self.sr_factor, 2)
-        panels = [(f"input {self.data.shape[0]}x{self.data.shape[1]} (nearest x{self.sr_factor})", low),
-                  (f"bicubic {metrics['psnr_bicubic_heldout']:.2f} dB", self.bicubic),
-                  (f"network {metrics['psnr_heldout']:.2f} dB", self.render(model)),
-                  (f"original {h}x{w}", self.high)]
+        shown = f" (every {stride}th pixel)" if stride > 1 else ""
+        panels = [(f"input {self.data.shape[0]}x{self.data.shape[1]} (nearest x{self.sr_factor})",
+                   strided(low, stride)),
+                  (f"bicubic {metrics['psnr_bicubic_heldout']:.2f} dB", bicubic),
+                  (f"network {metrics['psnr_heldout']:.2f} dB", image),
+                  (f"original {self.high_shape[0]}x{self.high_shape[1]}{shown}", high)]
         rows, cols = slice(h * 3 // 8, h * 5 // 8), slice(w * 3 // 8, w * 5 // 8)
         grid = [[(t, to_unit_range(x)) for t, x in panels],
                 [(f"{t.split(' ')[0]}, centre crop", to_unit_range(x[:, rows, cols])) for t, x in panels]]
         save_image_grid(run_dir / "super_resolution.png", grid,
-                        suptitle=f"x{self.sr_factor} super-resolution (PSNR on the {h}x{w} original, peak 1)")
-        errors = [("|bicubic - original|", (self.bicubic - self.high).abs().mean(0) / 2),
-                  ("|network - original|", (self.render(model) - self.high).abs().mean(0) / 2)]
+                        suptitle=f"x{self.sr_factor} super-resolution (PSNR on the {h}x{w} original{shown}, peak 1)")
+        errors = [("|bicubic - original|", (bicubic - high).abs().mean(0) / 2),
+                  ("|network - original|", (image - high).abs().mean(0) / 2)]
         save_heatmaps(run_dir / "error_map.png", errors, suptitle="mean abs error per pixel, values in [0, 1]",
                       label="abs error")
 
@@ -169,4 +191,4 @@ def super_resolution_task(options: SuperResolutionOptions, device: torch.device 
     notes = [*notes, f"downsampled x{factor} to {low.shape[1]}x{low.shape[2]} ({options.downsample})"]
     data = prepare_image(low, 1, options.supervision.der_operator, source=name, notes=notes)
     return SuperResolution(data, image, factor, supervision=options.supervision, engine=options.engine,
-                           eval_chunk_size=options.eval_chunk_size, device=device)
+                           eval_chunk_size=options.eval_chunk_size, device=device, memory=options.memory)
