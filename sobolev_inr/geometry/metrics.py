@@ -47,6 +47,10 @@ def sdf_error(pred: np.ndarray, true: np.ndarray) -> float:
 
 def occupancy_iou(pred: np.ndarray, true: np.ndarray) -> float:
     """IoU of the insides {pred < 0} and {true < 0} (same shape); 1.0 when both are empty."""
-    p, t = np.asarray(pred) < 0, np.asarray(true) < 0
-    union = np.logical_or(p, t).sum()
-    return float(np.logical_and(p, t).sum() / union) if union else 1.0
+    return inside_iou(np.asarray(pred) < 0, np.asarray(true) < 0)
+
+
+def inside_iou(pred_inside: np.ndarray, true_inside: np.ndarray) -> float:
+    """IoU of two boolean insides (same shape), e.g. occupancies computed chunk by chunk; 1.0 when both are empty."""
+    union = np.logical_or(pred_inside, true_inside).sum()
+    return float(np.logical_and(pred_inside, true_inside).sum() / union) if union else 1.0

@@ -71,14 +71,24 @@ class Normalisation:
 def normalise(points: np.ndarray) -> Tuple[np.ndarray, Normalisation]:
     """SIREN's ``dataio.PointCloud`` normalisation: subtract the mean, then map [min, max] over all
     coordinates (one range for the three axes, keeping the aspect ratio) to [-1, 1].
-    Returns the normalised points (N, 3) and the transform."""
-    mean = points.mean(axis=0)
-    centred = points - mean
-    low, high = float(centred.min()), float(centred.max())
+    Returns the normalised points (N, 3) float64 and the transform (:func:`normalisation`)."""
+    transform = normalisation(points)
+    return transform.apply(points), transform
+
+
+def normalisation(points: np.ndarray) -> Normalisation:
+    """The transform of :func:`normalise`, from per-axis reductions only (no centred copy of the cloud: the
+    extremes of ``points - mean`` are those of ``points`` minus the mean, exactly, rounding being monotone)."""
+    mean = points.mean(axis=0, dtype=np.float64)
+    low = float((points.min(axis=0) - mean).min())
+    high = float((points.max(axis=0) - mean).max())
     if not high > low:
         raise DataError("the point cloud has no extent (all points are equal): it cannot be normalised")
-    transform = Normalisation(tuple(float(c) for c in mean + (low + high) / 2), 2.0 / (high - low))
-    return transform.apply(points), transform
+    return Normalisation(tuple(float(c) for c in mean + (low + high) / 2), 2.0 / (high - low))
+
+
+NORMALISE_CHUNK = 1 << 20
+"""Rows per chunk when a cloud is normalised into float32 (the float64 temporaries stay this small)."""
 
 
 def face_normals_and_areas(vertices: np.ndarray, faces: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -112,18 +122,20 @@ def _fan(polygons: List[List[int]]) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ readers
 def read_xyz(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Points (N, 3) and normals (N, 3) or None, from ``x y z [nx ny nz]`` lines."""
+    """Points (N, 3) and normals (N, 3) or None, from ``x y z [nx ny nz]`` lines: numpy's parser reads the
+    file in blocks into one (N, 6) float64 array (no list of lines); points and normals are views of it."""
+    import warnings
+
     try:
-        lines = [line.split("#", 1)[0] for line in Path(path).read_text().splitlines()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": an empty cloud, said below
+            data = np.loadtxt(path, dtype=np.float64, comments="#", ndmin=2, encoding="utf-8")
     except UnicodeDecodeError:
         raise DataError(f"{path}: not an .xyz point cloud (binary content, not text)") from None
-    lines = [line for line in lines if line.strip()]
-    if not lines:
-        return np.zeros((0, 3)), None
-    try:
-        data = np.loadtxt(lines, dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise DataError(f"{path}: not an .xyz point cloud (x y z [nx ny nz] per line): {e}") from None
+    if data.size == 0:
+        return np.zeros((0, 3)), None
     if data.shape[1] not in (3, 6):
         raise DataError(f"{path}: {data.shape[1]} numbers per line; an .xyz point cloud has 3 (x y z) or 6 "
                         f"(x y z nx ny nz)")
@@ -187,7 +199,7 @@ def _read_ply_binary(raw: bytes, offset: int, elements, path: Path) -> Dict[str,
             dtype = np.dtype([(p[0], "<" + p[1]) for p in props])
             table = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
             offset += dtype.itemsize * count
-            out[name] = {p[0]: table[p[0]].astype(np.float64) for p in props}
+            out[name] = {p[0]: table[p[0]] for p in props}  # views of the file's bytes: converted once, by _columns
             continue
         if len(props) != 1:
             raise DataError(f"{path}: PLY element {name!r} mixes a list with other properties (not supported)")
@@ -208,6 +220,14 @@ def _read_ply_binary(raw: bytes, offset: int, elements, path: Path) -> Dict[str,
     return out
 
 
+def _columns(element: Dict[str, np.ndarray], names: Tuple[str, ...]) -> np.ndarray:
+    """The named columns of a PLY element as one (N, len(names)) float64 array, each converted straight into it."""
+    out = np.empty((len(element[names[0]]), len(names)), dtype=np.float64)
+    for i, name in enumerate(names):
+        out[:, i] = element[name]
+    return out
+
+
 def read_ply(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
     """Vertices (V, 3), faces (F, 3) int (polygons fanned) or None, vertex normals (V, 3) or None."""
     raw = Path(path).read_bytes()
@@ -222,9 +242,8 @@ def read_ply(path: Path) -> Tuple[np.ndarray, Optional[np.ndarray], Optional[np.
     vertex = data.get("vertex")
     if vertex is None or not all(k in vertex for k in "xyz"):
         raise DataError(f"{path}: the PLY file has no vertex element with x, y, z")
-    vertices = np.stack([vertex[k] for k in "xyz"], axis=1)
-    normals = np.stack([vertex[k] for k in ("nx", "ny", "nz")], axis=1) if all(
-        k in vertex for k in ("nx", "ny", "nz")) else None
+    vertices = _columns(vertex, ("x", "y", "z"))
+    normals = _columns(vertex, ("nx", "ny", "nz")) if all(k in vertex for k in ("nx", "ny", "nz")) else None
     faces = None
     face = data.get("face")
     if face:
@@ -282,11 +301,13 @@ def write_ply(path: Path, vertices: np.ndarray, faces: Optional[np.ndarray] = No
 
 # ------------------------------------------------------------------------------------------ loading
 def _unit_normals(normals: np.ndarray, where: str) -> np.ndarray:
+    """``normals`` made unit length in place (the loaders' own arrays: no copy of a big cloud); returned."""
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     bad = int((~(length[:, 0] > 0)).sum())
     if bad:
         raise DataError(f"{where}: {bad} normals have zero length (or are not numbers)")
-    return normals / length
+    normals /= length
+    return normals
 
 
 def load_point_cloud(source: str, num_points: int = 100_000, seed: int = 0) -> PointCloud:
@@ -355,7 +376,13 @@ class NormalisedCloud:
 
 
 def normalise_cloud(cloud: PointCloud) -> NormalisedCloud:
-    """``cloud`` mapped into [-1, 1]^3 by :func:`normalise` (normals are unchanged by a shift and a uniform scale)."""
-    points, transform = normalise(cloud.points)
+    """``cloud`` mapped into [-1, 1]^3 by :func:`normalise` (normals are unchanged by a shift and a uniform scale).
+    The float32 points are written chunk by chunk (the same numbers as ``normalise(points)[0].astype(float32)``),
+    so that a big cloud is not copied in float64 on the way."""
+    transform = normalisation(cloud.points)
+    points = np.empty(cloud.points.shape, dtype=np.float32)
+    for start in range(0, len(points), NORMALISE_CHUNK):
+        rows = slice(start, start + NORMALISE_CHUNK)
+        points[rows] = transform.apply(cloud.points[rows])
     normals = None if cloud.normals is None else cloud.normals.astype(np.float32)
-    return NormalisedCloud(points.astype(np.float32), normals, transform, cloud.source, cloud.shape, list(cloud.notes))
+    return NormalisedCloud(points, normals, transform, cloud.source, cloud.shape, list(cloud.notes))

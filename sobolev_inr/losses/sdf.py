@@ -11,6 +11,10 @@ batch (on + off, each term zero where it does not apply), times its weight:
 
 ``total`` is their sum. Without normals (supervision ``val``: points only) the ``normal`` term is
 left out; with them (``val_der``, the derivative supervision) it is SIREN's full loss.
+
+Every term is a sum over rows divided by the batch's size, so a batch cut into blocks of rows
+(:func:`sdf_loss` with ``denominator`` = the whole batch's size) has terms that sum to the batch's: gradients
+accumulated block by block give the same step in less memory.
 """
 from __future__ import annotations
 
@@ -37,13 +41,14 @@ class SDFLossWeights:
 
 
 def sdf_loss(value: Tensor, gradient: Tensor, num_on_surface: int, normals: Optional[Tensor] = None,
-             weights: SDFLossWeights = SDFLossWeights()) -> Dict[str, Tensor]:
+             weights: SDFLossWeights = SDFLossWeights(), denominator: Optional[int] = None) -> Dict[str, Tensor]:
     """Weighted terms (module docstring) of a batch: value (N,) = Phi, gradient (N, 3) = grad Phi, both
     in the coordinates' units; the first ``num_on_surface`` rows are on the surface, the rest off it;
-    normals (num_on_surface, 3) unit, or None to leave the normal term out."""
+    normals (num_on_surface, 3) unit, or None to leave the normal term out. ``denominator``: the size of the
+    batch these rows are a block of (default N: the rows are the batch)."""
     if value.dim() != 1 or gradient.shape != (value.shape[0], 3):
         raise ValueError(f"value must be (N,) and gradient (N, 3); got {tuple(value.shape)}, {tuple(gradient.shape)}")
-    n = value.shape[0]
+    n = value.shape[0] if denominator is None else denominator
     on, off = value[:num_on_surface], value[num_on_surface:]
     terms = {
         "sdf": weights.sdf * on.abs().sum() / n,
@@ -52,6 +57,6 @@ def sdf_loss(value: Tensor, gradient: Tensor, num_on_surface: int, normals: Opti
     if normals is not None:
         cos = F.cosine_similarity(gradient[:num_on_surface], normals, dim=-1)
         terms["normal"] = weights.normal * (1 - cos).sum() / n
-    terms["grad"] = weights.grad * (gradient.norm(dim=-1) - 1).abs().mean()
+    terms["grad"] = weights.grad * (gradient.norm(dim=-1) - 1).abs().sum() / n
     terms["total"] = sum(terms.values())
     return terms

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...config import cli
-from ...config.options import EngineOptions, options_from_config
+from ...config.options import EngineOptions, MemoryOptions, options_from_config
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
@@ -20,12 +20,21 @@ SUPERVISIONS = ("val", "val_der")  # sobolev_inr.losses.sdf.SDF_SUPERVISIONS, na
 LOSS_WEIGHTS = ("lambda_sdf", "lambda_inter", "lambda_normal", "lambda_grad")
 
 
+def check_stride(stride: int, mc_resolution: int) -> None:
+    """ConfigError when every ``stride``-th point of the marching-cubes grid (``final_eval_stride``) leaves fewer
+    than 2 per axis."""
+    if stride > mc_resolution - 1:
+        raise ConfigError(f"final_eval_stride {stride} leaves 1 point per axis of the mc_resolution {mc_resolution} "
+                          f"grid; use final_eval_stride <= {mc_resolution - 1}")
+
+
 @dataclass(frozen=True)
 class SDFOptions:
     """A run's point cloud (``shape:<name>`` or a file; ``num_points`` sampled from a shape or mesh, drawn with
     ``seed``), what is supervised (val: points only; val_der: points and normals), the weights of SIREN's loss
     terms and its off-surface ``inter_alpha``, the marching-cubes grid, on-surface points per step (0: all)
-    and points per evaluation call."""
+    and points per evaluation call; ``memory``: points per forward/backward block (a batch is cut into blocks,
+    gradients accumulated)."""
 
     point_cloud: str = "shape:torus"
     num_points: int = 100000
@@ -40,6 +49,7 @@ class SDFOptions:
     batch_size: int = 250000
     eval_chunk_size: int = 65536
     engine: EngineOptions = EngineOptions()
+    memory: MemoryOptions = MemoryOptions()
 
     def __post_init__(self):
         if self.supervision not in SUPERVISIONS:
@@ -90,7 +100,7 @@ class SDFEntry(TaskEntry):
         # batch_size (epoch options): on-surface points per step, as many off-surface points are added;
         # 0 or >= the cloud's size = the whole cloud.
 
-        p.declare(check=lambda a: SDFOptions.from_config(vars(a)))
+        p.declare(check=lambda a: (SDFOptions.from_config(vars(a)), check_stride(a.final_eval_stride, a.mc_resolution)))
 
     def load(self, args, metadata, device):
         from ...errors import DataError

@@ -18,6 +18,16 @@ Evaluation, in normalised coordinates (the cloud mapped into [-1, 1]^3, :mod:`so
   cloud and a second, independent sample of the true surface of the same size (what a perfect mesh
   would score, since both sides are finite samples). A network whose Phi does not cross 0 has no
   mesh: its mesh metrics are null.
+
+Big inputs. ``final_metrics(model, stride=k)`` evaluates Phi on every k-th point per axis of the
+marching-cubes grid (``len(range(0, mc_resolution, k))``^3 points: a subset of the full grid's, voxel k times
+as big; ``final_eval_shape``), meshes that grid, scores IoU on it, and takes every k-th point of each metric
+point set (the cloud's metric rows, the uniform and near-surface points; the mesh is sampled to as many
+points as the cloud's rows kept). That grid is evaluated once, in chunks of ``eval_chunk_size`` points with a
+progress bar, and reused by ``write_outputs`` (mesh.ply and shape.png are meshed from the grid the final
+metrics scored). A training batch bigger than the memory options allow (:class:`MemoryOptions`: a block size
+in points, or a budget in GB measured on a probe block) is cut into blocks of on- and off-surface points whose
+loss terms sum to the batch's (:meth:`SDFFitting.loss_blocks`).
 """
 from __future__ import annotations
 
@@ -29,15 +39,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...config.options import EngineOptions, resolve_path
+from ...config.options import EngineOptions, MemoryOptions, resolve_path
 from ...derivatives import value_and_derivatives
-from ...geometry.meshing import evaluate_grid, grid_points, marching_cubes
-from ...geometry.metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+from ...geometry.meshing import evaluate_grid, evaluate_on_grid, grid_axis, marching_cubes
+from ...geometry.metrics import chamfer_l1, inside_iou, normal_consistency, sdf_error
 from ...geometry.pointclouds import NormalisedCloud, load_point_cloud, normalise_cloud, sample_mesh, write_ply
 from ...geometry.shapes import SHAPE_PREFIX
 from ...losses.sdf import SDF_SUPERVISIONS, SDFLossWeights, sdf_loss
+from ...training import memory as memory_probe
+from ...training.progress import QUIET, Progress
 from ..regression import OncePerWeights, predict
-from . import SDFOptions
+from . import SDFOptions, check_stride
 
 NUM_SUMMARY_POINTS = 4096
 """Points of the fixed sets the periodic evaluation uses (cloud subset, uniform points)."""
@@ -49,6 +61,9 @@ NEAR_SIGMA = 0.01
 FIGURE_MAX_FACES = 20_000
 """The shape figure meshes a coarser stride of the grid until it has at most this many triangles."""
 SLICE_RESOLUTION = 200
+BLOCK_HEADROOM = 2.0
+"""Peak memory of an SDF training block over what autograd saves for its backward pass (the eikonal and normal
+terms backpropagate through grad Phi: a double backward); measured on CPU with a SIREN of 3 x 128, 1.5 to 2.2."""
 
 
 @dataclass
@@ -64,9 +79,11 @@ class SDFFitting:
 
     ``batch_size``: on-surface points per step (0 or >= the cloud's size: all of them, one step per epoch).
     ``der_mode``, ``der_engine``: the derivative engine's options for grad Phi (auto picks reverse mode:
-    one output, three inputs).
+    one output, three inputs). ``memory``: how many points one forward/backward block may hold
+    (:meth:`loss_blocks`). ``progress``: bars and phase lines of the grid evaluation (set by the runner).
     """
 
+    progress: Progress = QUIET
     psnr_peak = float("nan")
     """Required by :class:`~sobolev_inr.training.loop.Task`, unused: the training PSNR is computed from a ``value``
     loss term, and an SDF loss has none (its terms are ``sdf``, ``inter``, ``normal``, ``grad``)."""
@@ -74,14 +91,15 @@ class SDFFitting:
     def __init__(self, cloud: NormalisedCloud, supervision: str = "val_der", *,
                  weights: SDFLossWeights = SDFLossWeights(), engine: EngineOptions = EngineOptions(),
                  batch_size: int = 0, device: torch.device = torch.device("cpu"), mc_resolution: int = 128,
-                 eval_chunk_size: int = 65536):
+                 eval_chunk_size: int = 65536, memory: MemoryOptions = MemoryOptions()):
         if supervision not in SDF_SUPERVISIONS:
             raise ValueError(f"unknown supervision {supervision!r}; choose from {list(SDF_SUPERVISIONS)}")
         if supervision == "val_der" and cloud.normals is None:
             raise ValueError("supervision val_der needs normals; the cloud has none")
         self.cloud, self.supervision, self.weights = cloud, supervision, weights
         self.batch_size, self.device = batch_size, device
-        self.mc_resolution, self.eval_chunk_size = mc_resolution, eval_chunk_size
+        self.mc_resolution, self.eval_chunk_size, self.memory = mc_resolution, eval_chunk_size, memory
+        self._block_points: Dict[int, int] = {}
         self.der_mode, self.der_engine = engine.der_mode, engine.der_engine
         self.points = torch.from_numpy(cloud.points).float().to(device)
         self.normals = None if cloud.normals is None else torch.from_numpy(cloud.normals).float().to(device)
@@ -113,16 +131,55 @@ class SDFFitting:
 
     def loss(self, model: nn.Module, batch: SDFBatch) -> Dict[str, Tensor]:
         """SIREN's SDF loss terms of ``batch`` (:func:`~sobolev_inr.losses.sdf.sdf_loss`)."""
-        on = self.points[batch.index]
-        x = torch.cat([on, batch.off_surface])
+        return self._terms(model, batch.index, batch.off_surface)
+
+    def _terms(self, model: nn.Module, index: Tensor, off_surface: Tensor, denominator: Optional[int] = None
+               ) -> Dict[str, Tensor]:
+        """The loss terms of the on-surface rows ``index`` and the ``off_surface`` points, each a sum over these
+        rows divided by ``denominator`` (default: their number; a block's: its batch's)."""
+        on = self.points[index]
+        x = torch.cat([on, off_surface])
         d = value_and_derivatives(model, x, mode=self.der_mode, engine=self.der_engine)
-        normals = self.normals[batch.index] if self.supervision == "val_der" else None
-        return sdf_loss(d.value[:, 0], d.jacobian[:, 0, :], on.shape[0], normals, self.weights)
+        normals = self.normals[index] if self.supervision == "val_der" else None
+        return sdf_loss(d.value[:, 0], d.jacobian[:, 0, :], on.shape[0], normals, self.weights, denominator)
+
+    def block_points(self, model: nn.Module, batch: SDFBatch) -> int:
+        """Points (on + off surface) one block may hold: ``memory.block_size``, else as many as fit
+        ``memory.max_memory_gb`` (what autograd keeps per point, measured once per model on a probe of the
+        batch's first points, :func:`~sobolev_inr.training.memory.bytes_per_sample`, times :data:`BLOCK_HEADROOM`),
+        else the whole batch."""
+        if self.memory.block_size > 0:
+            return self.memory.block_size
+        if self.memory.max_memory_gb <= 0:
+            return 2 * len(batch.index)
+        if id(model) not in self._block_points:
+            def loss_of_points(n: int) -> Tensor:
+                half = max(n // 2, 1)
+                return self._terms(model, batch.index[:half], batch.off_surface[:half])["total"]
+
+            per_point = memory_probe.bytes_per_sample(loss_of_points)
+            self._block_points[id(model)] = memory_probe.rows_within(self.memory.max_memory_gb, per_point,
+                                                                     BLOCK_HEADROOM)
+        return self._block_points[id(model)]
+
+    def loss_blocks(self, model: nn.Module, batch: SDFBatch) -> Iterator[Dict[str, Tensor]]:
+        """The loss of ``batch`` in blocks of at most :meth:`block_points` points, each half on the surface and
+        half off it (the batch's pairs of rows in order), whose terms sum to :meth:`loss`'s: every term is a sum
+        over rows divided by the batch's size. One block (the :meth:`loss` itself) when the batch fits."""
+        size = len(batch.index)
+        half = max(self.block_points(model, batch) // 2, 1)
+        if half >= size:
+            yield self.loss(model, batch)
+            return
+        for start in range(0, size, half):
+            rows = slice(start, start + half)
+            yield self._terms(model, batch.index[rows], batch.off_surface[rows], denominator=2 * size)
 
     # ----------------------------------------------------------------------------------- evaluation
     def _phi(self, model: nn.Module, x: np.ndarray) -> np.ndarray:
         coords = torch.from_numpy(np.asarray(x, np.float32)).to(self.device)
-        return predict(model, coords, self.eval_chunk_size)[:, 0].cpu().double().numpy()
+        return predict(model, coords, self.eval_chunk_size, progress=self.progress,
+                       desc="Phi at points")[:, 0].cpu().double().numpy()
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         """Cheap metrics for every summary (module docstring)."""
@@ -132,33 +189,52 @@ class SDFFitting:
             metrics["sdf_error_uniform"] = sdf_error(self._phi(model, self.uniform[rows]), self.uniform_sdf[rows])
         return metrics
 
-    def grid(self, model: nn.Module) -> np.ndarray:
-        """Phi on the ``mc_resolution``^3 grid over [-1, 1]^3, (R, R, R) (:mod:`sobolev_inr.geometry.meshing`)."""
-        return self._once_per_weights("grid", model, lambda: evaluate_grid(
-            model, self.mc_resolution, self.eval_chunk_size, self.device))
+    def grid(self, model: nn.Module, stride: int = 1) -> np.ndarray:
+        """Phi on every ``stride``-th point per axis of the ``mc_resolution``^3 grid over [-1, 1]^3, (n, n, n)
+        (:mod:`sobolev_inr.geometry.meshing`), evaluated once per weights and stride, in chunks, with a bar."""
+        return self._once_per_weights(f"grid/{stride}", model, lambda: evaluate_grid(
+            model, self.mc_resolution, self.eval_chunk_size, self.device, stride=stride, progress=self.progress))
 
-    def mesh(self, model: nn.Module) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        """The zero set of the grid: vertices (V, 3) normalised, triangles (F, 3); None if Phi does not cross 0."""
-        return self._once_per_weights("mesh", model, lambda: marching_cubes(self.grid(model)))
+    def grid_voxel(self, stride: int = 1) -> float:
+        """The spacing of :meth:`grid`'s points, normalised units."""
+        return 2.0 / (self.mc_resolution - 1) * stride
 
-    def figure_mesh(self, model: nn.Module) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+    def mesh(self, model: nn.Module, stride: int = 1) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        """The zero set of :meth:`grid` (of that ``stride``): vertices (V, 3) normalised, triangles (F, 3); None if
+        Phi does not cross 0."""
+        return self._once_per_weights(f"mesh/{stride}", model, lambda: marching_cubes(
+            self.grid(model, stride), voxel=self.grid_voxel(stride)))
+
+    def figure_mesh(self, model: nn.Module, stride: int = 1) -> Optional[Tuple[np.ndarray, np.ndarray]]:
         """The mesh of :meth:`mesh`, or of a coarser stride of its grid until it has at most ``FIGURE_MAX_FACES``
-        triangles (matplotlib draws every one)."""
-        mesh, stride = self.mesh(model), 1
+        triangles (matplotlib draws every one); Phi is not evaluated again."""
+        mesh, coarser = self.mesh(model, stride), 1
         while mesh is not None and len(mesh[1]) > FIGURE_MAX_FACES:
-            stride += 1
-            mesh = marching_cubes(self.grid(model), stride=stride)
+            coarser += 1
+            mesh = marching_cubes(self.grid(model, stride), stride=coarser, voxel=self.grid_voxel(stride))
         return mesh
 
+    def true_inside(self, stride: int = 1) -> Optional[np.ndarray]:
+        """{SDF < 0} of the embedded shape on :meth:`grid`'s points, (n, n, n) bool, computed in chunks (None
+        without a shape)."""
+        if not self.has_shape:
+            return None
+        return evaluate_on_grid(lambda p: self.cloud.true_sdf(p) < 0, self.mc_resolution, self.eval_chunk_size,
+                                stride=stride, progress=self.progress, desc="true SDF on the grid", dtype=bool)
+
     def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, Any]:
-        """What ``metrics.json`` reports (module docstring); distances in normalised units."""
+        """What ``metrics.json`` reports (module docstring); distances in normalised units. ``stride`` k: every
+        k-th grid point per axis and every k-th point of each metric point set (module docstring, Big inputs)."""
+        check_stride(stride, self.mc_resolution)
+        n = len(grid_axis(self.mc_resolution, stride=stride))
         model.eval()
-        cloud, rows = self.cloud, self.metric_rows
+        cloud, rows = self.cloud, self.metric_rows[::stride]
         metrics: Dict[str, Any] = {
             "surface_abs_phi": float(np.abs(self._phi(model, cloud.points[rows])).mean()),
             "mc_resolution": self.mc_resolution, "num_points": cloud.num_points,
+            "final_eval_shape": [n, n, n], "final_eval_points": len(rows),
         }
-        mesh = self.mesh(model)
+        mesh = self.mesh(model, stride)
         metrics.update(chamfer_l1=None, chamfer_l1_input_units=None, normal_consistency=None,
                        mesh_vertices=0, mesh_faces=0)
         if mesh is not None:
@@ -171,12 +247,12 @@ class SDFFitting:
                 metrics["normal_consistency"] = normal_consistency(cloud.points[rows], cloud.normals[rows],
                                                                    samples, sample_normals)
         if self.has_shape:
-            true_grid = cloud.true_sdf(grid_points(self.mc_resolution))
             fresh = cloud.transform.apply(cloud.shape.sample(len(rows), seed=98765)[0])
+            every = slice(None, None, stride)
             metrics["chamfer_l1_floor"] = chamfer_l1(fresh, cloud.points[rows])
-            metrics.update(sdf_error_uniform=sdf_error(self._phi(model, self.uniform), self.uniform_sdf),
-                           sdf_error_near=sdf_error(self._phi(model, self.near), self.near_sdf),
-                           iou=occupancy_iou(self.grid(model).reshape(-1), true_grid))
+            metrics.update(sdf_error_uniform=sdf_error(self._phi(model, self.uniform[every]), self.uniform_sdf[every]),
+                           sdf_error_near=sdf_error(self._phi(model, self.near[every]), self.near_sdf[every]),
+                           iou=inside_iou(self.grid(model, stride) < 0, self.true_inside(stride)))
         return metrics
 
     def slices(self, model: nn.Module) -> Dict[str, Tuple[np.ndarray, Optional[np.ndarray]]]:
@@ -195,12 +271,14 @@ class SDFFitting:
 
     def write_outputs(self, model: nn.Module, run_dir: Path, metrics: Mapping[str, Any]) -> None:
         """mesh.ply (binary, in the INPUT's coordinates: the normalisation undone), shape.png (the input points
-        and the mesh from three views) and slices.png (Phi on three planes, zero level drawn)."""
+        and the mesh from three views) and slices.png (Phi on three planes, zero level drawn). The mesh is the
+        final metrics' (``metrics["final_eval_stride"]``'s grid, already evaluated)."""
         from ...reporting.plots import save_mesh_views, save_sdf_slices
 
         run_dir = Path(run_dir)
         model.eval()
-        mesh = self.mesh(model)
+        stride = int(metrics.get("final_eval_stride", 1))
+        mesh = self.mesh(model, stride)
         title = (f"Chamfer-L1 {metrics['chamfer_l1']:.4g} (normalised units)" if metrics.get("chamfer_l1") is not None
                  else "no surface: Phi does not cross 0 on the grid")
         if metrics.get("iou") is not None:
@@ -209,7 +287,7 @@ class SDFFitting:
             verts, faces = mesh
             write_ply(run_dir / "mesh.ply", self.cloud.transform.invert(verts), faces)
         shown = self.cloud.points[self.summary_rows]
-        save_mesh_views(run_dir / "shape.png", self.figure_mesh(model), shown,
+        save_mesh_views(run_dir / "shape.png", self.figure_mesh(model, stride), shown,
                         suptitle=f"{self.cloud.source}: {title}")
         save_sdf_slices(run_dir / "slices.png", self.slices(model),
                         suptitle=f"Phi on the planes through the centre (normalised units); {title}")
@@ -233,7 +311,7 @@ def sdf_task(options: SDFOptions, cloud: Optional[NormalisedCloud] = None, devic
                              options.inter_alpha)
     return SDFFitting(cloud, options.supervision, weights=weights, engine=options.engine,
                       batch_size=options.batch_size, device=device, mc_resolution=options.mc_resolution,
-                      eval_chunk_size=options.eval_chunk_size)
+                      eval_chunk_size=options.eval_chunk_size, memory=options.memory)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):

@@ -1,0 +1,225 @@
+"""Big inputs for the SDF, video and image-editing tasks (issue 25): chunked evaluation equals unchunked, blocked
+training equals unblocked, ``final_metrics(stride=k)`` scores the subsampled grid it says (``final_eval_shape``)
+and the outputs reuse its evaluation; the SDF memory knobs bound the peak memory measured in a subprocess."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sobolev_inr.config.options import MemoryOptions
+from sobolev_inr.models.mlp import MLP
+from sobolev_inr.training.loop import take_step
+
+UNBLOCKED = MemoryOptions(block_size=0, max_memory_gb=0)
+
+
+def _twin_models(in_features: int, out_features: int, width: int = 16):
+    """Two identical small SIRENs (the same initial weights)."""
+    torch.manual_seed(0)
+    a = MLP(in_features, out_features, ["sine"] * 3, hidden_features=width)
+    b = MLP(in_features, out_features, ["sine"] * 3, hidden_features=width)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+def _train(task, model, steps: int = 3, lrate: float = 1e-3):
+    """``steps`` Adam steps over ``task``'s batches (drawn from a seeded generator), as ``fit`` takes them:
+    through ``loss_blocks``; returns each step's terms."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lrate)
+    params = list(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    history = []
+    while len(history) < steps:
+        for batch in task.train_batches(generator):
+            terms, _, applied = take_step(optimizer, params, lambda: task.loss_blocks(model, batch))
+            assert applied
+            history.append({k: float(v) for k, v in terms.items()})
+            if len(history) == steps:
+                break
+    return history
+
+
+def _assert_same_parameters(a: nn.Module, b: nn.Module, atol: float = 1e-5):
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, atol=atol, rtol=1e-4, msg=name)
+
+
+def _peak_growth_mb(script: str) -> dict:
+    """Runs ``script`` (which prints one JSON line) in a fresh interpreter, one thread; its parsed output."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                            timeout=120, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _clear_refs_writable() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+needs_clear_refs = pytest.mark.skipif(not _clear_refs_writable(), reason="the peak RSS cannot be reset here "
+                                      "(/proc/self/clear_refs is not writable: not Linux, or a sandbox forbids it)")
+
+
+# ---------------------------------------------------------------------------------------------------------- SDF
+class SphereSDF(nn.Module):
+    """Phi(x) = |x| - radius: an exact SDF (so that the grid has a surface), not an MLP."""
+
+    def __init__(self, radius: float = 0.5):
+        super().__init__()
+        self.radius = radius
+
+    def forward(self, x):
+        return x.norm(dim=-1, keepdim=True) - self.radius
+
+
+def _sdf_task(num_points: int = 2000, **kwargs):
+    from sobolev_inr.geometry.pointclouds import load_point_cloud, normalise_cloud
+    from sobolev_inr.tasks.sdf import SDFFitting
+
+    cloud = normalise_cloud(load_point_cloud("shape:sphere", num_points))
+    return SDFFitting(cloud, "val_der", **kwargs)
+
+
+class TestSDF:
+    def test_grid_in_small_chunks_equals_one_chunk(self):
+        from sobolev_inr.geometry.meshing import evaluate_grid, grid_points
+
+        model, _ = _twin_models(3, 1)
+        whole = evaluate_grid(model, 11, chunk_size=11 ** 3)
+        chunked = evaluate_grid(model, 11, chunk_size=37)  # chunks across x-slabs, a partial last one
+        np.testing.assert_allclose(chunked, whole, atol=1e-6)
+        with torch.no_grad():
+            direct = model(torch.from_numpy(grid_points(11)).float())[:, 0].numpy().reshape(11, 11, 11)
+        np.testing.assert_allclose(whole, direct, atol=1e-6)
+        small, big = _sdf_task(mc_resolution=11, eval_chunk_size=37), _sdf_task(mc_resolution=11)
+        np.testing.assert_allclose(small.grid(model), big.grid(model), atol=1e-6)
+
+    def test_loss_blocks_sum_to_the_loss_and_blocked_training_matches(self):
+        model, twin = _twin_models(3, 1)
+        blocked = _sdf_task(400, batch_size=200, memory=MemoryOptions(block_size=64))
+        whole = _sdf_task(400, batch_size=200, memory=UNBLOCKED)
+        batch = next(iter(whole.train_batches(torch.Generator().manual_seed(1))))
+        blocks = list(blocked.loss_blocks(model, batch))
+        assert len(blocks) == 7  # 200 on + 200 off points, 32 + 32 per block: 6 full, 1 of 8 + 8
+        loss = whole.loss(model, batch)
+        assert set(blocks[0]) == set(loss) == {"sdf", "inter", "normal", "grad", "total"}
+        for name, value in loss.items():
+            torch.testing.assert_close(sum(b[name] for b in blocks), value, atol=1e-5, rtol=1e-5)
+        assert len(list(whole.loss_blocks(model, batch))) == 1
+        history_blocked, history_whole = _train(blocked, model), _train(whole, twin)
+        for a, b in zip(history_blocked, history_whole):
+            assert a["total"] == pytest.approx(b["total"], rel=1e-4)
+        _assert_same_parameters(model, twin)
+
+    def test_max_memory_gb_sizes_the_blocks_from_the_probe(self):
+        model, _ = _twin_models(3, 1, width=32)
+        task = _sdf_task(4000, memory=MemoryOptions(max_memory_gb=1e-4))  # ~100 kB: a few hundred points
+        batch = next(iter(task.train_batches(torch.Generator().manual_seed(0))))
+        points = task.block_points(model, batch)
+        from sobolev_inr.tasks.sdf.task import BLOCK_HEADROOM
+        from sobolev_inr.training.memory import GB, bytes_per_sample
+
+        per_point = bytes_per_sample(lambda n: task._terms(model, batch.index[:n // 2], batch.off_surface[:n // 2])
+                                     ["total"])
+        assert points == int(1e-4 * GB / (per_point * BLOCK_HEADROOM)) and 8 < points < 4000
+        assert len(list(task.loss_blocks(model, batch))) == -(-4000 // (points // 2))
+
+    def test_final_eval_stride_scores_every_other_grid_point_and_outputs_reuse_the_grid(self, tmp_path, monkeypatch):
+        from sobolev_inr.geometry import meshing
+        from sobolev_inr.geometry.metrics import chamfer_l1, normal_consistency, occupancy_iou, sdf_error
+        from sobolev_inr.geometry.pointclouds import sample_mesh
+        from sobolev_inr.tasks.sdf import task as sdf_module
+
+        task = _sdf_task(3000, mc_resolution=21)
+        model = SphereSDF(0.5)
+        calls = []
+        monkeypatch.setattr(sdf_module, "evaluate_grid", lambda *a, **k: calls.append(k) or meshing.evaluate_grid(
+            *a, **k))
+        metrics = task.final_metrics(model, stride=2)
+        assert metrics["final_eval_shape"] == [11, 11, 11] and metrics["final_eval_points"] == 1500
+        # The same numbers, computed directly on every other point of the full grid and of the point sets.
+        full = meshing.evaluate_grid(model, 21)
+        np.testing.assert_array_equal(task.grid(model, 2), full[::2, ::2, ::2])
+        verts, faces = meshing.marching_cubes(full, stride=2)
+        assert (metrics["mesh_vertices"], metrics["mesh_faces"]) == (len(verts), len(faces))
+        rows = task.metric_rows[::2]
+        points = task.cloud.points[rows]
+        samples, normals = sample_mesh(verts, faces, len(rows), np.random.default_rng(0))
+        assert metrics["chamfer_l1"] == pytest.approx(chamfer_l1(samples, points), rel=1e-9)
+        assert metrics["normal_consistency"] == pytest.approx(
+            normal_consistency(points, task.cloud.normals[rows], samples, normals), rel=1e-9)
+        true = task.cloud.true_sdf(meshing.grid_points(21, stride=2))
+        assert metrics["iou"] == pytest.approx(occupancy_iou(full[::2, ::2, ::2].reshape(-1), true), rel=1e-12)
+        phi = np.linalg.norm(task.uniform[::2].astype(np.float64), axis=1) - 0.5
+        assert metrics["sdf_error_uniform"] == pytest.approx(sdf_error(phi, task.uniform_sdf[::2]), rel=1e-5)
+        assert len(calls) == 1
+        # The outputs mesh the grid the metrics scored: Phi is not evaluated on a grid again.
+        task.write_outputs(model, tmp_path, {**metrics, "final_eval_stride": 2})
+        assert len(calls) == 1 and (tmp_path / "mesh.ply").is_file() and (tmp_path / "shape.png").is_file()
+        # A stride that leaves a single grid point per axis says so.
+        from sobolev_inr.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="final_eval_stride 21 leaves 1 point"):
+            task.final_metrics(model, stride=21)
+
+    @needs_clear_refs
+    def test_the_memory_knobs_bound_the_peak_memory(self):
+        """Peak RSS growth (a subprocess, the peak reset before each measurement): the grid in chunks of 1,024
+        points stays under 32 MB (one chunk's activations are 1 MB a layer, the grid 0.3 MB; the rest is the
+        allocator's and the interpreter's noise, seen up to 13 MB) against about 250 MB for the grid in one chunk;
+        a training step of 16,384 points under max_memory_gb = 0.02 grows by at most the budget plus 8 MB (index
+        tensors, allocator slack), against over 100 MB unblocked."""
+        growth = _peak_growth_mb("""
+            import json
+            import torch
+            from sobolev_inr.config.options import MemoryOptions
+            from sobolev_inr.geometry.meshing import evaluate_grid
+            from sobolev_inr.geometry.pointclouds import load_point_cloud, normalise_cloud
+            from sobolev_inr.models.mlp import MLP
+            from sobolev_inr.tasks.sdf import SDFFitting
+            from sobolev_inr.training import memory
+            from sobolev_inr.training.loop import take_step
+
+            torch.set_num_threads(1)
+            torch.manual_seed(0)
+            out = {}
+            model = MLP(3, 1, ["sine"] * 3, hidden_features=256)
+            for name, chunk in (("grid_small", 1024), ("grid_big", 40 ** 3)):
+                evaluate_grid(model, 6, chunk)
+                base = memory.current_rss_mb()
+                memory.reset_peak_rss()
+                evaluate_grid(model, 40, chunk)
+                out[name] = memory.peak_rss_mb() - base
+            cloud = normalise_cloud(load_point_cloud("shape:sphere", 8192))
+            model = MLP(3, 1, ["sine"] * 3, hidden_features=128)
+            optimizer = torch.optim.Adam(model.parameters(), 1e-4)
+            params = list(model.parameters())
+            for name, options in (("step_budget", MemoryOptions(max_memory_gb=0.02)),
+                                  ("step_whole", MemoryOptions(block_size=0, max_memory_gb=0))):
+                task = SDFFitting(cloud, "val_der", memory=options)
+                batch = next(iter(task.train_batches(torch.Generator().manual_seed(0))))
+                task.block_points(model, batch)  # the probe, before the measurement
+                warm_up = type(batch)(batch.index[:256], batch.off_surface[:256])  # autograd's and Adam's first use
+                take_step(optimizer, params, lambda: task.loss_blocks(model, warm_up))
+                base = memory.current_rss_mb()
+                memory.reset_peak_rss()
+                take_step(optimizer, params, lambda: task.loss_blocks(model, batch))
+                out[name] = memory.peak_rss_mb() - base
+            print(json.dumps(out))
+        """)
+        assert growth["grid_small"] < 32, growth
+        assert growth["grid_big"] > 5 * max(growth["grid_small"], 4), growth
+        assert growth["step_budget"] < 0.02 * 1024 + 8, growth
+        assert growth["step_whole"] > 3 * growth["step_budget"], growth
