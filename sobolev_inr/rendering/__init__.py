@@ -6,10 +6,11 @@ each carrying forward-mode tangents d/dx, d/dy per pixel step (kornia's normalis
 ``render``: test views as images.
 """
 from .rays import (NDCSpace, Rays, aligned_pixel_offset, image_pixels, image_rays, pixel_rays, rescale_intrinsics,
-                   to_ndc)
+                   strided_shape, to_ndc)
 from .render import RenderedImage, render_image
-from .volume import Composite, Field, RenderedRays, composite, render_rays, sample_along_rays
+from .volume import (Composite, Field, RenderedRays, composite, draw_ray_randomness, render_rays,
+                     sample_along_rays)
 
 __all__ = ["NDCSpace", "Rays", "aligned_pixel_offset", "image_pixels", "image_rays", "pixel_rays",
-           "rescale_intrinsics", "to_ndc", "RenderedImage", "render_image", "Composite", "Field", "RenderedRays",
-           "composite", "render_rays", "sample_along_rays"]
+           "rescale_intrinsics", "strided_shape", "to_ndc", "RenderedImage", "render_image", "Composite", "Field",
+           "RenderedRays", "composite", "draw_ray_randomness", "render_rays", "sample_along_rays"]

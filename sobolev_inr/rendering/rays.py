@@ -144,23 +144,33 @@ def to_ndc(rays: Rays, height: float, width: float, focal: float, near: float = 
 
 
 def image_pixels(height: int, width: int, offset: float = 0.0, dtype: torch.dtype = torch.float32,
-                 device: Optional[Union[str, torch.device]] = None) -> Tensor:
-    """(H*W, 2) pixel coordinates ``(x + offset, y + offset)`` of a whole image, row-major.
+                 device: Optional[Union[str, torch.device]] = None, stride: int = 1) -> Tensor:
+    """(h*w, 2) pixel coordinates ``(x + offset, y + offset)`` of a whole image, row-major.
 
-    Entry ``row * width + col`` is pixel ``(col, row)``, so ``rgb.reshape(H, W, 3)`` is the image.
+    Entry ``row * w + col`` is pixel ``(col, row)``, so ``rgb.reshape(h, w, 3)`` is the image.
     ``offset = 0`` is the training convention (no half-pixel offset); see
-    :func:`aligned_pixel_offset` for rendering at another resolution.
+    :func:`aligned_pixel_offset` for rendering at another resolution. ``stride`` k keeps every k-th
+    pixel along each axis, ``(k i, k j)`` from 0: ``h, w = ceil(height / k), ceil(width / k)``, the
+    pixels of ``image[::k, ::k]``.
     """
-    rows, cols = torch.meshgrid(torch.arange(height, dtype=dtype, device=device),
-                                torch.arange(width, dtype=dtype, device=device), indexing="ij")
+    if stride < 1:
+        raise ValueError(f"stride must be positive, got {stride}")
+    rows, cols = torch.meshgrid(torch.arange(0, height, stride, dtype=dtype, device=device),
+                                torch.arange(0, width, stride, dtype=dtype, device=device), indexing="ij")
     return torch.stack((cols.reshape(-1), rows.reshape(-1)), -1) + offset
 
 
+def strided_shape(height: int, width: int, stride: int) -> Tuple[int, int]:
+    """The shape of ``image[::stride, ::stride]`` for an ``height x width`` image (:func:`image_pixels`)."""
+    return -(-height // stride), -(-width // stride)
+
+
 def image_rays(c2w: Tensor, focal: float, height: int, width: int, offset: float = 0.0,
-               with_tangents: bool = False) -> Rays:
+               with_tangents: bool = False, stride: int = 1) -> Rays:
     """Rays of every pixel of an ``height x width`` view from pose ``c2w (3, 4)``, row-major
-    (:func:`image_pixels`), for rendering test views. Pixels in ``c2w``'s dtype and device."""
-    pixels = image_pixels(height, width, offset, dtype=c2w.dtype, device=c2w.device)
+    (:func:`image_pixels`), for rendering test views; with ``stride`` k those of every k-th pixel along each
+    axis only (the same rays as the whole view's at those pixels). Pixels in ``c2w``'s dtype and device."""
+    pixels = image_pixels(height, width, offset, dtype=c2w.dtype, device=c2w.device, stride=stride)
     return pixel_rays(pixels, c2w, focal, height, width, with_tangents)
 
 

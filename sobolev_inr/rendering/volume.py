@@ -160,10 +160,27 @@ def composite(raw: Tensor, t_vals: Tensor, direction_norm: Tensor, raw_tangents:
     return Composite(rgb, rgb_tangents, depth, disparity, acc, weights)
 
 
+def draw_ray_randomness(num_rays: int, num_samples: int, perturb: bool, raw_noise_std: float,
+                        generator: Optional[torch.Generator], device: Optional[Union[str, torch.device]] = None,
+                        dtype: torch.dtype = torch.float32) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """The random numbers of a batch of rays as :func:`render_rays` draws them from ``generator``: stratified
+    offsets (R, S) in [0, 1) with ``perturb`` (else None), then density noise (R, S) of std ``raw_noise_std``
+    when it is > 0 (else None). Drawn for the whole batch, so that any split of the batch renders the same."""
+    if (perturb or raw_noise_std > 0) and generator is None:
+        raise ValueError("perturb and raw_noise_std > 0 need a torch.Generator for their random numbers")
+    offsets = noise = None
+    if perturb:
+        offsets = torch.rand((num_rays, num_samples), generator=generator, device=device, dtype=dtype)
+    if raw_noise_std > 0:
+        noise = torch.randn((num_rays, num_samples), generator=generator, device=device, dtype=dtype) * raw_noise_std
+    return offsets, noise
+
+
 def render_rays(field: Field, rays: Rays, num_samples: int, near: float, far: float, *,
                 ndc: Optional[NDCSpace], perturb: bool, raw_noise_std: float, lindisp: bool = False,
                 white_background: bool = False, with_tangents: bool = False,
-                generator: Optional[torch.Generator] = None, chunk: Optional[int] = None) -> RenderedRays:
+                generator: Optional[torch.Generator] = None, chunk: Optional[int] = None,
+                draws: Optional[Tuple[Optional[Tensor], Optional[Tensor]]] = None) -> RenderedRays:
     """Renders a batch of rays through ``field``, and with ``with_tangents`` the colour's tangents.
 
     field(points (P, 3), point_tangents (T, P, 3) or None) -> (raw (P, 4), raw_tangents (T, P, 4)
@@ -174,23 +191,23 @@ def render_rays(field: Field, rays: Rays, num_samples: int, near: float, far: fl
     ray (:func:`sample_along_rays`), stratified with ``perturb``; density noise of std
     ``raw_noise_std`` (nerf-pytorch's training values: ``perturb=True, raw_noise_std=1.0``; test
     views: False, 0). The random numbers come from ``generator`` (on the rays' device), drawn once
-    for the whole batch before any chunk, offsets (R, S) then noise (R, S), and serve the value and
-    its tangents alike. ``chunk`` renders at most that many rays at a time (results do not depend on
-    it); under ``torch.no_grad()`` a whole image then renders in memory bounded by the chunk.
+    for the whole batch before any chunk, offsets (R, S) then noise (R, S)
+    (:func:`draw_ray_randomness`), and serve the value and its tangents alike; or they are given as
+    ``draws`` = (offsets, noise), e.g. a slice of a bigger batch's. ``chunk`` renders at most that many rays
+    at a time (results do not depend on it); under ``torch.no_grad()`` a whole image then renders in memory
+    bounded by the chunk.
     rgb_tangents are per pixel step, (d/dx, d/dy) for pixel rays: kornia's normalised Sobel units.
     """
     if with_tangents and rays.num_tangents is None:
         raise ValueError("with_tangents needs rays that carry tangents (pixel_rays(..., with_tangents=True))")
     num_rays = len(rays)
     device, dtype = rays.origins.device, rays.origins.dtype
-    needs_draws = perturb or raw_noise_std > 0
-    if needs_draws and generator is None:
-        raise ValueError("perturb and raw_noise_std > 0 need a torch.Generator for their random numbers")
-    offsets = noise = None
-    if perturb:
-        offsets = torch.rand((num_rays, num_samples), generator=generator, device=device, dtype=dtype)
-    if raw_noise_std > 0:
-        noise = torch.randn((num_rays, num_samples), generator=generator, device=device, dtype=dtype) * raw_noise_std
+    if draws is None:
+        offsets, noise = draw_ray_randomness(num_rays, num_samples, perturb, raw_noise_std, generator, device, dtype)
+    else:
+        offsets, noise = draws
+        if (offsets is None) == perturb or (noise is None) == (raw_noise_std > 0):
+            raise ValueError("draws must hold offsets exactly when perturb, and noise exactly when raw_noise_std > 0")
     chunk = num_rays if chunk is None else chunk
     if chunk < 1:
         raise ValueError(f"chunk must be positive, got {chunk}")
@@ -202,7 +219,7 @@ def render_rays(field: Field, rays: Rays, num_samples: int, near: float, far: fl
             None if offsets is None else offsets[part], None if noise is None else noise[part], perturb))
     if len(pieces) == 1:
         return pieces[0]
-    cat = lambda name, dim=0: torch.cat([getattr(p, name) for p in pieces], dim)
+    cat = lambda name, dim=0: torch.cat([getattr(p, name) for p in pieces], dim)  # noqa: E731
     return RenderedRays(cat("rgb"), cat("rgb_tangents", 1) if with_tangents else None, cat("depth"),
                         cat("disparity"), cat("acc"))
 

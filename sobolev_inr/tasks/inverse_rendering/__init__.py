@@ -76,8 +76,9 @@ class NeRFOptions:
 @dataclass(frozen=True)
 class InverseRenderingOptions:
     """A run's scene, rays, network, supervision and engine; every ``factor``-th pixel of each training view,
-    ``N_rand`` rays per step, the derivative loss logged under val supervision (``show_der_loss``), and
-    ``eval_rays`` held-out pixels scored at every summary."""
+    ``N_rand`` rays per step (trained ``block_size`` at a time, gradients accumulated; 0: all at once), the
+    derivative loss logged under val supervision (``show_der_loss``), and ``eval_rays`` held-out pixels scored
+    at every summary."""
 
     scene: SceneOptions = SceneOptions()
     rays: RayOptions = RayOptions()
@@ -86,6 +87,7 @@ class InverseRenderingOptions:
     engine: EngineOptions = EngineOptions()
     factor: int = 4
     N_rand: int = 1024
+    block_size: int = 0
     show_der_loss: bool = False
     eval_rays: int = 4096
 
@@ -111,9 +113,14 @@ class InverseRenderingEntry(TaskEntry):
         g.add_argument("--i_testset", type=int, default=50000, help="steps between test-view renders (testset_<iter>/)")
         g.add_argument("--i_video", type=int, default=400000,
                        help="steps between spiral videos (spiral_<iter>_rgb.mp4, .gif without ffmpeg)")
-        g.add_argument("--chunk", type=int, default=1024 * 32, help="rays rendered at a time for whole views (memory)")
+        g.add_argument("--chunk", type=int, default=1024 * 32,
+                       help="rays rendered at a time for whole views (memory: test renders, videos, the final "
+                            "evaluation; a quarter of it for derivative renders); results do not depend on it")
         g.add_argument("--netchunk", type=int, default=1024 * 64,
-                       help="points per network call when rendering (memory)")
+                       help="points per network call when rendering (memory); results do not depend on it")
+        g.add_argument("--block_size", type=int, default=0,
+                       help="rays per forward/backward block of a training step (memory: gradients of the N_rand "
+                            "rays accumulated over blocks, the same step up to float rounding); 0 = all at once")
         g.add_argument("--eval_rays", type=int, default=4096,
                        help="held-out pixels (fixed, random over the test views) scored at every i_print; 0 = none")
 
@@ -179,7 +186,7 @@ class InverseRenderingEntry(TaskEntry):
         def check(a):
             cli._at_least(a, 1, ["N_iters", "N_rand", "i_print", "i_img", "i_weights", "i_testset", "i_video", "chunk",
                                  "netchunk", "netdepth", "netwidth", "multires", "factor", "llff_factor"])
-            cli._at_least(a, 0, ["eval_rays"])
+            cli._at_least(a, 0, ["eval_rays", "block_size"])
             cli._at_least(a, 2, ["N_samples"])
             a.activations = cli.expand_activation_list(a.activations, a.netdepth, "netdepth")
             if a.N_importance:
@@ -193,9 +200,9 @@ class InverseRenderingEntry(TaskEntry):
             if a.render_factor < 0:
                 raise ConfigError(f"render_factor must be >= 0 (0 = full resolution), got {a.render_factor}")
 
-        p.declare(ignored=["i_print", "i_img", "i_weights", "i_testset", "i_video", "chunk", "netchunk", "eval_rays",
-                           "render_factor", "render_only", "render_test", "llff_make_images", "show_der_loss",
-                           "compile", "eval_llff_factor", "align_pixels", "rerender"],
+        p.declare(ignored=["i_print", "i_img", "i_weights", "i_testset", "i_video", "chunk", "netchunk", "block_size",
+                           "eval_rays", "render_factor", "render_only", "render_test", "llff_make_images",
+                           "show_der_loss", "compile", "eval_llff_factor", "align_pixels", "rerender"],
                   resumable=["N_iters"], check=check)
 
     def eval_parser(self) -> cli.ArgumentParser:
@@ -237,14 +244,22 @@ class InverseRenderingEntry(TaskEntry):
             from .task import render_only
 
             return render_only(Path(args.logging_root) / args.exp_name, cli.resolve_device(args.device),
-                               test_views=args.render_test, render_factor=args.render_factor or 1.0)
+                               test_views=args.render_test, render_factor=args.render_factor or 1.0,
+                               progress=_progress(args))
         return super().train(args, parser, callbacks)
 
     def eval(self, args, parser):
         from .task import evaluate_run
 
         return evaluate_run(Path(args.logging_root) / args.exp_name, cli.resolve_device(args.device),
-                            args.eval_llff_factor, args.align_pixels, args.rerender)
+                            args.eval_llff_factor, args.align_pixels, args.rerender, progress=_progress(args))
+
+
+def _progress(args):
+    """eval and render_only run outside a run directory: bars unless ``--no_progress``, phase lines printed."""
+    from ...training.progress import Progress
+
+    return Progress(bars=not args.no_progress, log=print)
 
 
 register_task(InverseRenderingEntry)
