@@ -298,7 +298,8 @@ def test_audio_metrics_at_a_stride_are_those_of_the_subsampled_clip(stride, monk
     target, mask, der_target = data.samples[::s], data.heldout[::s], data.derivative[::s]
     expected = {"psnr_heldout": psnr(pred[mask], target[mask]), "psnr_full": psnr(pred, target),
                 "psnr_train": psnr(pred[~mask], target[~mask]),
-                "psnr_der_heldout": derivative_psnr(der[mask], der_target[mask]), "num_heldout_samples": int(mask.sum())}
+                "psnr_der_heldout": derivative_psnr(der[mask], der_target[mask]),
+                "num_heldout_samples": int(mask.sum())}
     for key, value in expected.items():
         assert metrics[key] == pytest.approx(value, rel=1e-5), key
     task.write_outputs(model, tmp_path, {**metrics, "final_eval_stride": stride})
@@ -370,11 +371,11 @@ print(json.dumps(grown))
                     "is not writable: not Linux, or a sandbox forbids it)")
 def test_max_memory_gb_bounds_the_peak_memory_of_a_full_batch_step():
     """One full-batch val_der step on a 256x256 image (about 180 MB for its backward pass) with a 0.06 GB budget:
-    the process's peak resident memory grows by less than the budget (+10 %: HEADROOM is an estimate) and by less than half of what the
-    unblocked step takes. Measured in a fresh process, one thread, with glibc's mmap threshold fixed at 128 kB so
-    that each block's freed memory goes back to the system and the peak measures what the step holds (with glibc's
-    default dynamic threshold the allocator keeps a few tens of MB of freed memory for reuse on top of that, a
-    fixed amount whatever the input's size)."""
+    the process's peak resident memory grows by less than the budget (+10 %: HEADROOM is an estimate) and by less
+    than half of what the unblocked step takes. Measured in a fresh process, one thread, with glibc's mmap
+    threshold fixed at 128 kB so that each block's freed memory goes back to the system and the peak measures what
+    the step holds (with glibc's default dynamic threshold the allocator keeps a few tens of MB of freed memory for
+    reuse on top of that, a fixed amount whatever the input's size)."""
     budget_gb = 0.06
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(MEMORY_STEP), str(budget_gb)], capture_output=True,
@@ -385,3 +386,61 @@ def test_max_memory_gb_bounds_the_peak_memory_of_a_full_batch_step():
     assert grown["unblocked"] > 2 * budget_mb, grown  # the test is meaningful: the whole step needs more
     assert grown["blocked"] < 1.1 * budget_mb, grown
     assert grown["blocked"] < 0.5 * grown["unblocked"], grown
+
+
+# ---------------------------------------------------------------------------------------- targets and loading
+@pytest.mark.parametrize("operator", ["sobel", "diff"])
+def test_gradient_targets_in_bands_of_rows_are_those_of_the_whole_image(operator, monkeypatch):
+    """A big image's Sobel/diff targets are filtered in bands of rows (bounded memory): the same values, bit for bit,
+    as kornia's filter of the whole image, borders included; and the second differences are the 3-point stencil."""
+    import kornia
+
+    from sobolev_inr.data import targets
+
+    image = torch.rand(3, 23, 17) * 2 - 1
+    whole = kornia.filters.spatial_gradient(image[None], mode=operator, order=1, normalized=True)[0]
+    monkeypatch.setattr(targets, "BAND_PIXELS", 3 * 17 * 4)  # bands of 4 rows, the last one of 3
+    assert torch.equal(targets.image_gradient(image, operator), whole)
+    padded = torch.nn.functional.pad(image[None], (1, 1, 1, 1), mode="replicate")[0]
+    centre = padded[:, 1:-1, 1:-1]
+    dxx = padded[:, 1:-1, 2:] - 2.0 * centre + padded[:, 1:-1, :-2]
+    dyy = padded[:, 2:, 1:-1] - 2.0 * centre + padded[:, :-2, 1:-1]
+    assert torch.equal(targets.image_second_differences(image), torch.stack((dxx, dyy), dim=1))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "int32", "float32"])
+@pytest.mark.parametrize("channels", [0, 1, 2, 3])
+def test_wav_samples_are_converted_as_before_without_channel_copies(dtype, channels, tmp_path):
+    """read_wav mixes channels down from the integer samples and normalises in place: the values of the float64
+    formula it replaced, ((samples - offset) as float64).mean(channels) / peak, bit for bit."""
+    import scipy.io.wavfile
+
+    from sobolev_inr.data.audio import read_wav
+
+    rng = np.random.default_rng(0)
+    shape = (1001,) if channels == 0 else (1001, channels)
+    if dtype == "float32":
+        samples = (rng.standard_normal(shape) * 0.3).astype(np.float32)
+    else:
+        info = np.iinfo(dtype)
+        samples = rng.integers(info.min // 2 if info.min else 0, info.max // 2, shape).astype(dtype)
+    path = tmp_path / "clip.wav"
+    scipy.io.wavfile.write(path, 8000, samples)
+    _, values, _ = read_wav(path)
+    ref = samples.astype(np.float64) - (128.0 if dtype == "uint8" else 0.0)
+    ref = ref.mean(axis=1) if ref.ndim == 2 else ref
+    ref = ref / np.max(np.abs(ref))
+    assert values.dtype == np.float64 and np.array_equal(values, ref)
+
+
+def test_an_image_loads_to_the_values_of_the_out_of_place_formula(tmp_path):
+    """load_image converts in place: the values of array / 255 * 2 - 1 computed out of place, channel first."""
+    from PIL import Image
+
+    from sobolev_inr.data.images import load_image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    image = load_image(str(tmp_path / "rgb.png")).image
+    expected = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous() * 2.0 - 1.0
+    assert image.is_contiguous() and torch.equal(image, expected)

@@ -134,26 +134,31 @@ def read_wav(path: Path) -> Tuple[int, np.ndarray, List[str]]:
         raise DataError(f"audio file {path} {what} ({text})") from None
     notes = [f"scipy: {w.message}" for w in caught]
     data = np.asarray(data)
+    # One float64 array (N,) in the end, made in place where possible: a long clip is not copied several times.
     if data.dtype == np.uint8:
-        values = data.astype(np.float64) - 128.0
-    elif data.dtype.kind in "iuf":
         values = data.astype(np.float64)
+        values -= 128.0
+    elif data.dtype.kind in "iuf":
+        # Several channels: their float64 mean straight from the samples (no float64 copy of every channel).
+        values = data if data.ndim == 2 else np.asarray(data, dtype=np.float64)
     else:
         raise DataError(f"audio file {path} holds samples of type {data.dtype}, which this loader does not read")
+    del data
     if values.ndim == 2:
         channels = values.shape[1]
         if channels > 1:
             kind = "stereo" if channels == 2 else f"{channels}-channel"
             notes.append(f"{kind} mixed down to mono (mean of {channels} channels)")
-        values = values.mean(axis=1)
+        values = values.mean(axis=1, dtype=np.float64)
     if values.size == 0:
         raise DataError(f"audio file {path} holds no samples")
-    if not np.all(np.isfinite(values)):
+    if not np.isfinite(values).all():
         raise DataError(f"audio file {path} holds non-finite samples (NaN or inf)")
-    peak = float(np.max(np.abs(values)))
+    peak = float(max(values.max(), -values.min()))
     if peak == 0.0:
         raise DataError(f"audio file {path} is silent (every sample is 0), so it cannot be normalised by its peak")
-    return int(rate), values / peak, notes
+    values /= peak  # values is this function's own array (scipy's, read without mmap, or a conversion of it)
+    return int(rate), values, notes
 
 
 def load_audio(filename: str, data_root: str = "../../data") -> AudioSignal:

@@ -101,7 +101,7 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
                      f"fitted as they are (not composited over a background)")
     if img.mode in HIGH_DEPTH_GRAY_MODES:
         # 16-bit grayscale (PNG, TIFF): PIL's convert("L") clips to 255 instead of rescaling.
-        array = np.asarray(img, dtype=np.float32) / 65535.0
+        array, depth = np.array(img, dtype=np.float32), 65535.0
     elif img.mode == "F":
         raise DataError(f"image {source} is floating point (PIL mode F), whose value range is unknown; "
                         f"save it as an 8- or 16-bit PNG")
@@ -110,10 +110,14 @@ def load_image(filename: str, data_root: str = "../../data", dataset: str = "Set
             img = img.convert("L")
         else:
             img = img.convert("RGB")
-        array = np.asarray(img, dtype=np.float32) / 255.0
+        array, depth = np.array(img, dtype=np.float32), 255.0
+    del img
+    # In place on one float32 array (and one channel-first copy of a colour image): a big image is not copied
+    # several times; the same values as array / depth * 2 - 1 computed out of place.
+    array /= depth
     tensor = torch.from_numpy(array)
-    tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1)
-    return LoadedImage(tensor.contiguous() * 2.0 - 1.0, source, notes)
+    tensor = tensor.unsqueeze(0) if tensor.dim() == 2 else tensor.permute(2, 0, 1).contiguous()
+    return LoadedImage(tensor.mul_(2.0).sub_(1.0), source, notes)
 
 
 RESAMPLE_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "box": Image.BOX,

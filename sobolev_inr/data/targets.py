@@ -30,10 +30,27 @@ def _check_image(image: Tensor) -> None:
         raise ValueError(f"image must be at least 2x2 pixels, got {tuple(image.shape[1:])}")
 
 
+BAND_PIXELS = 2 ** 20
+"""Pixels per band of rows in which :func:`image_gradient` filters a big image (kornia's convolution holds about
+ten times its input: a band bounds that, whatever the image's size)."""
+
+
 def _kornia_gradient(mode: str) -> Callable[[Tensor], Tensor]:
     def gradient(image: Tensor) -> Tensor:
         _check_image(image)
-        return kornia.filters.spatial_gradient(image.unsqueeze(0), mode=mode, order=1, normalized=True).squeeze(0)
+        c, h, w = image.shape
+        rows = max(1, BAND_PIXELS // (c * w))
+        if rows >= h:
+            return kornia.filters.spatial_gradient(image.unsqueeze(0), mode=mode, order=1, normalized=True).squeeze(0)
+        # Bands of rows, each filtered with one row of its neighbours on either side (the 3x3 stencil's reach) and
+        # the image's own border replicated at its top and bottom: the same values as the whole image at once.
+        out = torch.empty(c, 2, h, w, dtype=image.dtype, device=image.device)
+        for start in range(0, h, rows):
+            stop = min(start + rows, h)
+            low, high = max(start - 1, 0), min(stop + 1, h)
+            band = kornia.filters.spatial_gradient(image[None, :, low:high], mode=mode, order=1, normalized=True)
+            out[:, :, start:stop] = band[0, :, :, start - low:stop - low]
+        return out
     return gradient
 
 
@@ -59,9 +76,14 @@ def image_second_differences(image: Tensor) -> Tensor:
     _check_image(image)
     padded = F.pad(image.unsqueeze(0), (1, 1, 1, 1), mode="replicate").squeeze(0)
     centre = padded[:, 1:-1, 1:-1]
-    dxx = padded[:, 1:-1, 2:] - 2.0 * centre + padded[:, 1:-1, :-2]
-    dyy = padded[:, 2:, 1:-1] - 2.0 * centre + padded[:, :-2, 1:-1]
-    return torch.stack((dxx, dyy), dim=1)
+    out = torch.empty(image.shape[0], 2, *image.shape[1:], dtype=image.dtype, device=image.device)
+    # (f[i+1] - 2 f[i]) + f[i-1] per axis, written into the output (no per-axis temporaries to stack).
+    for axis, (after, before) in enumerate(((padded[:, 1:-1, 2:], padded[:, 1:-1, :-2]),
+                                            (padded[:, 2:, 1:-1], padded[:, :-2, 1:-1]))):
+        torch.mul(centre, 2.0, out=out[:, axis])
+        torch.sub(after, out[:, axis], out=out[:, axis])
+        out[:, axis] += before
+    return out
 
 
 def image_laplacian(image: Tensor) -> Tensor:
