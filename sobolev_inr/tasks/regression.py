@@ -2,7 +2,9 @@
 
 A :class:`SobolevRegression` holds training coordinates, values and finite-difference targets, cuts
 epochs into batches and computes the loss of a batch with exactly the derivatives its
-supervision mode needs (none for ``val``). Tasks subclass it to add evaluation and figures.
+supervision mode needs (none for ``val``), in row blocks whose gradients add up to the batch's when the
+batch would hold more than its memory budget (:meth:`SobolevRegression.loss_blocks`). Tasks subclass it to
+add evaluation and figures; :func:`predict` and its kin evaluate a network in chunks, with a progress bar.
 """
 from __future__ import annotations
 
@@ -187,8 +189,8 @@ class SobolevRegression:
     def block_rows(self, model: nn.Module, n: int) -> int:
         """Rows per block of a batch of ``n``: ``memory.block_size``, else as many as ``memory.max_memory_gb``
         holds (what autograd keeps per row for a step, measured once on a probe of :data:`PROBE_ROWS` training
-        rows, each with its derivatives: an upper bound when ``der_fraction`` < 1), else ``n``. Logs one line
-        (``progress.log``) when the batch is cut."""
+        rows, each with its derivatives: an upper bound when ``der_fraction`` < 1), else ``n`` (also for a batch
+        of at most :data:`PROBE_ROWS`). Logs one line (``progress.log``) when a batch is cut."""
         if self.memory.block_size > 0:
             size = self.memory.block_size
         elif self.memory.max_memory_gb <= 0 or n <= PROBE_ROWS:
@@ -248,10 +250,11 @@ class SobolevRegression:
         def pick(t: Tensor) -> Tensor:
             return t[rows] if index is None else t[index]
 
+        share = (stop - start) / n
         if self.supervision.needs == "value":
-            return weighted_terms(self.supervision, self.lambda_der, self._terms(model, pick(self.coords),
-                                  pick(self.values), None, None, None), (stop - start) / n, 0.0)
-        der_rows, directions, der_weight = None, batch.directions, (stop - start) / n
+            terms = self._terms(model, pick(self.coords), pick(self.values), None, None, None)
+            return weighted_terms(self.supervision, self.lambda_der, terms, share, 0.0)
+        der_rows, directions, der_weight = None, batch.directions, share
         if batch.der_rows is not None:
             first, last = torch.searchsorted(batch.der_rows, torch.tensor([start, stop], device=batch.der_rows.device))
             first, last = int(first), int(last)
@@ -263,7 +266,7 @@ class SobolevRegression:
             directions = directions[:, rows]
         target = None if self.target is None else pick(self.target)
         terms = self._terms(model, pick(self.coords), pick(self.values), target, der_rows, directions)
-        return weighted_terms(self.supervision, self.lambda_der, terms, (stop - start) / n, der_weight)
+        return weighted_terms(self.supervision, self.lambda_der, terms, share, der_weight)
 
 
 class SampledSignalRegression(SobolevRegression):
