@@ -19,6 +19,7 @@ from sobolev_inr.models.mlp import MLP
 from sobolev_inr.training.loop import take_step
 
 UNBLOCKED = MemoryOptions(block_size=0, max_memory_gb=0)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small fits: one thread is faster on shared cores
 
 
 def _twin_models(in_features: int, out_features: int, width: int = 16):
@@ -223,3 +224,96 @@ class TestSDF:
         assert growth["grid_big"] > 5 * max(growth["grid_small"], 4), growth
         assert growth["step_budget"] < 0.02 * 1024 + 8, growth
         assert growth["step_whole"] > 3 * growth["step_budget"], growth
+
+
+# -------------------------------------------------------------------------------------------------------- video
+def _video_task(time_factor: int = 2, space_factor: int = 1, **kwargs):
+    from sobolev_inr.data.video import prepare_video, synthetic_clip
+    from sobolev_inr.tasks.video_regression.task import VideoRegression
+
+    frames = synthetic_clip(5, 13) * 2 - 1  # 5 frames of 13 x 13: odd, so a stride of 2 keeps 7 x 7
+    data = prepare_video(frames, time_factor, space_factor)
+    return VideoRegression(data, supervision="val_der", **kwargs)
+
+
+class TestVideo:
+    def test_renders_in_small_chunks_equal_one_chunk(self):
+        model, _ = _twin_models(3, 3)
+        small, big = _video_task(eval_chunk_size=7), _video_task(eval_chunk_size=10 ** 6)
+        torch.testing.assert_close(small.render(model), big.render(model), atol=1e-6, rtol=0)
+        torch.testing.assert_close(small.render_gradient(model), big.render_gradient(model), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(small.render(model, 2), big.render(model)[..., ::2, ::2], atol=1e-6, rtol=0)
+
+    def test_blocked_training_matches_the_full_batch(self):
+        model, twin = _twin_models(3, 3)
+        blocked, whole = _video_task(memory=MemoryOptions(block_size=150)), _video_task(memory=UNBLOCKED)
+        assert len(list(blocked.loss_blocks(model, None))) == 4  # 3 frames of 13 x 13 = 507 samples
+        _train(blocked, model)
+        _train(whole, twin)
+        _assert_same_parameters(model, twin)
+
+    def test_final_eval_stride_scores_every_other_pixel_of_every_frame_and_outputs_reuse_the_render(
+            self, tmp_path, monkeypatch):
+        from sobolev_inr.data.coords import derivative_scale
+        from sobolev_inr.metrics import derivative_psnr, frame_quality, psnr, to_unit_range
+        from sobolev_inr.tasks.regression import predict_jacobian
+        from sobolev_inr.tasks.video_regression import task as video_module
+
+        task = _video_task(space_factor=2)
+        model, _ = _twin_models(3, 3)
+        metrics = task.final_metrics(model, stride=2)
+        assert metrics["final_eval_shape"] == [5, 7, 7]
+        # Directly: the network at every other pixel of every frame, against the frames and targets there.
+        coords = task.data.coords.view(5, 13, 13, 3)[:, ::2, ::2]
+        with torch.no_grad():
+            pred = model(coords.reshape(-1, 3)).reshape(5, 7, 7, 3).permute(0, 3, 1, 2)
+        target = task.data.frames[..., ::2, ::2]
+        assert metrics["psnr_full"] == pytest.approx(psnr(to_unit_range(pred), to_unit_range(target)), abs=1e-4)
+        quality = frame_quality(pred, target)
+        np.testing.assert_allclose(metrics["psnr_per_frame"], quality["psnr"], atol=1e-4)
+        np.testing.assert_allclose(metrics["ssim_per_frame"], quality["ssim"], atol=1e-5)
+        assert metrics["psnr_heldout_frames"] == pytest.approx(np.mean([quality["psnr"][k] for k in (1, 3)]), abs=1e-4)
+        mask = task.data.heldout[:, ::2, ::2]
+        assert metrics["num_heldout_samples"] == int(mask.sum()) == 2 * 49  # frames 1 and 3: the kept pixels
+        scale = derivative_scale(task.data.derivative_step, "pixel")
+        jac = predict_jacobian(model, coords.reshape(-1, 3), scale).reshape(5, 7, 7, 3, 3).permute(0, 3, 4, 1, 2)
+        assert metrics["psnr_der_full"] == pytest.approx(derivative_psnr(jac, task.data.gradient[..., ::2, ::2]),
+                                                         abs=1e-4)
+        # The outputs draw that render: the network is not queried again.
+        calls = []
+        monkeypatch.setattr(video_module, "predict", lambda *a, **k: calls.append(1))
+        monkeypatch.setattr(video_module, "predict_jacobian", lambda *a, **k: calls.append(1))
+        task.write_outputs(model, tmp_path, {**metrics, "final_eval_stride": 2})
+        assert not calls and np.load(tmp_path / "reconstruction.npy").shape == (5, 7, 7, 3)
+
+    def test_a_stride_that_scores_training_pixels_only_is_refused(self):
+        from sobolev_inr.errors import ConfigError
+
+        task = _video_task(time_factor=1, space_factor=2)
+        with pytest.raises(ConfigError, match="multiple of space_factor = 2"):
+            task.final_metrics(_twin_models(3, 3)[0], stride=4)
+        with pytest.raises(ConfigError, match="frames of 3x3 pixels"):  # SSIM's window needs 6
+            _video_task().final_metrics(_twin_models(3, 3)[0], stride=5)
+
+    def test_a_part_of_a_long_clip_reads_only_its_frames(self, tmp_path, monkeypatch):
+        """first_frame / num_frames: only those files of a folder are opened, and the frames equal the slice of
+        the whole clip (one float32 clip, mapped to [-1, 1] in place)."""
+        import imageio.v3 as iio
+        from PIL import Image
+
+        from sobolev_inr.data import video as video_data
+
+        frames = (np.random.default_rng(0).uniform(size=(9, 8, 10, 3)) * 255).astype(np.uint8)
+        for k, frame in enumerate(frames):
+            Image.fromarray(frame).save(tmp_path / f"frame{k}.png")
+        whole = video_data.load_video(str(tmp_path))
+        torch.testing.assert_close(whole.frames, torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255 * 2 - 1)
+        opened = []
+        original = video_data.open_image
+        monkeypatch.setattr(video_data, "open_image", lambda path: opened.append(path.name) or original(path))
+        part = video_data.load_video(str(tmp_path), first_frame=3, num_frames=4)
+        assert opened == [f"frame{k}.png" for k in range(3, 7)]
+        assert torch.equal(part.frames, whole.frames[3:7]) and part.notes[-1] == "frames 3 to 6 of 9"
+        iio.imwrite(tmp_path / "clip.gif", frames, duration=80, loop=0)
+        gif = video_data.load_video(str(tmp_path / "clip.gif"), first_frame=2, num_frames=3)
+        assert gif.frames.shape == (3, 3, 8, 10) and gif.notes[-1] == "frames 2 to 4"  # the rest is not decoded

@@ -13,7 +13,10 @@ Sources, all named by ``filename``:
 
 Frames are mapped to [-1, 1] as images are (:mod:`sobolev_inr.data.images`), and may be cut to
 ``num_frames`` from ``first_frame`` and centre-cropped and resized to ``sidelength`` (each frame as
-:func:`~sobolev_inr.data.images.square_image`).
+:func:`~sobolev_inr.data.images.square_image`). A long clip is not copied several times: only the frames kept
+are read (a folder's files) or decoded (a video file's, none after the last one kept), then converted frame by
+frame into one float32 clip, mapped to [-1, 1] in place; the training samples are picked from it without a
+channels-last copy of the clip or of its derivative targets.
 
 Protocol (the image task's, one axis more): derivative targets are computed on the full clip
 (:func:`sobolev_inr.data.targets.video_gradient`: Sobel per pixel step in space, central differences per frame
@@ -27,7 +30,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -146,7 +149,11 @@ def _natural_key(path: Path):
 
 
 def _to_frames(array: np.ndarray, source: str, is_gray: bool) -> Tuple[Tensor, List[str]]:
-    """(T, H, W[, C]) uint8/uint16/float array -> (T, C, H, W) float32 in [0, 1], C = 1 or 3."""
+    """(T, H, W[, C]) uint8/uint16/float array -> (T, C, H, W) float32 in [0, 1], C = 1 or 3 (luma if ``is_gray``).
+
+    One float clip is allocated and filled frame by frame (each frame converted, divided, reordered to
+    channels first, its luma taken), so that a long clip costs its decoded bytes and one float32 copy, not a
+    float copy per step."""
     notes = []
     if array.ndim == 3:
         array = array[..., None]
@@ -156,44 +163,70 @@ def _to_frames(array: np.ndarray, source: str, is_gray: bool) -> Tuple[Tensor, L
         notes.append(f"{source} has an alpha channel; it is dropped (the colours are fitted as they are)")
         array = array[..., : array.shape[-1] - 1]
     if array.dtype == np.uint8:
-        values = array.astype(np.float32) / 255.0
+        peak = 255.0
     elif array.dtype == np.uint16:
-        values = array.astype(np.float32) / 65535.0
+        peak = 65535.0
     elif np.issubdtype(array.dtype, np.floating):
-        values = array.astype(np.float32)
-        if values.min() < 0.0 or values.max() > 1.0:
-            raise DataError(f"{source}: floating-point frames must lie in [0, 1], got [{values.min():g}, {values.max():g}]")
+        peak = None
+        low, high = float(array.min()), float(array.max())
+        if low < 0.0 or high > 1.0:
+            raise DataError(f"{source}: floating-point frames must lie in [0, 1], got [{low:g}, {high:g}]")
     else:
         raise DataError(f"{source}: unsupported frame type {array.dtype}; save 8- or 16-bit frames")
-    frames = torch.from_numpy(np.ascontiguousarray(values)).permute(0, 3, 1, 2)
-    return (_luma_frames(frames) if is_gray else frames).contiguous(), notes
+    t, h, w, c = array.shape
+    gray = is_gray and c != 1
+    frames = torch.empty(t, 1 if gray else c, h, w, dtype=torch.float32)
+    for k in range(t):
+        frame = torch.from_numpy(np.asarray(array[k], dtype=np.float32))  # (H, W, C): this frame's float copy
+        if peak is not None:
+            frame /= peak
+        frame = frame.permute(2, 0, 1)
+        frames[k] = _luma(frame.contiguous()) if gray else frame
+    return frames, notes
+
+
+def _luma(frame: Tensor) -> Tensor:
+    """(C, H, W) in [0, 1] -> (1, H, W): :func:`sobolev_inr.metrics.luma` (gray frames as they are)."""
+    from ..metrics import luma
+
+    return frame if frame.shape[0] == 1 else luma(frame)
 
 
 def _luma_frames(frames: Tensor) -> Tensor:
     """(T, C, H, W) in [0, 1] -> (T, 1, H, W), the luma of every frame (:func:`sobolev_inr.metrics.luma`)."""
-    from ..metrics import luma
-
-    return frames if frames.shape[1] == 1 else torch.stack([luma(f) for f in frames])
+    return frames if frames.shape[1] == 1 else torch.stack([_luma(f) for f in frames])
 
 
-def _read_frame_folder(folder: Path, is_gray: bool) -> Tuple[Tensor, List[str]]:
+def _frame_files(folder: Path) -> List[Path]:
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=_natural_key)
     if not files:
         raise DataError(f"folder {folder} holds no frames ({', '.join(FRAME_SUFFIXES)} files)")
+    return files
+
+
+def _read_frame_folder(folder: Path, is_gray: bool, keep: slice) -> Tuple[Tensor, int, List[str]]:
+    """The frames ``keep`` of the folder's frames (only those files are read), their total number, notes."""
+    files = _frame_files(folder)
+    total, kept = len(files), files[keep]
     images = []
-    for path in files:
+    for path in kept:
         image = open_image(path)
         image = image.convert("L" if is_gray else "RGB") if image.mode not in ("I;16", "I") else image
         images.append(np.asarray(image))
     shapes = {a.shape for a in images}
     if len(shapes) > 1:
         sizes = sorted({f"{a.shape[1]}x{a.shape[0]}" for a in images})
-        raise DataError(f"the frames in {folder} differ in size ({', '.join(sizes)}); every frame must have the same size")
+        raise DataError(f"the frames in {folder} differ in size ({', '.join(sizes)}); every frame must have the same "
+                        f"size")
+    if not images:
+        return torch.empty(0), total, []
     frames, notes = _to_frames(np.stack(images), str(folder), is_gray)
-    return frames, [f"{len(files)} frames from {files[0].name} to {files[-1].name} (natural name order)", *notes]
+    return frames, total, [f"{total} frames from {files[0].name} to {files[-1].name} (natural name order)", *notes]
 
 
-def _read_video_file(path: Path, is_gray: bool) -> Tuple[Tensor, float, List[str]]:
+def _read_video_file(path: Path, is_gray: bool, keep: slice) -> Tuple[Tensor, Optional[int], float, List[str]]:
+    """The frames ``keep`` (start, stop) of a video file, decoded one at a time (none after ``keep.stop``), the
+    number of frames in the file (None when decoding stopped before its end), its frame rate and notes."""
     suffix = path.suffix.lower()
     if suffix not in PILLOW_VIDEO_SUFFIXES + FFMPEG_VIDEO_SUFFIXES:
         raise DataError(f"{path}: unknown video type {suffix!r}; give a folder of frames, a GIF, or one of "
@@ -207,19 +240,26 @@ def _read_video_file(path: Path, is_gray: bool) -> Tuple[Tensor, float, List[str
             raise DataError(f"reading {path} needs imageio's ffmpeg plugin: pip install -e \".[video]\" (or "
                             f"imageio-ffmpeg); or extract its frames into a folder and give the folder")
     plugin = "pillow" if suffix in PILLOW_VIDEO_SUFFIXES else "FFMPEG"
+    kept, total = [], 0
     try:
-        array = np.asarray(iio.imread(path, index=None, plugin=plugin))
+        for frame in iio.imiter(path, plugin=plugin):
+            if keep.stop is not None and total >= keep.stop:
+                total = None  # the file holds more frames than asked for: not decoded, not counted
+                break
+            if total >= keep.start:
+                kept.append(np.asarray(frame))
+            total += 1
         meta = iio.immeta(path, plugin=plugin)
     except Exception as e:  # imageio's plugins raise many types for a broken file
         raise DataError(f"cannot read video {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                         ) from None
-    if array.ndim == 2:
-        array = array[None]  # a single gray still
     fps = float(meta.get("fps") or 0.0)
     if not fps and meta.get("duration"):
         fps = 1000.0 / float(meta["duration"])  # Pillow: milliseconds per frame
-    frames, notes = _to_frames(array, str(path), is_gray)
-    return frames, fps or DEFAULT_FPS, notes
+    if not kept:
+        return torch.empty(0), total, fps or DEFAULT_FPS, []
+    frames, notes = _to_frames(np.stack(kept), str(path), is_gray)
+    return frames, total, fps or DEFAULT_FPS, notes
 
 
 def resolve_video_path(filename: str, data_root: str) -> Path:
@@ -243,30 +283,30 @@ def load_video(filename: str, data_root: str = "../../data", is_gray: bool = Fal
     if num_frames < 0 or first_frame < 0:
         raise ConfigError(f"num_frames and first_frame must be >= 0, got {num_frames} and {first_frame}")
     notes: List[str] = []
+    keep = slice(first_frame, first_frame + num_frames if num_frames else None)
     if filename == SYNTHETIC_PREFIX or filename.startswith(SYNTHETIC_PREFIX + ":"):
         total = _parse_synthetic(filename)
         frames = synthetic_clip(total)
         frames = _luma_frames(frames) if is_gray else frames
         source, fps = f"synthetic clip ({total} frames, {SYNTHETIC_SIZE}x{SYNTHETIC_SIZE}, generated)", SYNTHETIC_FPS
+        frames = frames[keep]
     else:
         path = resolve_video_path(filename, data_root)
         source = str(path)
         if path.is_dir():
-            (frames, notes), fps = _read_frame_folder(path, is_gray), DEFAULT_FPS
+            (frames, total, notes), fps = _read_frame_folder(path, is_gray, keep), DEFAULT_FPS
         else:
-            frames, fps, notes = _read_video_file(path, is_gray)
-    total = frames.shape[0]
+            frames, total, fps, notes = _read_video_file(path, is_gray, keep)
     stop = total if not num_frames else first_frame + num_frames
-    if first_frame >= total or stop > total:
+    if total is not None and (first_frame >= total or stop > total):
         raise DataError(f"{source} has {total} frames; first_frame = {first_frame}, num_frames = {num_frames} asks "
                         f"for frames {first_frame} to {stop - 1}")
     if (first_frame, stop) != (0, total):
-        frames = frames[first_frame:stop]
-        notes.append(f"frames {first_frame} to {stop - 1} of {total}")
+        notes.append(f"frames {first_frame} to {stop - 1}" + (f" of {total}" if total is not None else ""))
     if frames.shape[0] < 2:
         raise DataError(f"{source} has a single frame; a video needs at least 2 (fit one image with "
                         f"Experiments/image_regression)")
-    return LoadedVideo(frames.float() * 2.0 - 1.0, fps, source, notes)
+    return LoadedVideo(frames.mul_(2.0).sub_(1.0), fps, source, notes)  # [0, 1] -> [-1, 1] in place: no copy
 
 
 def square_frames(frames: Tensor, sidelength: int) -> Tuple[Tensor, List[str]]:
@@ -343,14 +383,16 @@ def prepare_video(frames: Tensor, time_factor: int = 2, space_factor: int = 1, d
     if len(rows) < 2 or len(cols) < 2:
         raise DataError(f"space_factor = {space_factor} leaves a training grid of {len(rows)}x{len(cols)} pixels for "
                         f"{h}x{w} frames; use a smaller space_factor")
-    train_index = ((train_t[:, None, None] * h + rows[None, :, None]) * w + cols[None, None, :]).reshape(-1)
+    grid = (train_t[:, None, None], rows[None, :, None], cols[None, None, :])  # the training grid, broadcast
+    train_index = ((grid[0] * h + grid[1]) * w + grid[2]).reshape(-1)
     gradient = video_gradient(frames, der_operator)
-    flat = frames.permute(0, 2, 3, 1).reshape(-1, c)  # (T*H*W, C), row-major like the grid
-    jacobian = gradient.permute(0, 3, 4, 1, 2).reshape(-1, c, 3)
+    # The training samples, picked straight from the (T, H, W)-indexed views: no channels-last copy of the clip.
+    train_values = frames.permute(0, 2, 3, 1)[grid].reshape(-1, c).contiguous()
+    train_jacobian = gradient.permute(0, 3, 4, 1, 2)[grid].reshape(-1, c, 3).contiguous()
     heldout = torch.ones(t, h, w, dtype=torch.bool)
-    heldout[train_t[:, None, None], rows[None, :, None], cols[None, None, :]] = False
+    heldout[grid] = False
     return VideoData(frames=frames, coords=video_grid(t, h, w), train_index=train_index,
-                     train_values=flat[train_index].contiguous(), train_jacobian=jacobian[train_index].contiguous(),
+                     train_values=train_values, train_jacobian=train_jacobian,
                      derivative_step=video_step(t, h, w), gradient=gradient, heldout=heldout,
                      train_frames=train_t.tolist(), time_factor=time_factor, space_factor=space_factor, fps=fps,
                      source=source, notes=list(notes))

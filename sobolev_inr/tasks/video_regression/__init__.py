@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...config import cli
-from ...config.options import EngineOptions, SupervisionOptions, options_from_config
+from ...config.options import EngineOptions, MemoryOptions, SupervisionOptions, options_from_config
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, Training, check_finished_runs, task_module_attributes
@@ -48,15 +48,32 @@ class VideoSource:
 
 @dataclass(frozen=True)
 class VideoRegressionOptions:
-    """A run's clip, supervision and engine, samples per step (0: full batch) and per render call."""
+    """A run's clip, supervision and engine, samples per step (0: full batch) and per render call, and the
+    ``memory`` a training step may hold (a bigger step runs in row blocks, gradients accumulated)."""
 
     source: VideoSource = VideoSource()
     supervision: SupervisionOptions = SupervisionOptions()
     engine: EngineOptions = EngineOptions()
     batch_size: int = 0
     eval_chunk_size: int = 65536
+    memory: MemoryOptions = MemoryOptions()
 
     from_config = classmethod(options_from_config)
+
+
+def stride_error(stride: int, space_factor: int) -> str:
+    """Why ``final_eval_stride`` cannot score a clip trained on every frame and every ``space_factor``-th pixel."""
+    return (f"final_eval_stride = {stride} is a multiple of space_factor = {space_factor} and every frame is trained "
+            f"on (time_factor = 1): every pixel it scores is a training pixel, none held out; use a stride that is "
+            f"not a multiple of space_factor")
+
+
+def check_final_eval_stride(a) -> None:
+    """ConfigError before the run when ``final_eval_stride`` (every k-th pixel of every frame) would score only
+    training samples: every frame trained on and k a multiple of ``space_factor`` > 1."""
+    stride = getattr(a, "final_eval_stride", 1)
+    if a.time_factor == 1 and a.space_factor > 1 and stride % a.space_factor == 0 and not a.skip_final_eval:
+        raise ConfigError(stride_error(stride, a.space_factor))
 
 
 class VideoRegressionEntry(TaskEntry):
@@ -83,7 +100,7 @@ class VideoRegressionEntry(TaskEntry):
                        help="train on every space_factor-th pixel along y and x (1 = every pixel)")
         cli.add_eval_chunk_option(p, g, "samples per chunk when rendering the clip")
 
-        p.declare(check=lambda a: VideoSource.from_config(vars(a)))
+        p.declare(check=lambda a: (VideoSource.from_config(vars(a)), check_final_eval_stride(a)))
 
     def load(self, args, metadata, device):
         from .task import load_video_source

@@ -13,6 +13,15 @@ of the colours in [0, 1], SSIM of the luma):
 * ``psnr_heldout``: over every held-out sample at once (as the image task's), ``psnr_full``: over the clip;
 * ``psnr_der_heldout`` / ``psnr_der_full``: the network's derivatives against the full-clip targets;
 * ``psnr_per_frame``, ``ssim_per_frame``: the per-frame lists.
+
+Big inputs. ``final_metrics(model, stride=k)`` scores every k-th pixel along y and x of EVERY frame
+(``final_eval_shape`` [T, H', W'], H' = ceil(H / k)): frames are not strided, since the frames never trained on
+are the held-out set that matters and a time stride that is a multiple of ``time_factor`` would drop them all.
+The targets (frames, derivative targets, held-out mask) are taken at the same pixels, and SSIM is that of the
+strided frames. Renders go through the network in chunks of ``eval_chunk_size`` samples with a progress bar,
+and ``write_outputs`` draws the final evaluation's renders (the videos and figures at the scored pixels), so
+the clip is rendered once. Training takes the regression's ``memory`` options (row blocks, exact gradient
+accumulation: :meth:`~sobolev_inr.tasks.regression.SobolevRegression.loss_blocks`).
 """
 from __future__ import annotations
 
@@ -26,56 +35,87 @@ from torch import Tensor, nn
 from ...config.options import resolve_path
 from ...data.coords import derivative_scale
 from ...data.video import VideoData, load_video, prepare_video, square_frames
+from ...errors import ConfigError
 from ...metrics import derivative_psnr, frame_quality, psnr, to_unit_range
 from ...reporting.outputs import save_array, to_uint8, write_video
 from ..regression import SampledSignalRegression, predict, predict_jacobian
-from . import VideoRegressionOptions, VideoSource
+from . import VideoRegressionOptions, VideoSource, stride_error
 
 FIGURE_FRAMES = 4
 """Held-out frames shown in frames.png."""
+SSIM_MIN_SIDE = 6
+"""The smallest frame side SSIM's 11-pixel window (reflect-padded by 5) can score."""
 
 
 def _mean(values: List[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def strided(clip: Tensor, stride: int) -> Tensor:
+    """Every ``stride``-th pixel along y and x of ``clip (..., H, W)``, every frame (a view)."""
+    return clip[..., ::stride, ::stride]
+
+
+def _cache_name(name: str, stride: int) -> str:
+    """The render cache's entry of ``name`` at ``stride`` (stride 1: the summaries' renders, shared)."""
+    return name if stride == 1 else f"{name}@{stride}"
+
+
 class VideoRegression(SampledSignalRegression):
-    """Training on ``data``'s training samples (mini-batches of ``batch_size``); evaluation, the animation
-    and the figures on the whole clip, rendered in chunks of ``eval_chunk_size`` samples."""
+    """Training on ``data``'s training samples (mini-batches of ``batch_size``, row blocks within ``memory``);
+    evaluation, the animation and the figures on the whole clip (or every ``stride``-th pixel of each frame),
+    rendered in chunks of ``eval_chunk_size`` samples."""
 
     psnr_peak = 2.0  # values in [-1, 1]
     data: VideoData
 
-    def render(self, model: nn.Module) -> Tensor:
-        """The network's clip on the full grid: (T, C, H, W) in the value range, on CPU."""
+    def grid(self, stride: int = 1) -> Tensor:
+        """Coordinates of every ``stride``-th pixel along y and x of every frame: (T H' W', 3), row-major."""
+        if stride == 1:
+            return self.eval_coords
         t, h, w = self.data.shape
-        return self.once_per_weights("clip", model, lambda: predict(
-            model, self.eval_coords, self.eval_chunk_size).cpu().reshape(t, h, w, -1).permute(0, 3, 1, 2))
+        return self.eval_coords.view(t, h, w, 3)[:, ::stride, ::stride].reshape(-1, 3)
 
-    def render_gradient(self, model: nn.Module) -> Tensor:
-        """The network's derivatives per sample step on the full grid: (T, C, 3, H, W) [d/dt, d/dy, d/dx], on CPU."""
+    def strided_shape(self, stride: int = 1) -> List[int]:
+        """[T, H', W'] of :meth:`grid` (``final_eval_shape``)."""
         t, h, w = self.data.shape
+        return [t, -(-h // stride), -(-w // stride)]
+
+    def render(self, model: nn.Module, stride: int = 1) -> Tensor:
+        """The network's clip on every ``stride``-th pixel of each frame (1: the full grid): (T, C, H', W') in the
+        value range, on CPU."""
+        t, h, w = self.strided_shape(stride)
+        return self.once_per_weights(_cache_name("clip", stride), model, lambda: predict(
+            model, self.grid(stride), self.eval_chunk_size, progress=self.progress,
+            desc="clip").cpu().reshape(t, h, w, -1).permute(0, 3, 1, 2))
+
+    def render_gradient(self, model: nn.Module, stride: int = 1) -> Tensor:
+        """The network's derivatives per sample step on every ``stride``-th pixel of each frame: (T, C, 3, H', W')
+        [d/dt, d/dy, d/dx], on CPU."""
+        t, h, w = self.strided_shape(stride)
         scale = derivative_scale(self.data.derivative_step, "pixel").to(self.eval_coords)
 
         def compute():
-            jac = predict_jacobian(model, self.eval_coords, scale, self.eval_chunk_size, self.der_mode).cpu()
+            jac = predict_jacobian(model, self.grid(stride), scale, self.eval_chunk_size, self.der_mode,
+                                   progress=self.progress, desc="clip derivatives").cpu()
             return jac.reshape(t, h, w, -1, 3).permute(0, 3, 4, 1, 2)
 
-        return self.once_per_weights("gradient", model, compute)
+        return self.once_per_weights(_cache_name("gradient", stride), model, compute)
 
-    def frame_metrics(self, model: nn.Module) -> Dict[str, list]:
-        """PSNR and SSIM of every frame (:func:`~sobolev_inr.metrics.frame_quality`), once per weights."""
-        return self.once_per_weights("frame_quality", model, lambda: frame_quality(self.render(model),
-                                                                                   self.data.frames))
+    def frame_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, list]:
+        """PSNR and SSIM of every frame (:func:`~sobolev_inr.metrics.frame_quality`) at every ``stride``-th pixel,
+        once per weights."""
+        return self.once_per_weights(_cache_name("frame_quality", stride), model, lambda: frame_quality(
+            self.render(model, stride), strided(self.data.frames, stride)))
 
-    def _frame_means(self, model: nn.Module, frames: Sequence[int], suffix: str) -> Dict[str, float]:
+    def _frame_means(self, model: nn.Module, frames: Sequence[int], suffix: str, stride: int = 1) -> Dict[str, float]:
         """``psnr_<suffix>`` and ``ssim_<suffix>``: the means of the per-frame metrics over ``frames``."""
-        per_frame = self.frame_metrics(model)
+        per_frame = self.frame_metrics(model, stride)
         return {f"psnr_{suffix}": _mean([per_frame["psnr"][k] for k in frames]),
                 f"ssim_{suffix}": _mean([per_frame["ssim"][k] for k in frames])}
 
-    def _psnr_full(self, model: nn.Module) -> float:
-        return psnr(to_unit_range(self.render(model)), to_unit_range(self.data.frames))
+    def _psnr_full(self, model: nn.Module, stride: int = 1) -> float:
+        return psnr(to_unit_range(self.render(model, stride)), to_unit_range(strided(self.data.frames, stride)))
 
     def evaluate(self, model: nn.Module) -> Dict[str, float]:
         """PSNR and SSIM of the frames never trained on, PSNR over all held-out samples."""
@@ -84,31 +124,47 @@ class VideoRegression(SampledSignalRegression):
             out.update(self._frame_means(model, self.data.heldout_frames, "heldout_frames"))
         return {**out, "psnr_full": self._psnr_full(model)}
 
-    def _psnr_heldout(self, model: nn.Module) -> float:
-        pred, target, mask = self.render(model), self.data.frames, self.data.heldout
-        return psnr(to_unit_range(pred.permute(1, 0, 2, 3)[:, mask]), to_unit_range(target.permute(1, 0, 2, 3)[:, mask]))
+    def _psnr_heldout(self, model: nn.Module, stride: int = 1) -> float:
+        pred, target = self.render(model, stride), strided(self.data.frames, stride)
+        mask = strided(self.data.heldout, stride)
+        return psnr(to_unit_range(pred.permute(1, 0, 2, 3)[:, mask]),
+                    to_unit_range(target.permute(1, 0, 2, 3)[:, mask]))
+
+    def check_stride(self, stride: int) -> None:
+        """ConfigError when every ``stride``-th pixel holds no held-out sample while the clip has some (every frame
+        trained on, ``stride`` a multiple of ``space_factor``), or leaves frames too small for SSIM's window."""
+        if self.has_heldout and not strided(self.data.heldout, stride).any():
+            raise ConfigError(stride_error(stride, self.data.space_factor))
+        _, h, w = self.strided_shape(stride)
+        if min(h, w) < SSIM_MIN_SIDE:
+            raise ConfigError(f"final_eval_stride = {stride} leaves frames of {h}x{w} pixels; SSIM's "
+                              f"{2 * SSIM_MIN_SIDE - 1}-pixel window needs at least {SSIM_MIN_SIDE} per side: use a "
+                              f"smaller stride")
 
     def final_metrics(self, model: nn.Module, stride: int = 1) -> Dict[str, object]:
-        """Everything ``metrics.json`` reports for a clip (see the module docstring)."""
+        """Everything ``metrics.json`` reports for a clip (see the module docstring), at every ``stride``-th pixel
+        of each frame; ``final_eval_shape`` [T, H', W']."""
+        self.check_stride(stride)
         model.eval()
-        mask = self.data.heldout
-        per_frame = self.frame_metrics(model)
+        mask = strided(self.data.heldout, stride)
+        per_frame = self.frame_metrics(model, stride)
         trained, held = self.data.train_frames, self.data.heldout_frames
-        grad = self.render_gradient(model)
+        grad, grad_target = self.render_gradient(model, stride), strided(self.data.gradient, stride)
         grad_mask = mask[:, None, None].expand_as(grad)
         metrics: Dict[str, object] = {
-            "psnr_full": self._psnr_full(model),
+            "psnr_full": self._psnr_full(model, stride),
             "ssim_full": _mean(per_frame["ssim"]),
-            **self._frame_means(model, trained, "train_frames"),
-            "psnr_der_full": derivative_psnr(grad, self.data.gradient),
+            **self._frame_means(model, trained, "train_frames", stride),
+            "psnr_der_full": derivative_psnr(grad, grad_target),
             "num_heldout_samples": int(mask.sum()), "num_heldout_frames": len(held),
             "psnr_per_frame": per_frame["psnr"], "ssim_per_frame": per_frame["ssim"], "train_frames": list(trained),
+            "final_eval_shape": self.strided_shape(stride),
         }
         if held:
-            metrics.update(self._frame_means(model, held, "heldout_frames"))
+            metrics.update(self._frame_means(model, held, "heldout_frames", stride))
         if self.has_heldout:
-            metrics.update(psnr_heldout=self._psnr_heldout(model),
-                           psnr_der_heldout=derivative_psnr(grad[grad_mask], self.data.gradient[grad_mask]))
+            metrics.update(psnr_heldout=self._psnr_heldout(model, stride),
+                           psnr_der_heldout=derivative_psnr(grad[grad_mask], grad_target[grad_mask]))
         return metrics
 
     def figure_frames(self, num: int = FIGURE_FRAMES) -> List[int]:
@@ -121,11 +177,14 @@ class VideoRegression(SampledSignalRegression):
         """reconstruction.npy (the rendered clip, (T, H, W, C) float32 in [-1, 1]), reconstruction.mp4 (or .gif
         without imageio-ffmpeg: the rendered clip alone, at its resolution and frame rate), side_by_side.mp4
         (or .gif: ground truth | reconstruction), frames.png (held-out frames: ground truth, reconstruction,
-        error) and per_frame.png (PSNR and SSIM per frame, trained frames marked)."""
+        error) and per_frame.png (PSNR and SSIM per frame, trained frames marked). All drawn from the final
+        evaluation's render, at its pixels (``final_eval_stride`` k in ``metrics``: every k-th pixel along y and x,
+        the ground truth likewise; 1: the clip's resolution): the clip is not rendered again."""
         from ...reporting.plots import save_frame_metrics, save_image_grid
 
         run_dir = Path(run_dir)
-        pred, target = self.render(model), self.data.frames
+        stride = int(metrics.get("final_eval_stride", 1))
+        pred, target = self.render(model, stride), strided(self.data.frames, stride)
         save_array(run_dir / "reconstruction.npy", pred)
         write_video(run_dir / "reconstruction", to_uint8(pred), self.data.fps)
         side_by_side = np.concatenate([to_uint8(target), to_uint8(pred)], axis=2)
@@ -140,7 +199,7 @@ class VideoRegression(SampledSignalRegression):
             [(f"frame {k}: {per_frame[k]:.2f} dB", rec[k]) for k in shown],
             [(f"frame {k}: |error| x 4", error[k]) for k in shown]],
             suptitle=f"frames {kind}; trained on 1 in {self.data.time_factor} frames, 1 in {self.data.space_factor} "
-                     f"pixels per axis")
+                     f"pixels per axis" + (f"; scored and shown at every {stride}th pixel" if stride > 1 else ""))
         held = metrics.get("psnr_heldout_frames")
         title = (f"{held:.2f} dB mean over the frames never trained on" if isinstance(held, float)
                  else f"{metrics['psnr_full']:.2f} dB over the clip")
@@ -168,7 +227,8 @@ def video_task(options: VideoRegressionOptions, data: Optional[VideoData] = None
     if data is None:
         data = load_video_source(options.source, options.supervision.der_operator, base_dir)
     return VideoRegression(data, supervision=options.supervision, engine=options.engine,
-                           batch_size=options.batch_size, eval_chunk_size=options.eval_chunk_size, device=device)
+                           batch_size=options.batch_size, eval_chunk_size=options.eval_chunk_size, device=device,
+                           memory=options.memory)
 
 
 def load_run(run_dir: Path, device: torch.device = torch.device("cpu")):
