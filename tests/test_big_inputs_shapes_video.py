@@ -317,3 +317,101 @@ class TestVideo:
         iio.imwrite(tmp_path / "clip.gif", frames, duration=80, loop=0)
         gif = video_data.load_video(str(tmp_path / "clip.gif"), first_frame=2, num_frames=3)
         assert gif.frames.shape == (3, 3, 8, 10) and gif.notes[-1] == "frames 2 to 4"  # the rest is not decoded
+
+
+# ----------------------------------------------------------------------------------------------- image editing
+def _images(size: int = 13):
+    """Two smooth RGB images (3, size, size) in [-1, 1]."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    a = torch.stack([torch.sin(3 * x), torch.cos(2 * y), torch.sin(2 * x * y)]) * 0.8
+    b = torch.stack([torch.cos(3 * y), torch.sin(2 * x + y), torch.cos(x - y)]) * 0.8
+    return a, b
+
+
+def _composite(**kwargs):
+    from sobolev_inr.data.targets import image_gradient
+    from sobolev_inr.tasks.image_editing.task import GradientComposite
+
+    a, b = _images()
+    return GradientComposite(a, b, image_gradient(a, "sobel"), image_gradient(b, "sobel"), 0.3, **kwargs)
+
+
+def _clone(**kwargs):
+    from sobolev_inr.tasks.image_editing.task import SeamlessCloning, edit_mask
+
+    target, source = _images()
+    return SeamlessCloning(target, source, edit_mask("ellipse", (0.1, 0.0), (0.5, 0.4), 13, 13), (1, -1),
+                           lambda_der=3.0, **kwargs)
+
+
+EDITS = {"composite": _composite, "clone": _clone}
+
+
+class TestImageEditing:
+    @pytest.mark.parametrize("edit", sorted(EDITS))
+    def test_renders_in_small_chunks_equal_one_chunk(self, edit):
+        model, _ = _twin_models(2, 3)
+        small, big = EDITS[edit](eval_chunk_size=7), EDITS[edit](eval_chunk_size=10 ** 6)
+        torch.testing.assert_close(small.render(model), big.render(model), atol=1e-6, rtol=0)
+        torch.testing.assert_close(small.render_gradient(model), big.render_gradient(model), atol=1e-5, rtol=1e-5)
+        assert small.final_metrics(model) == pytest.approx(big.final_metrics(model), rel=1e-5)
+
+    @pytest.mark.parametrize("edit", sorted(EDITS))
+    def test_blocked_training_matches_the_full_batch(self, edit):
+        model, twin = _twin_models(2, 3)
+        blocked, whole = EDITS[edit](memory=MemoryOptions(block_size=50)), EDITS[edit](memory=UNBLOCKED)
+        blocks, loss = list(blocked.loss_blocks(model, None)), whole.loss(model, None)
+        assert len(blocks) == 4  # 169 pixels
+        for name, value in loss.items():
+            torch.testing.assert_close(sum(b[name] for b in blocks), value, atol=1e-6, rtol=1e-5)
+        _train(blocked, model)
+        _train(whole, twin)
+        _assert_same_parameters(model, twin)
+
+    def test_final_eval_stride_of_the_clone_scores_every_other_pixel(self, tmp_path, monkeypatch):
+        from sobolev_inr.data.coords import derivative_scale
+        from sobolev_inr.metrics import derivative_psnr, psnr, rho_ag, to_unit_range
+        from sobolev_inr.tasks.image_regression import task as image_module
+        from sobolev_inr.tasks.regression import predict_jacobian
+
+        task, (model, _) = _clone(), _twin_models(2, 3)
+        metrics = task.final_metrics(model, stride=2)
+        assert metrics["final_eval_shape"] == [7, 7] and metrics["mask_pixels"] == int(task.mask.sum())
+        coords = task.eval_coords.view(13, 13, 2)[::2, ::2].reshape(-1, 2)
+        with torch.no_grad():
+            pred = model(coords).T.reshape(3, 7, 7)
+        grad = predict_jacobian(model, coords, derivative_scale(task.data.pixel_step, "pixel"))
+        grad = grad.permute(1, 2, 0).reshape(3, 2, 7, 7)
+        mask, target, guidance = task.mask[::2, ::2], task.data.image[:, ::2, ::2], task.data.gradient[..., ::2, ::2]
+        assert metrics["psnr_outside"] == pytest.approx(
+            psnr(to_unit_range(pred[:, ~mask]), to_unit_range(target[:, ~mask])), abs=1e-4)
+        assert metrics["psnr_grad_inside"] == pytest.approx(derivative_psnr(grad[..., mask], guidance[..., mask]),
+                                                            abs=1e-4)
+        assert metrics["psnr_grad_outside"] == pytest.approx(derivative_psnr(grad[..., ~mask], guidance[..., ~mask]),
+                                                             abs=1e-4)
+        assert metrics["rho_ag_full"] == pytest.approx(rho_ag(pred, target), abs=1e-5)
+        calls = []
+        monkeypatch.setattr(image_module, "predict", lambda *a, **k: calls.append(1))
+        monkeypatch.setattr(image_module, "predict_jacobian", lambda *a, **k: calls.append(1))
+        task.write_outputs(model, tmp_path, {**metrics, "final_eval_stride": 2})
+        assert not calls and np.load(tmp_path / "cloned.npy").shape == (7, 7, 3)
+        from sobolev_inr.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="inside and outside"):
+            task.final_metrics(model, stride=13)
+
+    def test_final_eval_stride_of_the_composite_scores_every_other_pixel(self, tmp_path):
+        from sobolev_inr.metrics import derivative_psnr, poisson_image_psnrs, remove_offset, rho_ag
+
+        task, (model, _) = _composite(), _twin_models(2, 3)
+        metrics = task.final_metrics(model, stride=2)
+        assert metrics["final_eval_shape"] == [7, 7]
+        full, grad = task.render(model), task.render_gradient(model)
+        pred, target = full[:, ::2, ::2], task.data.image[:, ::2, ::2]
+        assert metrics["psnr_grad_full"] == pytest.approx(
+            derivative_psnr(grad[..., ::2, ::2], task.data.gradient[..., ::2, ::2]), abs=1e-4)
+        assert metrics["psnr_offset_full"] == pytest.approx(poisson_image_psnrs(pred, target)["psnr_offset"], abs=1e-4)
+        assert metrics["rho_ag_full"] == pytest.approx(rho_ag(remove_offset(pred, target), target), abs=1e-5)
+        np.testing.assert_allclose(metrics["offset"], (remove_offset(pred, target) - pred)[:, 0, 0], atol=1e-5)
+        task.write_outputs(model, tmp_path, {**metrics, "final_eval_stride": 2})
+        assert np.load(tmp_path / "composite.npy").shape == (7, 7, 3)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from ...config import cli
-from ...config.options import EngineOptions, options_from_config
+from ...config.options import EngineOptions, FinalEvalOptions, MemoryOptions, options_from_config
 from ...errors import ConfigError
 from .. import register_task
 from ..entry import TaskEntry, task_module_attributes
@@ -44,7 +44,8 @@ class EditOptions:
     ``filename2``: image 2 or the source) at one ``sidelength``, the composite's ``alpha`` (weight of image
     1's gradient), the clone's mask (shape, centre and radii in [-1, 1] coordinates (x, y)), where in the
     source it is taken from, its gradient weight and operator; the engine, samples per step and per render
-    call, and where the runs go. Checked once, before anything is loaded or written."""
+    call, the ``memory`` a training step may hold (row blocks), what the end of each run scores
+    (``final_eval``), and where the runs go. Checked once, before anything is loaded or written."""
 
     edit: str = "composite"
     filename: str = "skimage:astronaut"
@@ -63,6 +64,8 @@ class EditOptions:
     engine: EngineOptions = EngineOptions()
     batch_size: int = 0
     eval_chunk_size: int = 65536
+    memory: MemoryOptions = MemoryOptions()
+    final_eval: FinalEvalOptions = FinalEvalOptions()
     logging_root: str = "./logs"
     exp_name: str = "default"
 
@@ -135,7 +138,7 @@ class ImageEditingEntry(TaskEntry):
 
         return run_image_edit(cli.run_metadata(args), parser.identity, make_model,
                               lambda resume: cli.epoch_fit_config(args, resume), cli.resolve_device(args.device),
-                              args.resume, args.overwrite)
+                              args.resume, args.overwrite, progress_bars=not args.no_progress)
 
 
 register_task(ImageEditingEntry)
