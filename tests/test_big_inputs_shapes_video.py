@@ -112,7 +112,12 @@ class TestSDF:
         blocked = _sdf_task(400, batch_size=200, memory=MemoryOptions(block_size=64))
         whole = _sdf_task(400, batch_size=200, memory=UNBLOCKED)
         batch = next(iter(whole.train_batches(torch.Generator().manual_seed(1))))
+        from sobolev_inr.training.progress import Progress
+
+        lines = []
+        blocked.progress = Progress(log=lines.append)
         blocks = list(blocked.loss_blocks(model, batch))
+        assert lines == ["training steps in 7 blocks of 64 points (block_size 64)"]
         assert len(blocks) == 7  # 200 on + 200 off points, 32 + 32 per block: 6 full, 1 of 8 + 8
         loss = whole.loss(model, batch)
         assert set(blocks[0]) == set(loss) == {"sdf", "inter", "normal", "grad", "total"}

@@ -61,6 +61,8 @@ NEAR_SIGMA = 0.01
 FIGURE_MAX_FACES = 20_000
 """The shape figure meshes a coarser stride of the grid until it has at most this many triangles."""
 SLICE_RESOLUTION = 200
+PROBE_POINTS = 512
+"""Points (half on, half off the surface) of the probe that measures a training step's memory per point."""
 BLOCK_HEADROOM = 2.0
 """Peak memory of an SDF training block over what autograd saves for its backward pass (the eikonal and normal
 terms backpropagate through grad Phi: a double backward); measured on CPU with a SIREN of 3 x 128, 1.5 to 2.2."""
@@ -99,7 +101,8 @@ class SDFFitting:
         self.cloud, self.supervision, self.weights = cloud, supervision, weights
         self.batch_size, self.device = batch_size, device
         self.mc_resolution, self.eval_chunk_size, self.memory = mc_resolution, eval_chunk_size, memory
-        self._block_points: Dict[int, int] = {}
+        self._block_points: Dict[int, int] = {}  # points per block by model, from the memory probe
+        self._logged_blocks: Optional[Tuple[int, int]] = None  # (points, block) of the last "in blocks" line
         self.der_mode, self.der_engine = engine.der_mode, engine.der_engine
         self.points = torch.from_numpy(cloud.points).float().to(device)
         self.normals = None if cloud.normals is None else torch.from_numpy(cloud.normals).float().to(device)
@@ -146,21 +149,31 @@ class SDFFitting:
     def block_points(self, model: nn.Module, batch: SDFBatch) -> int:
         """Points (on + off surface) one block may hold: ``memory.block_size``, else as many as fit
         ``memory.max_memory_gb`` (what autograd keeps per point, measured once per model on a probe of the
-        batch's first points, :func:`~sobolev_inr.training.memory.bytes_per_sample`, times :data:`BLOCK_HEADROOM`),
-        else the whole batch."""
+        batch's first :data:`PROBE_POINTS` points, :func:`~sobolev_inr.training.memory.bytes_per_sample`, times
+        :data:`BLOCK_HEADROOM`), else the whole batch (also a batch within the probe). Logs one line
+        (``progress.log``) when the batch is cut."""
+        points = 2 * len(batch.index)
         if self.memory.block_size > 0:
-            return self.memory.block_size
-        if self.memory.max_memory_gb <= 0:
-            return 2 * len(batch.index)
-        if id(model) not in self._block_points:
-            def loss_of_points(n: int) -> Tensor:
-                half = max(n // 2, 1)
-                return self._terms(model, batch.index[:half], batch.off_surface[:half])["total"]
+            size = self.memory.block_size
+        elif self.memory.max_memory_gb <= 0 or points <= PROBE_POINTS:
+            return points
+        else:
+            if id(model) not in self._block_points:
+                def loss_of_points(n: int) -> Tensor:
+                    half = max(n // 2, 1)
+                    return self._terms(model, batch.index[:half], batch.off_surface[:half])["total"]
 
-            per_point = memory_probe.bytes_per_sample(loss_of_points)
-            self._block_points[id(model)] = memory_probe.rows_within(self.memory.max_memory_gb, per_point,
-                                                                     BLOCK_HEADROOM)
-        return self._block_points[id(model)]
+                per_point = memory_probe.bytes_per_sample(loss_of_points, PROBE_POINTS)
+                self._block_points[id(model)] = memory_probe.rows_within(self.memory.max_memory_gb, per_point,
+                                                                         BLOCK_HEADROOM)
+            size = self._block_points[id(model)]
+        if size < points and self._logged_blocks != (points, size):
+            self._logged_blocks = (points, size)
+            budget = (f"block_size {size:,}" if self.memory.block_size > 0
+                      else f"max_memory_gb {self.memory.max_memory_gb:g}")
+            self.progress.log(f"training steps in {-(-points // (2 * max(size // 2, 1)))} blocks of {size:,} points "
+                              f"({budget})")
+        return size
 
     def loss_blocks(self, model: nn.Module, batch: SDFBatch) -> Iterator[Dict[str, Tensor]]:
         """The loss of ``batch`` in blocks of at most :meth:`block_points` points, each half on the surface and
