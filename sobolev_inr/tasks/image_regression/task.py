@@ -261,7 +261,8 @@ def compare_runs(run_dirs, out: Path, labels=None, crop=None) -> None:
     for (model, task, metrics), label in zip(loaded, labels):
         images.append((f"{label}\n{metrics['psnr_luma_heldout']:.2f} dB, SSIM {metrics['ssim_heldout']:.3f}",
                        to_unit_range(task.render(model))))
-        grads.append((f"{label}\nderivative {metrics['psnr_der_heldout']:.2f} dB", gradient_magnitude(task.render_gradient(model))))
+        grads.append((f"{label}\nderivative {metrics['psnr_der_heldout']:.2f} dB",
+                      gradient_magnitude(task.render_gradient(model))))
     vmax = float(grads[0][1].quantile(0.995))
     fig = Figure(figsize=(3.6 * len(images), 7.4))
     axes = fig.subplots(2, len(images), squeeze=False)
