@@ -23,6 +23,7 @@ from task_entry import REPO, load_task_main
 
 TASK_DIR = REPO / "Experiments" / "inverse_rendering"
 TRAIN = load_task_main("inverse_rendering", "train")
+EVAL = load_task_main("inverse_rendering", "eval")
 SAMPLES = 8
 UNCHUNKED = dict(chunk=10 ** 9, netchunk=10 ** 9)
 
@@ -185,6 +186,26 @@ def test_strided_final_evaluation_run_shows_progress_and_records_what_was_scored
                   "outputs: "):
         assert phase in log, phase
     assert log.count("test renders (") == 1  # the figures reuse the final evaluation's renders
+    # eval.py renders the test views whole and replaces the strided scores
+    scores = EVAL.main(["--config", str(config), *TINY, "--datadir", str(scene_dir), "--basedir", str(tmp_path),
+                        "--expname", "strided", "--no_progress"])
+    assert "test renders (2 views of 12x16): " in capsys.readouterr().out
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["heldout_size"] == [12, 16] and saved["heldout_stride"] == 1 == scores["heldout_stride"]
+    assert saved["psnr_heldout"] == scores["psnr_heldout"] and saved["final_eval_stride"] == 2
+    assert (run / "testset_000002" / "score.txt").is_file()
+    # --render_only: the spiral (and --render_test the test views) with bars and phase lines
+    common = ["--config", str(config), *TINY, "--datadir", str(scene_dir), "--basedir", str(tmp_path),
+              "--expname", "strided", "--render_only", "--render_factor", "2"]
+    TRAIN.main(common)
+    TRAIN.main(common + ["--render_test"])
+    out, bars = capsys.readouterr()
+    frames = len(ir.load_task(ir.InverseRenderingOptions.from_config(json.loads((run / "config.json").read_text())),
+                              torch.device("cpu"), run).scene.render_poses)
+    assert f"spiral video ({frames} frames of 6x8): " in out and "test renders (2 views of 12x16): " in out
+    assert "spiral video: " in bars and "test renders: " in bars and "ray" in bars
+    assert list((run / "renderonly_path_000002").glob("rgb.*"))
+    assert (run / "renderonly_test_000002" / "008.png").is_file()
 
 
 def test_smoke_run_of_an_original_config_renders_nothing_at_its_end(scene_dir, tmp_path, monkeypatch):

@@ -232,7 +232,9 @@ class InverseRenderingEntry(TaskEntry):
             Periodic(args.i_video, lambda m, step: task.write_video(m, run.path, f"spiral_{step:06d}_",
                                                                      render_factor), "video"),
         ]
-        return Training(model, task, notes, summary=("psnr_heldout", "ssim_heldout", "psnr_der_heldout"),
+        # psnr_heldout_rays: the last summary's, what a run with skip_final_eval reports
+        return Training(model, task, notes, summary=("psnr_heldout", "ssim_heldout", "psnr_der_heldout",
+                                                     "psnr_heldout_rays"),
                         extra_metrics=task.record(), periodic=periodic)
 
     def fit_config(self, args, resume):

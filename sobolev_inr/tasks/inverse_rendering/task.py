@@ -549,7 +549,8 @@ class InverseRendering:
         poses = list(self.scene.render_poses)
         h, w = self.view_shape(render_factor)
         rgb, disp = [], []
-        with self.progress.phase(f"spiral video {name}({len(poses)} frames of {h}x{w})"), \
+        label = f"spiral video {name.rstrip('_')}".rstrip()
+        with self.progress.phase(f"{label} ({len(poses)} frames of {h}x{w})"), \
                 self.counting_rays("spiral video", len(poses) * h * w) as count:
             for i, pose in enumerate(poses):
                 count.describe(f"spiral frame {i + 1}/{len(poses)}")
