@@ -254,3 +254,18 @@ class TestNetworkAndTargetAgree:
         target = C.target_to_units(image_gradient(image, "diff"), step, "coord", axis=1)
         err = (net - target)[INTERIOR].abs().max().item()
         assert err < 0.01 * target[INTERIOR].abs().max().item()
+
+
+@pytest.mark.parametrize("frames", [2, 3, 6])
+@pytest.mark.parametrize("operator", ["sobel", "diff"])
+def test_video_gradient_frame_by_frame_equals_the_whole_clip_at_once(frames, operator):
+    """The clip's targets are written frame by frame (bounded memory); they equal kornia on the whole clip with
+    the time derivative of central_difference, bit for bit."""
+    import kornia
+
+    from sobolev_inr.data.targets import central_difference, video_gradient
+
+    clip = torch.rand(frames, 3, 19, 23, generator=torch.Generator().manual_seed(frames))
+    space = kornia.filters.spatial_gradient(clip, mode=operator, order=1, normalized=True)
+    whole = torch.stack((central_difference(clip, dim=0), space[:, :, 1], space[:, :, 0]), dim=2)
+    assert torch.equal(video_gradient(clip, operator), whole)
