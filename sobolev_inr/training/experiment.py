@@ -65,7 +65,8 @@ def train_and_report(task_name: str, model: nn.Module, task: Task, run: RunDirec
         raise TrainingError(f"the trained model's metrics are not numbers ({', '.join(bad)}); the run did not "
                             f"converge to anything finite: its checkpoints are in {run.checkpoints}")
     metrics = {**run_metrics(task_name, metadata, result, model, device), **quality, **(extra_metrics or {}),
-               "final_eval_stride": final_eval.final_eval_stride, "final_eval_skipped": final_eval.skip_final_eval}
+               "final_eval_stride": None if final_eval.skip_final_eval else final_eval.final_eval_stride,
+               "final_eval_skipped": final_eval.skip_final_eval}
     run.write_metrics(metrics)
     if not (final_eval.no_figures or final_eval.skip_final_eval):
         with progress.phase("outputs"):
@@ -73,8 +74,8 @@ def train_and_report(task_name: str, model: nn.Module, task: Task, run: RunDirec
             from ..reporting.plots import save_training_curves
 
             save_training_curves(run.file("scalars.csv"), run.file("curves.png"), title=run.path.name)
-    shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in summary if isinstance(metrics.get(k), (int, float)))
-    run.print(f"{shown}; {result.steps} steps in {result.wall_time_s:.1f} s")
+    shown = [f"{k} {metrics[k]:.4g}" for k in summary if isinstance(metrics.get(k), (int, float))]
+    run.print("; ".join([*([", ".join(shown)] if shown else []), f"{result.steps} steps in {result.wall_time_s:.1f} s"]))
     run.print(f"results: {run.path.resolve()}")
     run.close()
     return metrics

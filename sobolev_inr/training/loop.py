@@ -498,7 +498,8 @@ class Summaries:
         # The evaluation's PSNRs; a task that reports none (shapes) shows what it reports.
         shown.update({k: v for k, v in evaluation.items() if k.startswith("psnr")} or evaluation)
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
-        self.run.log_only(f"{self.unit} {index} step {state.step}: " + ", ".join(
+        where = f"step {state.step}" if self.unit == "step" else f"{self.unit} {index} step {state.step}"
+        self.run.log_only(f"{where}: " + ", ".join(
             f"{k} {v:.6g}" for k, v in {**terms, **evaluation}.items()))
         if state.skipped_steps:
             self.run.print(f"{self.unit} {index}: {state.skipped_steps} steps with a non-finite loss or gradient "
