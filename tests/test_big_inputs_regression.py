@@ -341,45 +341,65 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 from sobolev_inr.config.options import MemoryOptions
-from sobolev_inr.data.images import prepare_image
 from sobolev_inr.models import MLP
-from sobolev_inr.tasks.image_regression.task import ImageRegression
 from sobolev_inr.training import memory
 from sobolev_inr.training.loop import take_step
 
-y, x = torch.meshgrid(torch.linspace(-1, 1, 256), torch.linspace(-1, 1, 256), indexing="ij")
-image = torch.stack([torch.sin(3 * x) * torch.cos(2 * y), x * y, torch.cos(4 * x)])
+
+def build(name, side, options):
+    # 65,536 training samples at side 256 (every one trained on), val_der: about 180 MB for a step's backward pass
+    if name == "image":
+        from sobolev_inr.data.images import prepare_image
+        from sobolev_inr.tasks.image_regression.task import ImageRegression
+        y, x = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
+        image = torch.stack([torch.sin(3 * x) * torch.cos(2 * y), x * y, torch.cos(4 * x)])
+        return ImageRegression(prepare_image(image, factor=1), memory=options), 2, 3
+    if name == "audio":
+        from sobolev_inr.data.audio import AudioSignal, prepare_audio
+        from sobolev_inr.tasks.audio_regression.task import AudioRegression
+        t = torch.arange(side * side, dtype=torch.float32)
+        signal = AudioSignal(torch.sin(0.03 * t) * 0.8, 44100, "test")
+        return AudioRegression(prepare_audio(signal, 1), memory=options), 1, 1
+    from sobolev_inr.data.video import prepare_video, synthetic_clip
+    from sobolev_inr.tasks.video_regression.task import VideoRegression
+    frames = synthetic_clip(16, max(side // 4, 8)) * 2 - 1  # 16 frames of (side / 4)^2 pixels
+    return VideoRegression(prepare_video(frames, 1, 1), supervision="val_der", memory=options), 3, 3
+
+
+name = sys.argv[2]
+small, in_features, out_features = build(name, 16, MemoryOptions(block_size=0, max_memory_gb=0))
 torch.manual_seed(0)
-model = MLP(2, 3, ["sine"] * 3, hidden_features=64)
+model = MLP(in_features, out_features, ["sine"] * 3, hidden_features=64)
 params = list(model.parameters())
 optimizer = torch.optim.Adam(params, lr=1e-4)
-small = ImageRegression(prepare_image(image[:, :16, :16], factor=1))
 take_step(optimizer, params, lambda: small.loss_blocks(model, None))  # one-time allocations: not the step's
 grown = {}
-for name, options in (("blocked", MemoryOptions(max_memory_gb=float(sys.argv[1]))),
-                      ("unblocked", MemoryOptions(block_size=0, max_memory_gb=0))):
-    task = ImageRegression(prepare_image(image, factor=1), memory=options)  # val_der, every pixel: 65,536 rows
+for label, options in (("blocked", MemoryOptions(max_memory_gb=float(sys.argv[1]))),
+                       ("unblocked", MemoryOptions(block_size=0, max_memory_gb=0))):
+    task = build(name, 256, options)[0]
     before = memory.current_rss_mb()
     memory.reset_peak_rss()
     take_step(optimizer, params, lambda: task.loss_blocks(model, None))
-    grown[name] = memory.peak_rss_mb() - before
+    grown[label] = memory.peak_rss_mb() - before
 print(json.dumps(grown))
 """
 
 
 @pytest.mark.skipif(not _clear_refs_writable(), reason="the peak RSS cannot be reset here (/proc/self/clear_refs "
                     "is not writable: not Linux, or a sandbox forbids it)")
-def test_max_memory_gb_bounds_the_peak_memory_of_a_full_batch_step():
-    """One full-batch val_der step on a 256x256 image (about 180 MB for its backward pass) with a 0.06 GB budget:
-    the process's peak resident memory grows by less than the budget (+10 %: HEADROOM is an estimate) and by less
-    than half of what the unblocked step takes. Measured in a fresh process, one thread, with glibc's mmap
-    threshold fixed at 128 kB so that each block's freed memory goes back to the system and the peak measures what
-    the step holds (with glibc's default dynamic threshold the allocator keeps a few tens of MB of freed memory for
-    reuse on top of that, a fixed amount whatever the input's size)."""
+@pytest.mark.parametrize("name", ["image", "audio", "video"])
+def test_max_memory_gb_bounds_the_peak_memory_of_a_full_batch_step(name):
+    """One full-batch val_der step on 65,536 samples (a 256x256 image, a clip of as many audio samples, 16 frames
+    of 64x64; about 180 MB for its backward pass) with a 0.06 GB budget: the process's peak resident memory grows
+    by less than the budget (+10 %: HEADROOM is an estimate) and by less than half of what the unblocked step
+    takes. Measured in a fresh process, one thread, with glibc's mmap threshold fixed at 128 kB so that each
+    block's freed memory goes back to the system and the peak measures what the step holds (with glibc's default
+    dynamic threshold the allocator keeps a few tens of MB of freed memory for reuse on top of that, a fixed
+    amount whatever the input's size)."""
     budget_gb = 0.06
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(MEMORY_STEP), str(budget_gb)], capture_output=True,
-                            text=True, timeout=120, env=env)
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(MEMORY_STEP), str(budget_gb), name],
+                            capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
     grown = json.loads(result.stdout.strip().splitlines()[-1])
     budget_mb = budget_gb * 1024

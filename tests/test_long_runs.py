@@ -116,3 +116,22 @@ def test_skip_final_eval_and_no_figures_are_recorded(tmp_path):
     assert not list((tmp_path / "metrics_only").glob("*.png"))
     log = (tmp_path / "metrics_only" / "log.txt").read_text()
     assert "final evaluation: " in log and "data and model: " in log
+
+
+def test_a_long_waveform_is_drawn_as_its_envelope(tmp_path):
+    """A clip longer than 2 ENVELOPE_BINS samples is drawn from per-bin minima and maxima (which keep every
+    extreme of the signal) and its spectrogram has at most SPECTROGRAM_FRAMES frames; both figures are written."""
+    import numpy as np
+
+    from sobolev_inr.reporting import plots
+
+    signal = np.sin(np.arange(50_001) * 0.37).astype(np.float32)
+    low, high, centres = plots._envelope(signal, 100)
+    assert len(low) == len(high) == len(centres) == 100
+    assert low.min() == signal.min() and high.max() == signal.max()
+    edges = np.linspace(0, len(signal), 101).astype(np.int64)
+    assert high[7] == signal[edges[7]:edges[8]].max() and low[7] == signal[edges[7]:edges[8]].min()
+    clip = torch.from_numpy(signal).repeat(4)  # 200k samples: more than 2 * ENVELOPE_BINS
+    plots.save_waveforms(tmp_path / "w.png", [("a", clip), ("error", clip * 0.1)], 44100, zoom=(0, 500))
+    plots.save_spectrograms(tmp_path / "s.png", [("a", clip)], 44100)
+    assert (tmp_path / "w.png").stat().st_size > 0 and (tmp_path / "s.png").stat().st_size > 0

@@ -171,12 +171,27 @@ def save_frame_metrics(path: Path, metrics: Mapping[str, Sequence[float]], train
     fig.savefig(path, dpi=110)
 
 
+ENVELOPE_BINS = 4000
+"""A waveform longer than twice this many samples is drawn as the min and max of this many bins (a figure
+7 inches wide at 100 dpi shows no more; plotting every sample of a 5-minute clip held gigabytes)."""
+SPECTROGRAM_FRAMES = 4000
+"""At most this many spectrogram frames: a longer clip's hop grows (the window stays), for the same reason."""
+
+
+def _envelope(array: np.ndarray, bins: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(min, max, centre sample index) of ``bins`` consecutive, nearly equal parts of ``array (N,)``."""
+    edges = np.linspace(0, len(array), bins + 1).astype(np.int64)
+    low, high = np.minimum.reduceat(array, edges[:-1]), np.maximum.reduceat(array, edges[:-1])
+    return low, high, (edges[:-1] + edges[1:] - 1) / 2.0
+
+
 def save_waveforms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, zoom: Optional[Tuple[int, int]] = None,
                    marks: Optional[Tensor] = None, suptitle: str = "") -> None:
-    """Signals ``(N,)`` stacked in rows against time in seconds: the whole clip, and beside it the samples
-    ``zoom = (start, stop)``. ``marks``: sample indices drawn as dots on the first row's zoom (e.g. the
-    training samples). The first rows share their y range; the last row (an error) gets its own."""
-    arrays = [p.detach().double().cpu().numpy() for _, p in panels]
+    """Signals ``(N,)`` stacked in rows against time in seconds: the whole clip (as its min-max envelope when
+    it is longer than 2 :data:`ENVELOPE_BINS` samples), and beside it the samples ``zoom = (start, stop)``.
+    ``marks``: sample indices drawn as dots on the first row's zoom (e.g. the training samples). The first
+    rows share their y range; the last row (an error) gets its own."""
+    arrays = [p.detach().cpu().numpy() for _, p in panels]
     n = len(arrays[0])
     t = np.arange(n) / rate
     cols = 2 if zoom else 1
@@ -187,8 +202,13 @@ def save_waveforms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, 
         ylim = (float(np.abs(array).max()) * 1.05 or 1.0) if last else lim
         for col in range(cols):
             ax = axes[row, col]
-            part = slice(*zoom) if col == 1 else slice(None)
-            ax.plot(t[part], array[part], linewidth=0.4 if col == 0 else 0.9, color="C3" if last else "C0")
+            colour = "C3" if last else "C0"
+            if col == 0 and n > 2 * ENVELOPE_BINS:  # a long clip: its min-max envelope, what the pixels can show
+                low, high, centres = _envelope(array, ENVELOPE_BINS)
+                ax.fill_between(centres / rate, low, high, color=colour, linewidth=0.4)
+            else:
+                part = slice(*zoom) if col == 1 else slice(None)
+                ax.plot(t[part], array[part], linewidth=0.4 if col == 0 else 0.9, color=colour)
             if col == 1 and row == 0 and marks is not None:
                 idx = marks.cpu().numpy()
                 idx = idx[(idx >= zoom[0]) & (idx < zoom[1])]
@@ -213,14 +233,16 @@ def save_waveforms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, 
 
 def save_spectrograms(path: Path, panels: Sequence[Tuple[str, Tensor]], rate: int, n_fft: int = 1024,
                       dynamic_range_db: float = 100.0, suptitle: str = "") -> None:
-    """Magnitude spectrograms (dB, Hann window of ``n_fft``, hop n_fft / 4) of signals ``(N,)``, one per row,
-    on one colour scale: the loudest bin of all panels down ``dynamic_range_db``."""
+    """Magnitude spectrograms (dB, Hann window of ``n_fft``, hop n_fft / 4, or longer for a clip of more than
+    :data:`SPECTROGRAM_FRAMES` frames) of signals ``(N,)``, one per row, on one colour scale: the loudest bin of
+    all panels down ``dynamic_range_db``."""
     n_fft = max(16, min(n_fft, min(len(p) for _, p in panels)))
+    hop = max(n_fft // 4, -(-len(panels[0][1]) // SPECTROGRAM_FRAMES))
     window = torch.hann_window(n_fft, dtype=torch.float64)
     specs = []
     for _, signal in panels:
         x = signal.detach().double().cpu()
-        mag = torch.stft(x, n_fft, hop_length=n_fft // 4, window=window, center=True, return_complex=True).abs()
+        mag = torch.stft(x, n_fft, hop_length=hop, window=window, center=True, return_complex=True).abs()
         specs.append((20.0 * torch.log10(mag + 1e-12)).numpy())
     vmax = max(float(s.max()) for s in specs)
     duration = len(panels[0][1]) / rate
