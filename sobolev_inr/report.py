@@ -370,8 +370,8 @@ def main(argv=None) -> int:
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        make_report(Path(args.runs_dir), args.out and Path(args.out), args.imgs and Path(args.imgs), not args.no_figures,
-                    Progress(bars=not args.no_progress, log=print))
+        make_report(Path(args.runs_dir), args.out and Path(args.out), args.imgs and Path(args.imgs),
+                    not args.no_figures, Progress(bars=not args.no_progress, log=print))
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

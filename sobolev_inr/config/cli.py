@@ -1,8 +1,8 @@
 """Command-line and txt-config options (ConfigArgParse), composed per task; device choice; error handling.
 
 A task's entry (:meth:`sobolev_inr.tasks.entry.TaskEntry.add_options`) builds its parser from the
-option groups it needs (:func:`add_run_options` with :func:`add_final_eval_options`, :func:`add_epoch_options` with
-:func:`add_memory_options`, :func:`add_optimizer_options`,
+option groups it needs (:func:`add_run_options` with :func:`add_final_eval_options`,
+:func:`add_epoch_options` with :func:`add_memory_options`, :func:`add_optimizer_options`,
 :func:`add_model_options`, :func:`add_supervision_options`, :func:`add_engine_options`, or all of them
 at once: :func:`add_mlp_task_options`) and adds its own. Each group declares
 beside its options which of them never make another run (where and how a run goes: device,

@@ -75,7 +75,8 @@ def train_and_report(task_name: str, model: nn.Module, task: Task, run: RunDirec
 
             save_training_curves(run.file("scalars.csv"), run.file("curves.png"), title=run.path.name)
     shown = [f"{k} {metrics[k]:.4g}" for k in summary if isinstance(metrics.get(k), (int, float))]
-    run.print("; ".join([*([", ".join(shown)] if shown else []), f"{result.steps} steps in {result.wall_time_s:.1f} s"]))
+    closing = f"{result.steps} steps in {result.wall_time_s:.1f} s"
+    run.print(f"{', '.join(shown)}; {closing}" if shown else closing)
     run.print(f"results: {run.path.resolve()}")
     run.close()
     return metrics
