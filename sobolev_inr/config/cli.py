@@ -61,6 +61,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    """A float >= 0 (``act_scale``: 0 = the default)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = the default), got {text}")
+    return value
+
+
 class ArgumentParser(configargparse.ArgumentParser):
     """ConfigArgParse's parser, with its errors as one line (no usage banner) naming the config file,
     and the run-identity roles and checks its option groups declare (:meth:`declare`)."""
@@ -213,6 +224,9 @@ def add_activation_options(g, activations: Sequence[str], w0: float, init: str =
     g.add_argument("--spder_eps", type=_positive_float, default=1e-4,
                    help="SPDER: smoothing length of the sqrt, log and sqrt_relu dampings at w0 z = 0, e.g. "
                         "(x^2 + eps^2)^(1/4) for sqrt|x|")
+    g.add_argument("--act_scale", type=_non_negative_float, default=0.0,
+                   help="the scale of the activations that have one (Gauss and WIRE: the width s of exp(-(s z)^2); "
+                        "HOSC: beta); 0 = the default of the activation's paper")
     g.add_argument("--init", type=str, default=init, choices=INIT_NAMES,
                    help="weights: activation = the init of each activation (SIREN's for sine); torch_default = "
                         "nn.Linear's own (the original NeRF code); he = Kaiming normal")
@@ -231,6 +245,20 @@ def add_model_options(p: ArgumentParser) -> None:
     g.add_argument("--pe_pi_factor", type=_bool, default=True,
                    help="positional-encoding frequencies 2^k pi (SIREN's) or, if false, 2^k (nerf-pytorch's)")
     g.add_argument("--has_fourier_feature", action="store_true", help="Gaussian Fourier features of the coordinates")
+    g.add_argument("--has_grid_encoding", action="store_true",
+                   help="a multiresolution grid encoding of the coordinates (Instant-NGP's: dense levels, then hashed "
+                        "ones), with exact input derivatives")
+    g.add_argument("--grid_levels", type=int, default=16, help="grid encoding: resolution levels")
+    g.add_argument("--grid_features", type=int, default=2, help="grid encoding: features per level")
+    g.add_argument("--grid_table_size", type=int, default=2 ** 19,
+                   help="grid encoding: entries per hashed level (a power of two); a level with fewer vertices is "
+                        "dense")
+    g.add_argument("--grid_base_resolution", type=int, default=16, help="grid encoding: cells per axis, coarsest level")
+    g.add_argument("--grid_finest_resolution", type=int, default=512,
+                   help="grid encoding: cells per axis, finest level (levels in geometric progression between)")
+    g.add_argument("--grid_interpolation", type=str, default="smoothstep", choices=GRID_INTERPOLATIONS,
+                   help="grid encoding: linear (Instant-NGP's; no second derivatives) or smoothstep weights (C1: the "
+                        "Laplacian exists)")
     g.add_argument("--fourier_num_features", type=int, default=256)
     g.add_argument("--fourier_scale", type=float, default=10.0, help="std of the Fourier feature matrix B")
     g.add_argument("--compile", action="store_true",
@@ -239,8 +267,9 @@ def add_model_options(p: ArgumentParser) -> None:
     def check(a):
         _at_least(a, 1, ["hidden_features"])
         _at_least(a, 0, ["num_frequencies", "num_hidden_layers"])
-        if a.has_pos_encoding and a.has_fourier_feature:
-            raise ConfigError("has_pos_encoding and has_fourier_feature are exclusive; set one")
+        if sum((a.has_pos_encoding, a.has_fourier_feature, a.has_grid_encoding)) > 1:
+            raise ConfigError("has_pos_encoding, has_fourier_feature and has_grid_encoding are exclusive; set one")
+        check_grid(grid_settings(a))
         a.activations = expand_activation_list(a.activations, a.num_hidden_layers + 1, "num_hidden_layers + 1")
 
     p.declare(ignored=["compile"], check=check)
@@ -379,7 +408,33 @@ def encoding_name(args: argparse.Namespace) -> str:
         return "positional"
     if args.has_fourier_feature:
         return "fourier"
+    if getattr(args, "has_grid_encoding", False):
+        return "grid"
     return "none"
+
+
+GRID_INTERPOLATIONS = ("linear", "smoothstep")
+GRID_KEYS = ("levels", "features", "table_size", "base_resolution", "finest_resolution", "interpolation")
+"""The grid encoding's settings, config keys ``grid_<key>``."""
+
+
+def grid_settings(config: Any) -> Dict[str, Any]:
+    """The grid encoding's settings of a parsed namespace or a saved config (keys without ``grid_``)."""
+    config = config if isinstance(config, dict) else vars(config)
+    return {k: config[f"grid_{k}"] for k in GRID_KEYS if f"grid_{k}" in config}
+
+
+def check_grid(grid: Dict[str, Any]) -> None:
+    """One-line errors for a grid encoding that cannot be built (ConfigError)."""
+    for key in ("levels", "features", "table_size", "base_resolution"):
+        if key in grid and grid[key] < 1:
+            raise ConfigError(f"grid_{key} must be >= 1, got {grid[key]}")
+    table = grid.get("table_size")
+    if table is not None and table & (table - 1):
+        raise ConfigError(f"grid_table_size must be a power of two (the hash is taken modulo it), got {table}")
+    base, finest = grid.get("base_resolution"), grid.get("finest_resolution")
+    if base is not None and finest is not None and finest < base:
+        raise ConfigError(f"grid_finest_resolution ({finest}) must be >= grid_base_resolution ({base})")
 
 
 def build_model(args: argparse.Namespace, in_features: int, out_features: int, num_frequencies: int):
@@ -390,7 +445,8 @@ def build_model(args: argparse.Namespace, in_features: int, out_features: int, n
                 hidden_features=args.hidden_features, w0=args.w0, encoding=encoding_name(args),
                 num_frequencies=args.num_frequencies or num_frequencies,
                 fourier_num_features=args.fourier_num_features, fourier_scale=args.fourier_scale,
-                fourier_seed=args.seed, init=args.init, pe_pi_factor=args.pe_pi_factor, spder_eps=args.spder_eps)
+                fourier_seed=args.seed, init=args.init, pe_pi_factor=args.pe_pi_factor, spder_eps=args.spder_eps,
+                act_scale=args.act_scale, grid=grid_settings(args) if args.has_grid_encoding else None)
     if args.compile:
         from ..models import compile_model
 

@@ -325,24 +325,26 @@ class SPDER(Activation):
         return f"SPDER(w0={self.w0}, delta={self.delta!r}, eps={self.eps})"
 
 
-ACTIVATIONS: Dict[str, Callable[[float, float], Activation]] = {
-    "sine": lambda w0, eps: Sine(w0),
-    "relu": lambda w0, eps: ReLU(w0),
-    "elu": lambda w0, eps: ELU(w0),
-    "selu": lambda w0, eps: SELU(w0),
-    "sigmoid": lambda w0, eps: Sigmoid(w0),
-    "softplus": lambda w0, eps: Softplus(w0),
-    "tanh": lambda w0, eps: Tanh(w0),
-    "spder": lambda w0, eps: SPDER(w0, "sqrt", eps),
-    **{f"spder_{name}": (lambda w0, eps, name=name: SPDER(w0, name, eps)) for name in SPDER_DELTAS},
+ACTIVATIONS: Dict[str, Callable[[float, float, float], Activation]] = {
+    "sine": lambda w0, eps, scale: Sine(w0),
+    "relu": lambda w0, eps, scale: ReLU(w0),
+    "elu": lambda w0, eps, scale: ELU(w0),
+    "selu": lambda w0, eps, scale: SELU(w0),
+    "sigmoid": lambda w0, eps, scale: Sigmoid(w0),
+    "softplus": lambda w0, eps, scale: Softplus(w0),
+    "tanh": lambda w0, eps, scale: Tanh(w0),
+    "spder": lambda w0, eps, scale: SPDER(w0, "sqrt", eps),
+    **{f"spder_{name}": (lambda w0, eps, scale, name=name: SPDER(w0, name, eps)) for name in SPDER_DELTAS},
 }
-"""Config name -> builder taking ``w0`` and SPDER's ``eps`` (each ignored by the activations without it)."""
+"""Config name -> builder taking ``w0``, SPDER's ``eps`` and a ``scale`` (0: the activation's own default; each
+ignored by the activations without it)."""
 
 
-def build_activation(name: str, w0: float = 30.0, spder_eps: float = SPDER_EPS) -> Activation:
-    """Builds the activation registered under ``name``; unknown names list the valid ones."""
+def build_activation(name: str, w0: float = 30.0, spder_eps: float = SPDER_EPS, scale: float = 0.0) -> Activation:
+    """Builds the activation registered under ``name``; unknown names list the valid ones. ``scale``: the
+    width or gain parameter of the activations that have one (0: the default of the activation's paper)."""
     try:
         builder = ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
-    return builder(w0, spder_eps)
+    return builder(w0, spder_eps, scale)

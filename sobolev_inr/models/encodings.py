@@ -11,7 +11,7 @@ themselves.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -144,8 +144,10 @@ ENCODINGS = ("none", "positional", "fourier")
 
 
 def build_encoding(name: str, in_features: int, num_frequencies: int = 4, fourier_num_features: int = 256,
-                   fourier_scale: float = 10.0, fourier_seed: int = 0, pe_pi_factor: bool = True) -> Encoding:
-    """Builds an encoding by config name (one of ``ENCODINGS``)."""
+                   fourier_scale: float = 10.0, fourier_seed: int = 0, pe_pi_factor: bool = True,
+                   grid: Optional[Mapping[str, Any]] = None) -> Encoding:
+    """Builds an encoding by config name (one of ``ENCODINGS``); ``grid``: the grid encoding's settings (keys
+    as the ``grid_*`` options without the prefix; absent keys keep their defaults)."""
     builders: Dict[str, callable] = {
         "none": lambda: IdentityEncoding(in_features),
         "positional": lambda: positional_encoding(in_features, num_frequencies, pe_pi_factor),

@@ -1,7 +1,7 @@
 """The coordinate MLP: an encoding, activated linear layers, a linear output layer."""
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -27,14 +27,17 @@ class MLP(nn.Module):
     arguments are kept in ``self.config`` so a checkpoint can rebuild the model with ``MLP(**config)``.
     ``pe_pi_factor``: the positional encoding's frequencies are 2^k pi (SIREN's, default) or 2^k
     (nerf-pytorch's) per unit of the input. ``spder_eps``: the smoothing length of SPDER's dampings at 0
-    (:data:`~sobolev_inr.models.activations.SPDER_EPS`; unused by the other activations).
+    (:data:`~sobolev_inr.models.activations.SPDER_EPS`; unused by the other activations). ``act_scale``: the
+    scale of the activations that have one (0: each one's paper default). ``grid``: the multiresolution grid
+    encoding's settings when ``encoding = "grid"`` (:func:`~sobolev_inr.models.encodings.build_encoding`).
     """
 
     def __init__(self, in_features: int, out_features: int, activations: Sequence[str],
                  hidden_features: int = 256, w0: float = 30.0, encoding: str = "none",
                  num_frequencies: int = 4, fourier_num_features: int = 256,
                  fourier_scale: float = 10.0, fourier_seed: int = 0, init: str = "activation",
-                 pe_pi_factor: bool = True, spder_eps: float = SPDER_EPS):
+                 pe_pi_factor: bool = True, spder_eps: float = SPDER_EPS, act_scale: float = 0.0,
+                 grid: Optional[Mapping[str, Any]] = None):
         super().__init__()
         if len(activations) < 1:
             raise ValueError("activations must name at least one activated layer")
@@ -44,11 +47,12 @@ class MLP(nn.Module):
                            hidden_features=hidden_features, w0=w0, encoding=encoding,
                            num_frequencies=num_frequencies, fourier_num_features=fourier_num_features,
                            fourier_scale=fourier_scale, fourier_seed=fourier_seed, init=init,
-                           pe_pi_factor=pe_pi_factor, spder_eps=spder_eps)
+                           pe_pi_factor=pe_pi_factor, spder_eps=spder_eps, act_scale=act_scale,
+                           grid=dict(grid) if grid is not None else None)
         self.in_features, self.out_features = in_features, out_features
         self.encoding = build_encoding(encoding, in_features, num_frequencies, fourier_num_features,
-                                       fourier_scale, fourier_seed, pe_pi_factor)
-        self.activations = [build_activation(name, w0, spder_eps) for name in activations]
+                                       fourier_scale, fourier_seed, pe_pi_factor, grid)
+        self.activations = [build_activation(name, w0, spder_eps, act_scale) for name in activations]
         widths = [self.encoding.out_dim] + [hidden_features] * len(activations)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.output = nn.Linear(hidden_features, out_features)

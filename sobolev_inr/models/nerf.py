@@ -24,7 +24,7 @@ EMBEDDINGS = {0: "positional", -1: "none"}
 
 def tiny_nerf(activations: Sequence[str], netwidth: int = 256, multires: int = 10, i_embed: int = 0,
               w0: float = 1.0, init: str = "torch_default", pe_pi_factor: bool = False,
-              spder_eps: float = SPDER_EPS) -> MLP:
+              spder_eps: float = SPDER_EPS, act_scale: float = 0.0) -> MLP:
     """TinyNeRF: points (N, 3) -> raw (N, 4) = (r, g, b, sigma) before their activations.
 
     ``activations``: one name per activated layer (its length is the original's ``netdepth``).
@@ -34,4 +34,4 @@ def tiny_nerf(activations: Sequence[str], netwidth: int = 256, multires: int = 1
         raise ValueError(f"i_embed must be 0 (positional encoding) or -1 (none), got {i_embed}")
     return MLP(in_features=3, out_features=4, activations=list(activations), hidden_features=netwidth, w0=w0,
                encoding=EMBEDDINGS[i_embed], num_frequencies=multires, init=init, pe_pi_factor=pe_pi_factor,
-               spder_eps=spder_eps)
+               spder_eps=spder_eps, act_scale=act_scale)

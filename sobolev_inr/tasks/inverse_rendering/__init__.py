@@ -68,6 +68,7 @@ class NeRFOptions:
     init: str = "torch_default"
     pe_pi_factor: bool = False
     spder_eps: float = 1e-4
+    act_scale: float = 0.0
     compile: bool = False
 
     from_config = classmethod(options_from_config)
