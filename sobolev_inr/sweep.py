@@ -12,13 +12,18 @@ A sweep file is a txt file of ``key = value`` lines and bare config paths (``#``
     args = --num_epochs 1000             # extra arguments for every run (optional)
     logging_root = logs/cpu              # where the runs go, relative to the run folder (optional)
     configs/activation_study/relu.txt    # config paths, relative to the run folder
+    configs/activation_study/sine.txt --supervision val   # a config with options of its own
     grid supervision = [val, val_der]    # optional: every combination of the grid values, applied
     grid activations = [[sine, sine], [tanh, tanh]]   # to every config listed (or to the task defaults)
+    seeds = [0, 1, 2]                    # optional: every run once per seed (``grid seed = [...]`` is the same)
 
 A grid is a bracketed list of values. A value is a word (``val``), a list of words (``[sine, sine]``,
 passed as ``--activations sine sine``) or a quoted string (``"a, b"``, passed as one argument);
 ``true``/``false`` give the flag ``--<option>`` or nothing. Grid runs are named after their values
-(``<sweep>/<config>/supervision=val/activations=sine-sine``).
+(``<sweep>/<config>/supervision=val/activations=sine-sine``), a config's own options too
+(``<sweep>/<config>/supervision=val``), and a seed's run ends in ``/seed=<k>`` (``--seed <k>``); a config line
+with its own ``--seed`` runs with that seed only. The report aggregates runs whose names differ only in that
+last part (:mod:`sobolev_inr.reporting.summaries`).
 
 A task is looked up in the registry (:mod:`sobolev_inr.tasks`): each run is ``python -m sobolev_inr
 <task> train <args>`` and then, for a task with an ``eval`` command, ``... eval <args>`` if training
@@ -226,6 +231,9 @@ class Sweep:
     grid: Dict[str, List[GridValue]] = field(default_factory=dict)
     grid_lines: Dict[str, int] = field(default_factory=dict)  # option -> its line in the sweep file
     logging_root: Optional[str] = None
+    config_args: List[List[str]] = field(default_factory=list)  # per config: the options after its path
+    seeds: List[int] = field(default_factory=list)  # the seed axis: every run once per seed
+    seeds_line: int = 0
 
     @property
     def registered(self) -> bool:
@@ -263,34 +271,112 @@ class Sweep:
         return tuple((script,) for script in self.commands)
 
     def runs(self, extra_args: Sequence[str] = (), logging_root: Optional[str] = None) -> List[RunSpec]:
-        """Every run of the sweep, configs x grid combinations, in file order; grid runs get distinct names."""
+        """Every run of the sweep, configs x grid combinations x seeds, in file order; grid and seeded runs, and
+        configs with options of their own, get distinct names (a seed's run ends in ``/seed=<k>``)."""
         root = logging_root or self.logging_root
         keys = list(self.grid)
         combos = list(itertools.product(*(self.grid[k] for k in keys))) or [()]
+        if self.seeds and "--seed" in [*self.args, *extra_args]:
+            raise ConfigError(f"{self.path or self.name}: the sweep has a seed axis (line {self.seeds_line}); "
+                              f"--seed in its args or after -- would give every seed's run the same seed")
         specs, named = [], {}
-        for config in self.configs or [None]:
-            for combo in combos:
-                argv = (["--config", config] if config else []) + list(self.args)
+        config_args = self.config_args or [[] for _ in self.configs]
+        for config, own in zip(self.configs, config_args) if self.configs else [(None, [])]:
+            own_seed, own = _pop_option(own, "seed")
+            seeds = [own_seed] if own_seed is not None else self.seeds or [None]
+            for combo, seed in itertools.product(combos, seeds):
+                argv = (["--config", config] if config else []) + list(self.args) + list(own)
                 labels = [Path(config).with_suffix("").as_posix().replace("configs/", "", 1)] if config else []
+                labels += _option_labels(own)
                 for key, value in zip(keys, combo):
                     argv += value.arguments(key)
                     labels.append(value.label(key))
+                if seed is not None:
+                    argv += ["--seed", str(seed)]
+                    labels.append(f"seed={seed}")
                 label = " ".join(labels) or self.name
-                if self.grid and "--exp_name" not in argv:
+                exp_name = None
+                if "--exp_name" in argv:  # named by the config line or the args: a seed's run still gets its own
+                    if seed is not None:
+                        at = len(argv) - 1 - argv[::-1].index("--exp_name")
+                        exp_name = argv[at + 1] = f"{argv[at + 1].rstrip('/')}/seed={seed}"
+                elif self.grid or own or seed is not None:
                     exp_name = "/".join([self.name] + [_slug(l) for l in labels])
+                    argv += ["--exp_name", exp_name]
+                if exp_name is not None:
                     if exp_name in named:
                         raise ConfigError(f"{self.path or self.name}: runs {named[exp_name]!r} and {label!r} would "
-                                          f"share the run directory {exp_name!r}; make their grid values differ")
+                                          f"share the run directory {exp_name!r}; make their grid values or options differ")
                     named[exp_name] = label
-                    argv += ["--exp_name", exp_name]
                 if root:
                     argv += ["--logging_root", root]
                 specs.append(RunSpec(self.work_dir, argv + list(extra_args), label, self.steps))
         return specs
 
 
+def _pop_option(args: Sequence[str], key: str) -> Tuple[Optional[int], List[str]]:
+    """``args`` without ``--key VALUE`` and that value as an int (None when absent)."""
+    args = list(args)
+    if f"--{key}" not in args:
+        return None, args
+    at = args.index(f"--{key}")
+    return int(args[at + 1]), args[:at] + args[at + 2:]
+
+
+def _option_labels(args: Sequence[str]) -> List[str]:
+    """``--key w1 w2 --flag`` -> ``["key=w1-w2", "flag"]``: a config line's options as name parts."""
+    labels: List[str] = []
+    for arg in args:
+        if arg.startswith("--"):
+            labels.append(arg[2:])
+        else:
+            labels[-1] += ("=" if "=" not in labels[-1] else "-") + arg
+    return labels
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=/-]+", "_", text)
+
+
+SWEEP_KEY = re.compile(r"^[A-Za-z_]\w*(\s+[A-Za-z0-9][\w-]*)?\s*=")
+"""A ``key = value`` line (``task = ...``, ``grid <option> = ...``); any other line is a config path."""
+
+
+def _config_line(line: str, where: str) -> Tuple[str, List[str]]:
+    """A config line: its path and the options after it (``configs/a.txt --supervision val``)."""
+    try:
+        words = shlex.split(line)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {line}: {e}") from None
+    config, options = words[0], words[1:]
+    if options and not options[0].startswith("--"):
+        raise ConfigError(f"{where}: after the config path {config!r} come its options (--key value ...), "
+                          f"not {options[0]!r}")
+    for key in ("--seed", "--exp_name"):
+        if options.count(key) > 1:
+            raise ConfigError(f"{where}: {key} given twice")
+    if "--seed" in options:
+        at = options.index("--seed")
+        if not re.fullmatch(r"\d+", options[at + 1] if at + 1 < len(options) else ""):
+            raise ConfigError(f"{where}: --seed takes a non-negative integer")
+    return config, options
+
+
+def _parse_seeds(value: str, where: str) -> List[int]:
+    """``[0, 1, 2]`` -> [0, 1, 2]: distinct non-negative integers."""
+    try:
+        values = parse_grid_values(value)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    words = [" ".join(v.words) for v in values]
+    bad = next((w for w in words if not re.fullmatch(r"\d+", w)), None)
+    if bad is not None:
+        raise ConfigError(f"{where}: a seed is a non-negative integer, not {bad!r}")
+    seeds = [int(w) for w in words]
+    twice = next((k for i, k in enumerate(seeds) if k in seeds[:i]), None)
+    if twice is not None:
+        raise ConfigError(f"{where}: seed {twice} is listed twice")
+    return seeds
 
 
 def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
@@ -308,10 +394,18 @@ def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
         if not line:
             continue
         where = f"{path}:{number}"
-        if "=" not in line:
-            sweep.configs.append(line)
+        if "=" not in line or not SWEEP_KEY.match(line):
+            config, options = _config_line(line, where)
+            sweep.configs.append(config)
+            sweep.config_args.append(options)
             continue
         key, value = (part.strip() for part in line.split("=", 1))
+        if key == "seeds" or (key.startswith("grid ") and key[5:].strip() == "seed"):
+            if sweep.seeds_line:
+                raise ConfigError(f"{where}: {key} is already set on line {sweep.seeds_line}"
+                                  + ("" if key == "seeds" else " (`grid seed` is the `seeds` axis)"))
+            sweep.seeds, sweep.seeds_line = _parse_seeds(value, f"{where}: {key} = {value}"), number
+            continue
         if key == "task":
             sweep.task = value
         elif key == "experiments":
@@ -336,7 +430,7 @@ def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
             sweep.grid[option], sweep.grid_lines[option] = values, number
         else:
             raise ConfigError(f"{where}: unknown sweep key {key!r}; use task, experiments, args, logging_root, "
-                              f"'grid <option> = [...]', or a bare config path")
+                              f"seeds, 'grid <option> = [...]', or a config path (with its own options after it)")
     from .tasks import task_names
 
     sweep.experiments = find_experiments(path, experiments if experiments is not None else experiments_line,
@@ -351,8 +445,8 @@ def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
     missing = [c for c in sweep.configs if not (sweep.work_dir / c).is_file()]
     if missing:
         raise ConfigError(f"{path}: config(s) not found under {sweep.work_dir}: {', '.join(missing)}")
-    if not sweep.configs and not sweep.grid:
-        raise ConfigError(f"{path}: lists no config and no grid")
+    if not sweep.configs and not sweep.grid and not sweep.seeds:
+        raise ConfigError(f"{path}: lists no config, no grid and no seeds")
     return sweep
 
 
@@ -398,6 +492,9 @@ def _check_grid_options(sweep: Sweep, parser, step: str) -> None:
     actions = getattr(parser, "_option_string_actions", None)  # argparse's own table; absent: argv check only
     if actions is None:
         return
+    if (sweep.seeds or any("--seed" in a for a in sweep.config_args)) and "--seed" not in actions:
+        raise ConfigError(f"{sweep.path}:{sweep.seeds_line or ''}: the sweep sets seeds, but {step} has no option "
+                          f"--seed")
     for key, values in sweep.grid.items():
         where = f"{sweep.path}:{sweep.grid_lines[key]}: grid {key}"
         action = actions.get(f"--{key}")
