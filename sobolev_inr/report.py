@@ -20,7 +20,11 @@ Writes into ``<runs dir>/report/`` (or ``--out``):
   present, with ``spder_curves.png`` (SPDER's protocol: PSNR and rho_AG against the step, beside its Table 1),
   ``super_resolution.png`` (PSNR against the factor, beside bicubic and paper 004's Table 1) and
   ``derivative_precision.png`` (value against value + derivatives of the downsampled or the full image,
-  beside Table 6).
+  beside Table 6);
+* for runs over several seeds (exp_names ending in ``seed=<k>``, the sweep's seed axis): ``report_seeds.md`` and
+  ``report_seeds.csv`` (mean ± sample standard deviation and n per config), ``report_seed_pairs.csv`` (val_der - val
+  per seed, its mean and 95% Student t interval) and ``seed_bars.png`` (mean ± std, val beside val_der, the paper's
+  numbers where they match); these runs are left out of the single-run bars above.
 """
 from __future__ import annotations
 
@@ -79,7 +83,7 @@ def table_rows(runs: Sequence[Dict], references: Sequence[Dict]) -> List[Dict]:
     for m in runs:
         row = {c: m.get(c) for c in COLUMNS + extra}
         row["activations"] = _short_activations(m.get("activations"))
-        ref = match_reference(str(m.get("exp_name", "")), references)
+        ref = match_reference(summaries.reference_name(str(m.get("exp_name", ""))), references)
         for c in PAPER_COLUMNS[:-1] + ["paper_" + c for c in extra]:
             row[c] = ref.get(c[len("paper_"):]) if ref else None
         row["paper_source"] = ref["source"] if ref else None
@@ -127,7 +131,8 @@ def draw_activation_bars(runs: Sequence[Dict], references: Sequence[Dict], path:
     """Table 5 as bars: PSNR and SSIM per activation, without / with PE, ours (solid) vs paper (outline)."""
     from .reporting.plots import figure
 
-    study = [m for m in runs if "activation_study/" in str(m.get("exp_name", ""))]
+    study = [m for m in runs if "activation_study/" in str(m.get("exp_name", ""))
+             and summaries.seed_group_name(str(m.get("exp_name", ""))) is None]  # seeded runs: seed_bars.png
     if not study:
         return False
     order = ["relu", "elu", "selu", "sigmoid", "softplus", "tanh", "sine"]
@@ -173,7 +178,8 @@ def draw_supervision_bars(runs: Sequence[Dict], references: Sequence[Dict], path
 
     groups: Dict[tuple, Dict[str, Dict]] = {}
     for m in runs:
-        if m.get("supervision") in ("val", "val_der") and not summaries.summarised(m):
+        if (m.get("supervision") in ("val", "val_der") and not summaries.summarised(m)
+                and summaries.seed_group_name(str(m.get("exp_name", ""))) is None):  # seeded runs: seed_bars.png
             groups.setdefault((m.get("task"), summaries.signal_name(m), _model_name(m)), {})[m["supervision"]] = m
     pairs = sorted(k for k, v in groups.items() if len(v) == 2)
     if not pairs:
@@ -335,10 +341,14 @@ def _make_report(root: Path, out: Optional[Path], imgs: Optional[Path], figures:
     write_tables(table_rows(runs, references), out)
     summary = [*summaries.spder_markdown(runs, tables), "", *summaries.super_resolution_markdown(runs, references), "",
                *summaries.precision_markdown(runs, tables)]
+    seeded = summaries.write_seed_tables(runs, references, out)
+    if seeded:
+        summary += ["", f"Runs over several seeds: mean ± std per config and the val / val_der paired gains in "
+                        f"{', '.join(seeded)}" + (" and seed_bars.png." if figures else ".")]
     if any(summary):
         with open(out / "report.md", "a") as f:
             f.write("\n" + "\n".join(summary).strip() + "\n")
-    made = ["report.csv", "report.md"]
+    made = ["report.csv", "report.md", *seeded]
     if figures:
         drawings = (("activation_bars.png", lambda p: draw_activation_bars(runs, references, p)),
                     ("supervision_bars.png", lambda p: draw_supervision_bars(runs, references, p)),
@@ -347,7 +357,8 @@ def _make_report(root: Path, out: Optional[Path], imgs: Optional[Path], figures:
                     ("heldout_views.png", lambda p: draw_heldout_views(runs, p)),
                     ("spder_curves.png", lambda p: summaries.draw_spder_curves(runs, tables, p)),
                     ("super_resolution.png", lambda p: summaries.draw_super_resolution(runs, references, p)),
-                    ("derivative_precision.png", lambda p: summaries.draw_precision_bars(runs, tables, p)))
+                    ("derivative_precision.png", lambda p: summaries.draw_precision_bars(runs, tables, p)),
+                    ("seed_bars.png", lambda p: summaries.draw_seed_bars(runs, references, p)))
         for name, draw in progress.bar(drawings, desc="report figures", unit="figure"):
             if draw(out / name):
                 made.append(name)
