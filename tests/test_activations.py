@@ -8,10 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sobolev_inr.models.activations import ACTIVATIONS, SPDER, SPDER_EPS, build_activation
+from sobolev_inr.models.activations import (ACTIVATIONS, GAUSS_SCALE, HOSC_BETA, SPDER, SPDER_EPS, WIRE_SCALE,
+                                            build_activation)
 
 ALL = sorted(ACTIVATIONS)
 SPDERS = ["spder", "spder_sqrt", "spder_log", "spder_arctan", "spder_sqrt_relu"]
+USES_W0 = ["sine", *SPDERS, "finer", "wire", "sinc", "hosc"]
 W0 = 30.0
 
 
@@ -59,6 +61,12 @@ REFERENCE_VALUES = {
     "spder_arctan": _spder_ref(torch.atan),
     # (x + sqrt(x^2 + eps^2)) / 2 = eps / 2 exp(asinh(x / eps)), without cancellation for x << 0
     "spder_sqrt_relu": _spder_ref(lambda x: math.sqrt(SPDER_EPS / 2) * torch.exp(0.5 * torch.asinh(x / SPDER_EPS))),
+    # issue 26's families at their defaults (act_scale 0): FINER with |z| smoothed by the same length as SPDER's
+    "finer": lambda z: torch.sin(W0 * (_smooth_abs(z) + 1) * z),
+    "gauss": lambda z: torch.exp(-(GAUSS_SCALE * z) ** 2),
+    "wire": lambda z: torch.cos(W0 * z) * torch.exp(-(WIRE_SCALE * z) ** 2),
+    "sinc": lambda z: torch.sinc(W0 * z),
+    "hosc": lambda z: torch.tanh(HOSC_BETA * torch.sin(W0 * z)),
 }
 
 
@@ -72,10 +80,10 @@ class TestRegistry:
         z = torch.randn(5, 7)
         assert act(z).shape == (5, 7)
         # the repr names the class and the frequency w0 exactly where the activation uses it (a model's
-        # printout shows it), e.g. Sine(w0=30.0), SPDER(w0=30.0, delta='sqrt', eps=0.0001), ReLU()
+        # printout shows it), e.g. Sine(w0=30.0), SPDER(w0=30.0, delta='sqrt', eps=0.0001), ReLU(), Gauss(scale=10.0)
         text = repr(act)
         assert text.startswith(f"{type(act).__name__}(") and text.endswith(")"), text
-        assert (f"w0={W0}" in text) == act.uses_w0 == (name == "sine" or name in SPDERS), text
+        assert (f"w0={W0}" in text) == act.uses_w0 == (name in USES_W0), text
 
     def test_unknown_name_lists_valid_names(self):
         with pytest.raises(ValueError) as info:
@@ -177,7 +185,8 @@ class TestThirdDerivative:
         expected = torch.zeros_like(z) if expected is None else expected
         torch.testing.assert_close(d3f.detach(), expected, rtol=1e-10, atol=1e-8)
 
-    @pytest.mark.parametrize("name", ["sine", "spder_arctan", "sigmoid", "softplus", "tanh"])
+    @pytest.mark.parametrize("name", ["sine", "spder_arctan", "sigmoid", "softplus", "tanh", "finer", "gauss", "wire",
+                                      "sinc", "hosc"])
     def test_matches_finite_differences_of_the_second_derivative(self, name):
         """A check that does not go through the activation's own autograd graph (smooth activations)."""
         act = build_activation(name, W0)

@@ -35,8 +35,8 @@ NOT_SAVED = {"config", "resume", "overwrite", "debug"}
 
 # Choices, kept here as plain names so that building a parser (and --help) imports no torch; the tests
 # check that they equal the registries they name (tests/test_cli.py).
-ACTIVATION_NAMES = ("elu", "relu", "selu", "sigmoid", "sine", "softplus", "spder", "spder_arctan", "spder_log",
-                    "spder_sqrt", "spder_sqrt_relu", "tanh")
+ACTIVATION_NAMES = ("elu", "finer", "gauss", "hosc", "relu", "selu", "sigmoid", "sinc", "sine", "softplus", "spder",
+                    "spder_arctan", "spder_log", "spder_sqrt", "spder_sqrt_relu", "tanh", "wire")
 INIT_NAMES = ("activation", "torch_default", "he")
 
 

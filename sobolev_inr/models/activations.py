@@ -6,20 +6,26 @@ recomputing shared work (sine's ``sin`` and ``cos`` of the same pre-activation, 
 ``order=3`` adds ``d3f``, which the backward pass of the fused forward Laplacian reads.
 All are ordinary differentiable torch expressions, so a loss on them back-propagates.
 
-Init follows Table 4 of the Sobolev-INR supplement (paper 000) and SIREN for sine:
+Init follows Table 4 of the Sobolev-INR supplement (paper 000) and SIREN for sine, and the reference code of
+each newer family (``s``, ``k`` and ``beta`` are ``act_scale``; 0 gives the default in brackets):
 
-==========  =============================================  =========================
-name        definition                                     weight init
-==========  =============================================  =========================
-sine        sin(w0 z)                                      first U(-1/n, 1/n); others U(+-sqrt(6/n)/w0)
-relu        max(z, 0)                                      Kaiming normal (fan_in)
-elu         z if z > 0 else exp(z) - 1                     normal, std sqrt(1.5505)/sqrt(n) (SIREN's)
-selu        scaled ELU (Klambauer et al.)                  normal, std 1/sqrt(n) (SIREN's)
-sigmoid     1 / (1 + exp(-z))                              Xavier normal
-softplus    log(1 + exp(z))                                Kaiming normal
-tanh        tanh(z)                                        Xavier normal
-spder_*     sin(x) * delta(x), x = w0 z (SPDER, paper 003) SIREN's
-==========  =============================================  =========================
+==========  ===================================================  ===================================================
+name        definition                                           weight init
+==========  ===================================================  ===================================================
+sine        sin(w0 z)                                            first U(-1/n, 1/n); others U(+-sqrt(6/n)/w0)
+relu        max(z, 0)                                            Kaiming normal (fan_in)
+elu         z if z > 0 else exp(z) - 1                           normal, std sqrt(1.5505)/sqrt(n) (SIREN's)
+selu        scaled ELU (Klambauer et al.)                        normal, std 1/sqrt(n) (SIREN's)
+sigmoid     1 / (1 + exp(-z))                                    Xavier normal
+softplus    log(1 + exp(z))                                      Kaiming normal
+tanh        tanh(z)                                              Xavier normal
+spder_*     sin(x) * delta(x), x = w0 z (SPDER, paper 003)       SIREN's
+finer       sin(w0 (|z| + 1) z), |z| smoothed (FINER)            SIREN's; first-layer bias U(-k, k) [k = 1]
+gauss       exp(-(s z)^2) (Ramasinghe and Lucey) [s = 10]        nn.Linear's own: U(+-1/sqrt(n)), bias too
+wire        cos(w0 z) exp(-(s z)^2), real Gabor (WIRE) [s = 10]  nn.Linear's own: U(+-1/sqrt(n)), bias too
+sinc        sin(pi x) / (pi x), x = w0 z (Saratchandran et al.)  SIREN's
+hosc        tanh(beta sin(w0 z)) (HOSC) [beta = 8]               SIREN's
+==========  ===================================================  ===================================================
 
 ``n`` is the layer's fan-in. SPDER damps the sine of the w0-scaled pre-activation x = w0 z: the paper's
 activation sin(x) delta(x) (its Eq. 3) acts on the input that it multiplies by w0 (A.9.1), as its code
@@ -33,6 +39,34 @@ with a length ``eps`` (``spder_eps`` in configs, recorded in the model; default 
 functions for |x| >> eps. f, f', f'' and f''' are then continuous and bounded at 0: adding eps to |x|
 instead keeps f finite but makes f'' jump there, and f'' feeds the derivative engine's backward pass
 and the Laplacian.
+
+The newer families (issue 26), with the facts read in each paper's reference code:
+
+- ``finer`` (Liu et al., CVPR 2024; liuzhen0212/FINER): |z| has a kink at 0, where f'' of the paper's function
+  jumps (by 4 w0) and f''' does not exist. |z| is smoothed as SPDER's guards are, sqrt(z^2 + eps^2) with the
+  same ``spder_eps`` (in units of z; within eps^2 / (2|z|) of |z| beyond eps), so that f, f', f'' and f''' are
+  continuous (f''' peaks near 3 w0 / eps at z = 0). The first-layer bias is U(-k, k) with k = 1, the ``--fbs
+  1.0`` of the authors' paper runs (sdf/bacon/experiments/run_paper_finer.sh; their image script keeps
+  nn.Linear's bias, U(+-1/sqrt(n)), by default). Their code detaches the scale |z| + 1 from autograd
+  (``scale_req_grad = False``), so its training gradients are not the function's; here f', f'' and f''' are
+  the derivatives of sin(w0 (|z| + 1) z) itself, which derivative supervision needs.
+- ``gauss`` (Ramasinghe and Lucey, ECCV 2022): s = 10, the default of vishwa91/wire's gauss.py (FINER's image
+  runs and kushalvyas/alpine's Gauss model use 30); neither re-initialises nn.Linear, nor do we.
+- ``wire`` (Saragadam et al., CVPR 2023; vishwa91/wire): the real Gabor wavelet of one pre-activation (the
+  reference's RealGaborLayer feeds the cosine and the Gaussian from two linear maps; here, as in its complex
+  layer, one). s = 10, the ``scale`` default of its get_INR; its image setting is w0 = 20 (FINER's WIRE runs:
+  w0 = 20, s = 10), set in a config since w0 is shared; nn.Linear's own init, as the reference. The complex
+  WIRE, exp(i w0 z - |s z|^2) after complex linear layers, is not offered: complex weights mix the real and
+  imaginary channels and |z|^2 couples them inside the activation, which does not fit this engine's real
+  linear layers with elementwise activations.
+- ``sinc`` (Saratchandran et al., ICML 2024): torch's normalised sinc of x = w0 z, as kushalvyas/alpine's Sinc
+  (w0 = 30 there); finite at 0 with all four entries (a Taylor series for |pi x| < 1, the closed form
+  beyond). The authors' code was not found; the init is SIREN's, which keeps x of order 1 as for sine (our
+  choice).
+- ``hosc`` (Serrano et al., 2024): tanh(beta sin(w0 z)); w0 = 1 is the paper's tanh(beta sin z), and the w0
+  scaling (as the authors' follow-up, arXiv 2601.07870, writes it) lets SIREN's init serve, as for sine.
+  beta = 8 is the default of the reimplementations we found; the paper sweeps beta and its code was not
+  found (our choice).
 """
 from __future__ import annotations
 
@@ -325,6 +359,235 @@ class SPDER(Activation):
         return f"SPDER(w0={self.w0}, delta={self.delta!r}, eps={self.eps})"
 
 
+FINER_BIAS_RANGE = 1.0
+"""FINER's default first-layer bias range k, U(-k, k): the authors' paper runs (``--fbs 1.0``)."""
+GAUSS_SCALE = 10.0
+"""Gauss's default width s of exp(-(s z)^2): vishwa91/wire's gauss.py."""
+WIRE_SCALE = 10.0
+"""WIRE's default Gaussian width s0: vishwa91/wire's get_INR (and FINER's WIRE runs)."""
+HOSC_BETA = 8.0
+"""HOSC's default sharpness beta (the reimplementations' default; the paper sweeps it)."""
+
+
+def _scale_or(scale: float, default: float, what: str) -> float:
+    """``scale`` where it is > 0, else ``default`` (``act_scale`` 0 = the paper's default); negative refused."""
+    scale = float(scale)
+    if scale < 0 or scale != scale:
+        raise ValueError(f"{what} must be >= 0 (0 = the default {default}), got {scale}")
+    return scale if scale > 0 else float(default)
+
+
+def _torch_default_init(layer: nn.Linear) -> None:
+    """The weights nn.Linear draws itself, U(+-1/sqrt(n)) (kaiming_uniform with a = sqrt(5)); the bias is left as
+    drawn (also U(+-1/sqrt(n))). The Gauss and WIRE reference codes keep nn.Linear's init."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5.0))
+
+
+class FINER(Activation):
+    """sin(w0 (|z| + 1) z), a variable-periodic sine (Liu et al., CVPR 2024), |z| smoothed to sqrt(z^2 + eps^2)
+    so that f'' and f''' exist at 0 (module docstring); SIREN's init and a first-layer bias U(-k, k)."""
+
+    name = "finer"
+    uses_w0 = True
+
+    def __init__(self, w0: float = 30.0, eps: float = SPDER_EPS, bias_range: float = 0.0):
+        super().__init__(w0)
+        if not eps > 0:
+            raise ValueError(f"FINER eps must be > 0, got {eps}")
+        self.eps = float(eps)
+        self.bias_range = _scale_or(bias_range, FINER_BIAS_RANGE, "FINER's first-layer bias range (act_scale)")
+
+    def jet(self, z, order=1):
+        w0 = self.w0
+        a = torch.sqrt(z * z + self.eps * self.eps)  # the smoothed |z|
+        arg = w0 * (a + 1.0) * z
+        s = torch.sin(arg)
+        if order == 0:
+            return s, None, None
+        c = torch.cos(arg)
+        r = self.eps * self.eps / (a * a)  # in (0, 1]; keeps phi's derivatives free of eps^4 / a^5 underflow
+        p1 = a * (2.0 - r) + 1.0  # phi' of phi = (a + 1) z
+        df = w0 * c * p1
+        if order < 2:
+            return s, df, None
+        p2 = z * (2.0 + r) / a  # phi''
+        d2f = w0 * (c * p2 - w0 * s * p1 * p1)
+        d3f = w0 * (c * (3.0 * r * r / a) - 3.0 * w0 * s * p1 * p2 - w0 * w0 * c * p1 ** 3) if order >= 3 else None
+        return _up_to(order, s, df, d2f, d3f)
+
+    def init_first(self, layer):
+        _siren_first_init(layer)
+        if layer.bias is not None:
+            with torch.no_grad():
+                layer.bias.uniform_(-self.bias_range, self.bias_range)
+
+    def init_hidden(self, layer):
+        _siren_hidden_init(layer, self.w0)
+
+    def __repr__(self):
+        return f"FINER(w0={self.w0}, eps={self.eps}, bias_range={self.bias_range})"
+
+
+def _gauss_jet(z: Tensor, s: float, order: int) -> List[Tensor]:
+    """exp(-(s z)^2) and its derivatives in z, up to ``order``: with y = s z, each is s^k P_k(y) exp(-y^2)."""
+    y = s * z
+    e = torch.exp(-y * y)
+    if order == 0:
+        return [e]
+    y2 = y * y
+    return [e, -2.0 * s * y * e, s * s * (4.0 * y2 - 2.0) * e, s ** 3 * y * (12.0 - 8.0 * y2) * e][:order + 1]
+
+
+class Gauss(Activation):
+    """exp(-(s z)^2) (Ramasinghe and Lucey, ECCV 2022); nn.Linear's own init, as the reference codes."""
+
+    name = "gauss"
+
+    def __init__(self, w0: float = 30.0, scale: float = 0.0):
+        super().__init__(w0)
+        self.scale = _scale_or(scale, GAUSS_SCALE, "Gauss's scale s (act_scale)")
+
+    def jet(self, z, order=1):
+        return _up_to(order, *(_gauss_jet(z, self.scale, order) + [None] * (3 - min(order, 3))))
+
+    def init_hidden(self, layer):
+        _torch_default_init(layer)
+
+    def __repr__(self):
+        return f"Gauss(scale={self.scale})"
+
+
+class Wire(Activation):
+    """cos(w0 z) exp(-(s z)^2), the real Gabor wavelet of WIRE (Saragadam et al., CVPR 2023); nn.Linear's init."""
+
+    name = "wire"
+    uses_w0 = True
+
+    def __init__(self, w0: float = 20.0, scale: float = 0.0):
+        super().__init__(w0)
+        self.scale = _scale_or(scale, WIRE_SCALE, "WIRE's scale s (act_scale)")
+
+    def jet(self, z, order=1):
+        w0 = self.w0
+        g = _gauss_jet(z, self.scale, order)
+        c = torch.cos(w0 * z)
+        f = c * g[0]
+        if order == 0:
+            return f, None, None
+        s = torch.sin(w0 * z)  # Leibniz, with cos' = -w0 sin, cos'' = -w0^2 cos, cos''' = w0^3 sin
+        df = c * g[1] - w0 * s * g[0]
+        d2f = c * g[2] - 2.0 * w0 * s * g[1] - w0 * w0 * f if order >= 2 else None
+        d3f = (c * g[3] - 3.0 * w0 * s * g[2] - 3.0 * w0 * w0 * c * g[1] + w0 ** 3 * s * g[0]) if order >= 3 else None
+        return _up_to(order, f, df, d2f, d3f)
+
+    def init_hidden(self, layer):
+        _torch_default_init(layer)
+
+    def __repr__(self):
+        return f"Wire(w0={self.w0}, scale={self.scale})"
+
+
+def _sinc_series(order: int, terms: int = 11) -> List[Tuple[float, ...]]:
+    """Taylor coefficients in v = u^2 of sin(u)/u = sum_k (-1)^k u^2k / (2k+1)! and of its derivatives divided by
+    their odd factor: [g, g' / u, g'', g''' / u] (the terms up to u^20: below 1e-17 for |u| < 1)."""
+    c = [(-1) ** k / math.factorial(2 * k + 1) for k in range(terms)]
+    return [tuple(c),
+            tuple(2 * k * c[k] for k in range(1, terms)),
+            tuple(2 * k * (2 * k - 1) * c[k] for k in range(1, terms)),
+            tuple(2 * k * (2 * k - 1) * (2 * k - 2) * c[k] for k in range(2, terms))][:order + 1]
+
+
+SINC_SERIES = _sinc_series(3)
+SINC_SERIES_BELOW = 1.0
+"""|u| = |pi w0 z| below which sinc's jet is the Taylor series (the closed forms lose digits to cancellation
+near 0: f''' by about 36 ulp / u^3)."""
+
+
+def _horner(coeffs: Tuple[float, ...], v: Tensor) -> Tensor:
+    out = torch.full_like(v, coeffs[-1])
+    for a in coeffs[-2::-1]:
+        out = out * v + a
+    return out
+
+
+def _sinc_jet(u: Tensor, order: int) -> List[Tensor]:
+    """sin(u)/u and its derivatives in u up to ``order``, finite everywhere, 0 included; each branch is computed
+    on inputs where it is finite, so that neither spoils the other's gradient."""
+    near = u.abs() < SINC_SERIES_BELOW
+    us = torch.where(near, u, torch.zeros_like(u))  # the series' input
+    uc = torch.where(near, torch.ones_like(u), u)  # the closed form's input
+    v = us * us
+    series = [_horner(SINC_SERIES[k], v) * (us if k % 2 else 1.0) for k in range(order + 1)]
+    s, c = torch.sin(uc), torch.cos(uc)
+    closed = [s / uc]
+    if order >= 1:
+        closed.append((uc * c - s) / (uc * uc))
+    if order >= 2:
+        closed.append(((2.0 - uc * uc) * s - 2.0 * uc * c) / uc ** 3)
+    if order >= 3:
+        closed.append(((3.0 * uc * uc - 6.0) * s + (6.0 - uc * uc) * uc * c) / uc ** 4)
+    return [torch.where(near, a, b) for a, b in zip(series, closed)]
+
+
+class Sinc(Activation):
+    """sinc(w0 z) = sin(pi w0 z) / (pi w0 z) (Saratchandran et al., ICML 2024; torch's normalised sinc), 1 at 0;
+    SIREN's init (our choice: the authors' code was not found)."""
+
+    name = "sinc"
+    uses_w0 = True
+
+    def jet(self, z, order=1):
+        k = math.pi * self.w0
+        g = _sinc_jet(k * z, min(order, 3))
+        out = [g[i] * k ** i for i in range(len(g))]  # each derivative in z brings a factor pi w0
+        return _up_to(order, *(out + [None] * (4 - len(out))))
+
+    def init_first(self, layer):
+        _siren_first_init(layer)
+
+    def init_hidden(self, layer):
+        _siren_hidden_init(layer, self.w0)
+
+
+class HOSC(Activation):
+    """tanh(beta sin(w0 z)), the hyperbolic oscillator (Serrano et al., 2024; w0 = 1 is the paper's form);
+    SIREN's init."""
+
+    name = "hosc"
+    uses_w0 = True
+
+    def __init__(self, w0: float = 30.0, beta: float = 0.0):
+        super().__init__(w0)
+        self.beta = _scale_or(beta, HOSC_BETA, "HOSC's beta (act_scale)")
+
+    def jet(self, z, order=1):
+        w0, b = self.w0, self.beta
+        x = w0 * z
+        sn = torch.sin(x)
+        t = torch.tanh(b * sn)
+        if order == 0:
+            return t, None, None
+        cs = torch.cos(x)
+        q = 1.0 - t * t  # tanh' at beta sin x
+        df = w0 * b * cs * q
+        if order < 2:
+            return t, df, None
+        c2 = cs * cs
+        d2f = -(w0 * w0) * b * q * (sn + 2.0 * b * t * c2)
+        d3f = (w0 ** 3 * b * q * cs * (6.0 * b * t * sn + 4.0 * b * b * t * t * c2 - 1.0 - 2.0 * b * b * q * c2)
+               if order >= 3 else None)
+        return _up_to(order, t, df, d2f, d3f)
+
+    def init_first(self, layer):
+        _siren_first_init(layer)
+
+    def init_hidden(self, layer):
+        _siren_hidden_init(layer, self.w0)
+
+    def __repr__(self):
+        return f"HOSC(w0={self.w0}, beta={self.beta})"
+
+
 ACTIVATIONS: Dict[str, Callable[[float, float, float], Activation]] = {
     "sine": lambda w0, eps, scale: Sine(w0),
     "relu": lambda w0, eps, scale: ReLU(w0),
@@ -335,9 +598,15 @@ ACTIVATIONS: Dict[str, Callable[[float, float, float], Activation]] = {
     "tanh": lambda w0, eps, scale: Tanh(w0),
     "spder": lambda w0, eps, scale: SPDER(w0, "sqrt", eps),
     **{f"spder_{name}": (lambda w0, eps, scale, name=name: SPDER(w0, name, eps)) for name in SPDER_DELTAS},
+    "finer": lambda w0, eps, scale: FINER(w0, eps, scale),
+    "gauss": lambda w0, eps, scale: Gauss(w0, scale),
+    "wire": lambda w0, eps, scale: Wire(w0, scale),
+    "sinc": lambda w0, eps, scale: Sinc(w0),
+    "hosc": lambda w0, eps, scale: HOSC(w0, scale),
 }
-"""Config name -> builder taking ``w0``, SPDER's ``eps`` and a ``scale`` (0: the activation's own default; each
-ignored by the activations without it)."""
+"""Config name -> builder taking ``w0``, SPDER's ``eps`` (FINER's smoothing length too) and a ``scale`` (Gauss's and
+WIRE's s, HOSC's beta, FINER's first-layer bias range k; 0: the activation's own default; each ignored by the
+activations without it)."""
 
 
 def build_activation(name: str, w0: float = 30.0, spder_eps: float = SPDER_EPS, scale: float = 0.0) -> Activation:
