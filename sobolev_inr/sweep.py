@@ -306,7 +306,8 @@ class Sweep:
                 if exp_name is not None:
                     if exp_name in named:
                         raise ConfigError(f"{self.path or self.name}: runs {named[exp_name]!r} and {label!r} would "
-                                          f"share the run directory {exp_name!r}; make their grid values or options differ")
+                                          f"share the run directory {exp_name!r}; make their grid values or options "
+                                          f"differ")
                     named[exp_name] = label
                 if root:
                     argv += ["--logging_root", root]
@@ -348,7 +349,9 @@ def _config_line(line: str, where: str) -> Tuple[str, List[str]]:
         words = shlex.split(line)
     except ValueError as e:
         raise ConfigError(f"{where}: {line}: {e}") from None
-    config, options = words[0], words[1:]
+    config, options = words[0], []
+    for word in words[1:]:  # --key=value as --key value, so that --seed and --exp_name are found either way
+        options += word.split("=", 1) if word.startswith("--") and "=" in word else [word]
     if options and not options[0].startswith("--"):
         raise ConfigError(f"{where}: after the config path {config!r} come its options (--key value ...), "
                           f"not {options[0]!r}")

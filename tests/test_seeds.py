@@ -213,6 +213,8 @@ def test_a_config_line_with_its_own_seed_runs_that_seed_only(tmp_path):
                              "configs/bird/val/sine.txt --seed 4 --num_epochs 10\n").runs()
     assert _exp_names(specs)[3:] == ["seeded/bird/val/sine/num_epochs=10/seed=4"]
     assert specs[3].argv.count("--seed") == 1 and specs[3].argv[specs[3].argv.index("--seed") + 1] == "4"
+    equals = _sweep(tmp_path, "seeds = [0, 1]\nconfigs/bird/val/sine.txt --seed=4 --num_epochs=10\n").runs()
+    assert [s.argv for s in equals] == [specs[3].argv]
 
 
 def test_a_named_config_line_gets_a_seed_part(tmp_path):
