@@ -52,6 +52,7 @@ on CUDA, ``torch.cuda.max_memory_allocated`` minus the allocation before the ste
     python bench/derivatives.py --cases nerf-relu-cpu nerf-sine-cpu nerf-relu nerf-sine   # inverse rendering
     python bench/derivatives.py --cases rgb-siren --threads 1 --methods all --compile
     python bench/derivatives.py --cases gray128-lapl gray256-lapl                     # Laplacian
+    python bench/derivatives.py --cases gray-finer gray-gauss gray-wire gray-sinc gray-hosc gray-grid  # families
 
 Prints a table and writes JSON to ``bench/results/derivatives_<device>_<threads>threads[_<cases>].json``
 (``--out``). All cases take about 15 minutes on a loaded 2-core CPU; run the image cases and the audio
@@ -112,6 +113,10 @@ class Case:
     """-> coords (N, D), values (N, C), jacobian targets (N, C, D) per step, scale (D,)."""
     num_frequencies: int = 4
     w0: float = 30.0
+    layers: int = 4
+    width: int = 256
+    grid: Optional[Dict[str, object]] = None
+    """The grid encoding's settings (``encoding = "grid"``), as ``MLP(grid=...)`` takes them."""
 
 
 def _image(filename: str, size: Optional[int], gray: bool):
@@ -159,6 +164,19 @@ CASES: Dict[str, Case] = {
     "audio-siren": Case("audio-siren", "audio, 61642 training samples (Bach / 5), SIREN 4x256", "sine", "none",
                         _audio),
 }
+
+FAMILY_CASES: Dict[str, Case] = {
+    **{f"gray-{name}": Case(f"gray-{name}", f"gray image, 72x72 training px (Bird gray protocol), {label} 4x256", name,
+                            "none", _gray)
+       for name, label in (("finer", "FINER"), ("gauss", "Gauss"), ("wire", "WIRE (real)"), ("sinc", "sinc"),
+                           ("hosc", "HOSC"))},
+    "gray-grid": Case("gray-grid", "gray image, 72x72 training px, grid encoding (16 levels x 2, 2^19, 16-512, "
+                      "smoothstep) + ReLU 2x64", "relu", "grid", _gray, layers=2, width=64,
+                      grid=dict(levels=16, features=2, table_size=2 ** 19, base_resolution=16, finest_resolution=512,
+                                interpolation="smoothstep")),
+}
+"""The INR families of issue 26 at the Bird gray protocol's size (``--cases`` them; not in the default run)."""
+IMAGE_CASES: Dict[str, Case] = {**CASES, **FAMILY_CASES}
 
 
 @dataclass
@@ -478,7 +496,7 @@ def setup_step(case_name: str, method: str, device: torch.device):
         return make_nerf_step(method, *build_nerf(NERF_CASES[case_name], device, method))
     if case_name in LAPL_CASES:
         return make_lapl_step(method, *build_lapl(LAPL_CASES[case_name], device))
-    model, x, y, target, scale = build(CASES[case_name], device)
+    model, x, y, target, scale = build(IMAGE_CASES[case_name], device)
     return make_step(method, model, x, y, target, scale)
 
 
@@ -583,8 +601,8 @@ def methods_for(args) -> List[str]:
 def build(case: Case, device: torch.device, seed: int = 0):
     x, y, target, scale = case.build()
     torch.manual_seed(seed)
-    model = MLP(x.shape[1], y.shape[1], [case.activation] * 4, hidden_features=256, w0=case.w0,
-                encoding=case.encoding, num_frequencies=case.num_frequencies)
+    model = MLP(x.shape[1], y.shape[1], [case.activation] * case.layers, hidden_features=case.width, w0=case.w0,
+                encoding=case.encoding, num_frequencies=case.num_frequencies, grid=case.grid)
     return model.to(device), x.to(device), y.to(device), target.to(device), scale.to(device)
 
 
@@ -752,7 +770,7 @@ def run_device(args, device: torch.device) -> List[dict]:
         if name in LAPL_CASES:
             results.append(run_lapl_case(args, LAPL_CASES[name], device))
             continue
-        case = CASES[name]
+        case = IMAGE_CASES[name]
         model, x, y, _, _ = build(case, torch.device("cpu"))
         d, c, n = x.shape[1], y.shape[1], x.shape[0]
         auto = choose_mode(d, c)
@@ -812,9 +830,10 @@ def print_table(rows: Dict[str, dict], reference: str = "ref", error: str = "jac
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES) + list(NERF_CASES) + list(LAPL_CASES),
-                   help=f"default: the image and audio cases; NeRF cases: {', '.join(NERF_CASES)}; "
-                        f"Laplacian cases: {', '.join(LAPL_CASES)}")
+    p.add_argument("--cases", nargs="+", default=list(CASES),
+                   choices=list(IMAGE_CASES) + list(NERF_CASES) + list(LAPL_CASES),
+                   help=f"default: the image and audio cases; INR families: {', '.join(FAMILY_CASES)}; NeRF cases: "
+                        f"{', '.join(NERF_CASES)}; Laplacian cases: {', '.join(LAPL_CASES)}")
     p.add_argument("--methods", nargs="+", default=None,
                    help=f"subset of {BASE_METHODS + EXTRA_METHODS} ('all' adds {EXTRA_METHODS}), or for the "
                         f"Laplacian cases of {LAPL_METHODS}; val is always run")
