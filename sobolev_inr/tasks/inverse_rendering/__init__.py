@@ -57,8 +57,8 @@ class RayOptions:
 @dataclass(frozen=True)
 class NeRFOptions:
     """TinyNeRF: one activation per layer, ``netwidth`` channels, ``multires`` encoding frequencies
-    (``i_embed`` -1: none), the sine/SPDER ``w0`` and ``spder_eps``, the weight init, 2^k pi frequencies
-    (``pe_pi_factor``), torch.compile."""
+    (``i_embed`` -1: none; 1: the multiresolution grid encoding of the ``grid_*`` settings), the sine/SPDER
+    ``w0`` and ``spder_eps``, the weight init, 2^k pi frequencies (``pe_pi_factor``), torch.compile."""
 
     activations: Sequence[str] = ("sine",) * 8
     netwidth: int = 256
@@ -70,8 +70,18 @@ class NeRFOptions:
     spder_eps: float = 1e-4
     act_scale: float = 0.0
     compile: bool = False
+    grid_levels: int = 16
+    grid_features: int = 2
+    grid_table_size: int = 2 ** 19
+    grid_base_resolution: int = 16
+    grid_finest_resolution: int = 512
+    grid_interpolation: str = "smoothstep"
 
     from_config = classmethod(options_from_config)
+
+    def grid(self):
+        """The grid encoding's settings (keys without ``grid_``) with ``i_embed = 1``, else None."""
+        return cli.grid_settings(vars(self)) if self.i_embed == 1 else None
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,19 @@ class InverseRenderingEntry(TaskEntry):
         g.add_argument("--netwidth", "--hidden_features", dest="netwidth", type=int, default=256,
                        help="channels per layer")
         g.add_argument("--multires", type=int, default=10, help="positional-encoding frequencies L of the 3-D point")
-        g.add_argument("--i_embed", type=int, default=0, choices=(0, -1), help="0 = positional encoding, -1 = none")
+        g.add_argument("--i_embed", type=int, default=0, choices=(0, -1, 1),
+                       help="0 = positional encoding, -1 = none, 1 = multiresolution grid encoding (the grid_* "
+                            "options; points in [-1, 1]^3, NDC: others are clamped to the cube)")
+        g.add_argument("--grid_levels", type=int, default=16, help="i_embed 1: resolution levels")
+        g.add_argument("--grid_features", type=int, default=2, help="i_embed 1: features per level")
+        g.add_argument("--grid_table_size", type=int, default=2 ** 19,
+                       help="i_embed 1: entries per hashed level (a power of two); a level with fewer vertices is "
+                            "dense")
+        g.add_argument("--grid_base_resolution", type=int, default=16, help="i_embed 1: cells per axis, coarsest level")
+        g.add_argument("--grid_finest_resolution", type=int, default=512,
+                       help="i_embed 1: cells per axis, finest level (levels in geometric progression between)")
+        g.add_argument("--grid_interpolation", type=str, default="smoothstep", choices=cli.GRID_INTERPOLATIONS,
+                       help="i_embed 1: linear (Instant-NGP's; no second derivatives) or smoothstep weights (C1)")
         g.add_argument("--pe_pi_factor", type=cli._bool, default=False,
                        help="encoding frequencies 2^k pi (SIREN's) instead of nerf-pytorch's 2^k (false: the original)")
         g.add_argument("--use_viewdirs", action="store_true",
@@ -190,6 +212,7 @@ class InverseRenderingEntry(TaskEntry):
             cli._at_least(a, 0, ["eval_rays", "block_size"])
             cli._at_least(a, 2, ["N_samples"])
             a.activations = cli.expand_activation_list(a.activations, a.netdepth, "netdepth")
+            cli.check_grid(cli.grid_settings(a))
             if a.N_importance:
                 raise ConfigError(f"N_importance = {a.N_importance}: this experiment trains one coarse network (the "
                                   f"original's TinyNeRF); set N_importance = 0")

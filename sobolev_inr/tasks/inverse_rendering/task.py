@@ -702,7 +702,7 @@ def build_model(options: NeRFOptions) -> nn.Module:
     from ...models.nerf import tiny_nerf
 
     model = tiny_nerf(list(options.activations), options.netwidth, options.multires, options.i_embed, options.w0,
-                      options.init, options.pe_pi_factor, options.spder_eps, options.act_scale)
+                      options.init, options.pe_pi_factor, options.spder_eps, options.act_scale, options.grid())
     if options.compile:
         from ...models import compile_model
 
