@@ -12,7 +12,9 @@ A sweep file is a txt file of ``key = value`` lines and bare config paths (``#``
     args = --num_epochs 1000             # extra arguments for every run (optional)
     logging_root = logs/cpu              # where the runs go, relative to the run folder (optional)
     configs/activation_study/relu.txt    # config paths, relative to the run folder
-    configs/activation_study/sine.txt --supervision val   # a config with options of its own
+    configs/activation_study/sine.txt --supervision val   # a config with options of its own; a line
+    configs/bird/val/sine.txt --seed 0 --activations \\  # that ends in a backslash goes on on the next
+        finer finer finer finer
     grid supervision = [val, val_der]    # optional: every combination of the grid values, applied
     grid activations = [[sine, sine], [tanh, tanh]]   # to every config listed (or to the task defaults)
     seeds = [0, 1, 2]                    # optional: every run once per seed (``grid seed = [...]`` is the same)
@@ -382,6 +384,23 @@ def _parse_seeds(value: str, where: str) -> List[int]:
     return seeds
 
 
+def _logical_lines(text: str) -> Iterator[Tuple[int, str]]:
+    """(number of its first line, text) of each line without its comment; a line ending in ``\\`` goes on
+    on the next."""
+    pending, first = "", 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if pending:
+            line, number = f"{pending} {line}".strip(), first
+        if line.endswith("\\"):
+            pending, first = line[:-1].strip(), number
+            continue
+        pending = ""
+        yield number, line
+    if pending:
+        yield first, pending
+
+
 def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
     """Reads a sweep file (see the module docstring); errors name the file and line.
 
@@ -392,8 +411,7 @@ def parse_sweep(path: Path, experiments: Optional[Path] = None) -> Sweep:
         raise ConfigError(f"sweep file {path} not found")
     sweep = Sweep(name=path.stem, task="", path=path)
     experiments_line = None
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
+    for number, line in _logical_lines(path.read_text()):
         if not line:
             continue
         where = f"{path}:{number}"

@@ -334,12 +334,11 @@ def seed_of(run: Dict) -> Optional[int]:
 
 def seed_model_label(run: Dict) -> str:
     """SIREN, ReLU + PE, FINER, relu + grid, ...: the activation and the encoding."""
-    key = model_key(run)
-    if key in FAMILY_LABELS:
+    key, encoding = model_key(run), run.get("encoding")
+    if key in FAMILY_LABELS and encoding in (None, "none", "positional"):
         return FAMILY_LABELS[key]
     acts = run.get("activations") or ["?"]
     name = acts[0] if len(set(acts)) == 1 else ",".join(acts)
-    encoding = run.get("encoding")
     return FAMILY_LABELS.get(name, name) + ENCODING_SUFFIXES.get(encoding, f" + {encoding}")
 
 
@@ -497,13 +496,18 @@ def _digits(metric: str) -> int:
     return 3 if metric.startswith("ssim") else 2
 
 
+def _signed(value: float, digits: int) -> str:
+    """``+1.23``; a value that rounds to zero is ``+0.00``, never ``-0.00``."""
+    return f"{0.0 if round(value, digits) == 0 else value:+.{digits}f}"
+
+
 def _gain_text(gain, digits: int = 2) -> str:
     centre, low, high, n = gain
     if centre is None:
         return ""
     if low is None:
-        return f"{centre:+.{digits}f} (n = 1: no interval)"
-    return f"{centre:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+        return f"{_signed(centre, digits)} (n = 1: no interval)"
+    return f"{_signed(centre, digits)} [{_signed(low, digits)}, {_signed(high, digits)}]"
 
 
 def seed_markdown(groups: Sequence[SeedGroup], pairs: Sequence[SeedPair], references: Sequence[Dict]) -> List[str]:
@@ -658,8 +662,8 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
                 pair = pairs.get((task, name))
                 centre, low, high, _ = pair.gain(metric) if pair else (None, None, None, 0)
                 if centre is not None and i in tops:
-                    text = (f"{centre:+.{digits}f}\n[{low:+.{digits}f}, {high:+.{digits}f}]" if low is not None
-                            else f"{centre:+.{digits}f}\nn = 1")
+                    text = (f"{_signed(centre, digits)}\n[{_signed(low, digits)}, {_signed(high, digits)}]"
+                            if low is not None else f"{_signed(centre, digits)}\nn = 1")
                     ax.annotate(text, (i, tops[i]), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=6)
             span = max(tops.values()) - min(lows) if tops else 1.0
             bottom = max(0.0, min(lows) - 0.5 * span - (2.0 if metric.startswith("psnr") else 0.02)) if lows else 0.0
