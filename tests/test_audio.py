@@ -244,7 +244,7 @@ def test_every_shipped_config_runs_two_steps(tiny_wav, tmp_path, one_thread, mon
     """Parse, build, train 2 steps, evaluate. Figures and WAVs are left out here (their own test below)."""
     monkeypatch.setattr("sobolev_inr.tasks.audio_regression.AudioRegression.write_outputs", lambda *a, **k: None)
     monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
-    assert len(SHIPPED_CONFIGS) == 19
+    assert len(SHIPPED_CONFIGS) == 19 + 6  # + issue 26's families (five activations, the grid)
     for cfg in SHIPPED_CONFIGS:
         metrics = _run(["--config", str(cfg)], tmp_path, filename=tiny_wav, num_epochs=2, hidden_features=16)
         assert metrics["steps"] == 2, cfg

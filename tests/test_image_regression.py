@@ -28,7 +28,8 @@ def test_every_shipped_config_runs_two_steps(tiny_rgb_png, tmp_path, monkeypatch
     """Parse, build, train 2 steps, evaluate; figures are left out here (checked by the next test)."""
     monkeypatch.setattr("sobolev_inr.tasks.image_regression.ImageRegression.write_outputs", lambda *a, **k: None)
     monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
-    assert len(SHIPPED_CONFIGS) == 30 + 6 + 13 + 6 + 12 + 6  # Set5, camera, activation study, Poisson, SPDER, precision
+    assert len(SHIPPED_CONFIGS) == 30 + 6 + 13 + 6 + 12 + 6 + 12  # Set5, camera, activation study, Poisson, SPDER,
+    # precision, issue 26's families (val and val_der for five activations and the grid)
     for cfg in SHIPPED_CONFIGS:
         poisson, every_pixel = "poisson" in cfg.parts, "poisson" in cfg.parts or "spder" in cfg.parts
         sizes = {"sidelength": 16} if every_pixel else {}  # Poisson and SPDER configs resize to 256x256

@@ -68,7 +68,7 @@ def test_every_shipped_config_trains_a_few_steps(tiny_scene, tmp_path, monkeypat
     """Parse, load (the tiny scene stands in for the LLFF scenes), train 2 steps, score the test views."""
     monkeypatch.setattr(ir.InverseRendering, "write_outputs", lambda *a, **k: None)
     monkeypatch.setattr("sobolev_inr.reporting.plots.save_training_curves", lambda *a, **k: None)
-    assert len(SHIPPED) == 32 + 4 + 4
+    assert len(SHIPPED) == 32 + 4 + 4 + 2  # + issue 26's FINER and grid configs
     for cfg in SHIPPED:
         metrics = _train(["--config", str(cfg), *TINY], tmp_path, datadir=tiny_scene, llff_factor=2, factor=2,
                          N_iters=2)

@@ -337,7 +337,7 @@ SMALL = dict(num_points=400, batch_size=200, num_epochs=1, hidden_features=16, m
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_every_shipped_config_runs_two_steps_and_writes_its_outputs(tmp_path, one_thread):
-    assert len(SHIPPED_CONFIGS) == 12
+    assert len(SHIPPED_CONFIGS) == 12 + 2  # + issue 26's HOSC and grid configs
     for cfg in SHIPPED_CONFIGS:
         metrics = run_main(MAIN, ["--config", str(cfg)], tmp_path, **SMALL)
         run = tmp_path / metrics["exp_name"]

@@ -217,6 +217,19 @@ def test_a_config_line_with_its_own_seed_runs_that_seed_only(tmp_path):
     assert [s.argv for s in equals] == [specs[3].argv]
 
 
+def test_a_line_ending_in_a_backslash_goes_on_on_the_next(tmp_path):
+    sweep = _sweep(tmp_path, "seeds = [0]\nconfigs/activation_study/sine.txt --supervision val \\  # a comment\n"
+                             "    --lambda_der 2\nconfigs/activation_study/sine.txt \\\n\n")
+    assert sweep.config_args == [["--supervision", "val", "--lambda_der", "2"], []]
+    with pytest.raises(ConfigError, match=r"seeded.txt:3: after the config path .* not 'x'"):
+        _sweep(tmp_path, "configs/activation_study/sine.txt\nconfigs/activation_study/sine.txt \\\n  x\n")
+
+
+def test_a_gain_that_rounds_to_zero_has_no_minus_sign():
+    assert summaries._gain_text((-0.001, -0.004, 0.002, 3)) == "+0.00 [+0.00, +0.00]"
+    assert summaries._gain_text((-0.5, None, None, 1)) == "-0.50 (n = 1: no interval)"
+
+
 def test_a_named_config_line_gets_a_seed_part(tmp_path):
     specs = _sweep(tmp_path, "seeds = [0, 1]\nconfigs/activation_study/sine.txt --exp_name mine/sine\n").runs()
     assert _exp_names(specs) == ["mine/sine/seed=0", "mine/sine/seed=1"]
@@ -267,3 +280,63 @@ def test_the_seeded_runs_pass_the_tasks_parser(tmp_path, capsys):
     run_sweep(sweep, dry_run=True)
     out = capsys.readouterr().out
     assert "--seed 1 --exp_name seeded/activation_study/sine/supervision=val/seed=1" in out
+
+
+# ------------------------------------------------------------------------------------------ the study
+def _study_runs():
+    """The families study's runs, each parsed by the image task's parser in the run folder: (spec, namespace)."""
+    import contextlib
+    import io
+    import os
+
+    from sobolev_inr.tasks import get_task
+
+    sweep = parse_sweep(REPO / "configs" / "families_study.txt")
+    specs = sweep.runs()
+    previous = os.getcwd()
+    os.chdir(sweep.work_dir)
+    try:
+        parser = get_task("image_regression").parser("train")
+        with contextlib.redirect_stdout(io.StringIO()):
+            return [(s, parser.parse_args(s.argv)) for s in specs]
+    finally:
+        os.chdir(previous)
+
+
+def test_the_families_study_runs_every_model_both_ways_over_three_seeds_and_once_in_colour():
+    runs = _study_runs()
+    assert len(runs) == 9 * 2 * 3 + 9 * 2
+    gray = [a for _, a in runs if a.is_gray]
+    models = {(tuple(a.activations), a.has_pos_encoding, a.has_grid_encoding) for a in gray}
+    assert {m[0][0] for m in models} == {"sine", "relu", "spder", "finer", "gauss", "wire", "sinc", "hosc"}
+    assert len(models) == 9  # relu twice: with positional encoding and in front of the grid
+    for model in models:
+        mine = [a for a in gray if (tuple(a.activations), a.has_pos_encoding, a.has_grid_encoding) == model]
+        assert sorted((a.supervision, a.seed) for a in mine) == [(s, k) for s in ("val", "val_der") for k in range(3)]
+    assert all(a.num_epochs == 1000 and a.filename == "bird" for _, a in runs)
+    fake = [{"exp_name": a.exp_name, "task": "image_regression", "supervision": a.supervision, "seed": a.seed,
+             "activations": a.activations, "image": "bird", "image_shape": [288, 288, 1 if a.is_gray else 3],
+             "encoding": "grid" if a.has_grid_encoding else "positional" if a.has_pos_encoding else "none",
+             "psnr_heldout": 30.0} for _, a in runs]
+    groups = summaries.seed_groups(fake)
+    pairs = summaries.seed_pairs(groups)
+    assert len(groups) == 36 and len(pairs) == 18  # the report pairs every model, gray and in colour
+    assert sorted(len(p.seeds) for p in pairs) == [1] * 9 + [3] * 9
+    labels = {(p.val.model, p.val.signal) for p in pairs}
+    assert {m for m, _ in labels} == {"SIREN", "ReLU + PE", "SPDER", "FINER", "Gauss", "WIRE", "sinc", "HOSC",
+                                      "ReLU + grid"}
+    table5 = [g for g in groups if summaries.match_reference(g.name, load_references())]
+    assert sorted((g.model, g.supervision) for g in table5) == [("ReLU + PE", "val_der"), ("SIREN", "val_der")]
+
+
+def test_each_colour_run_of_the_study_is_a_gray_run_but_for_the_colour():
+    runs = _study_runs()
+    ignored = {"is_gray", "exp_name", "seed", "config"}
+
+    def key(a):
+        return json.dumps({k: v for k, v in sorted(vars(a).items()) if k not in ignored}, default=str)
+
+    gray = {key(a) for _, a in runs if a.is_gray}
+    colour = [(s.label, key(a)) for s, a in runs if not a.is_gray]
+    assert len(colour) == 18
+    assert [label for label, k in colour if k not in gray] == []

@@ -277,7 +277,7 @@ def test_shipped_configs_cover_both_supervisions_and_models():
     names = {str(p.relative_to(TASK_DIR / "configs")) for p in SHIPPED_CONFIGS}
     assert {"synthetic/val_sine.txt", "synthetic/val_der_sine.txt", "synthetic/val_relu_pos.txt",
             "synthetic/val_der_relu_pos.txt", "synthetic_space_time/val_sine.txt",
-            "synthetic_space_time/val_der_sine.txt"} == names
+            "synthetic_space_time/val_der_sine.txt", "families/wire.txt", "families/grid.txt"} == names
 
 
 @pytest.mark.e2e
