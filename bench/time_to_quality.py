@@ -23,6 +23,9 @@ Cases (``--cases``):
 * ``bird-gray``: Bird in luma at 288x288, the activation study's protocol (``configs/activation_study/sine.txt``).
 * ``camera``: the embedded cameraman (``configs/camera/val_der/sine.txt``): runs anywhere.
 * ``audio``: 0.5 s of the embedded synthetic chirp, SIREN 4x256, every 5th sample trained on.
+* ``bird-gray-grid``: the activation study's protocol with issue 26's grid encoding (8 levels of 4 to 64
+  cells per axis, smoothstep weights) in front of a 2x64 ReLU MLP (``configs/families/grid/val_der.txt``).
+* ``camera-grid``: the embedded cameraman with the same grid and MLP: runs anywhere.
 
     python bench/time_to_quality.py --cases bird-gray baby            # about 25 min on 2 CPU cores
     python bench/time_to_quality.py --cases camera --epochs 200 --every 10
@@ -66,6 +69,11 @@ class Case:
     """A data folder (relative to the repository) the case reads; absent: the case is skipped with a reason."""
 
 
+GRID_MLP = ["--activations", "relu", "relu", "--num_hidden_layers", "1", "--hidden_features", "64", "--lrate", "1e-3",
+            "--has_grid_encoding", "--grid_levels", "8", "--grid_features", "2", "--grid_table_size", "16384",
+            "--grid_base_resolution", "4", "--grid_finest_resolution", "64", "--grid_interpolation", "smoothstep"]
+"""The families study's grid-encoded model (``configs/families/grid/val_der.txt``) as options for any image config."""
+
 CASES: Dict[str, Case] = {c.name: c for c in [
     Case("baby", "Baby (Set5) RGB 512x512, SIREN 4x256, 1/16 of the pixels trained on", "Experiments/image_regression",
          "configs/baby/val_der/sine.txt", 500, 10, needs="data/Set5"),
@@ -75,6 +83,10 @@ CASES: Dict[str, Case] = {c.name: c for c in [
          "configs/camera/val_der/sine.txt", 500, 10),
     Case("audio", "synthetic chirp (embedded), 0.5 s, SIREN 4x256, 1/5 of the samples", "Experiments/audio_regression",
          "configs/synthetic/val_der_sine.txt", 300, 10, args=["--filename", "synthetic:0.5"]),
+    Case("bird-gray-grid", "Bird (Set5) luma 288x288, grid encoding + ReLU 2x64, 1/16 of the pixels",
+         "Experiments/image_regression", "configs/families/grid/val_der.txt", 1000, 20, needs="data/Set5"),
+    Case("camera-grid", "cameraman (embedded) gray 512x512, grid encoding + ReLU 2x64, 1/16 of the pixels",
+         "Experiments/image_regression", "configs/camera/val_der/sine.txt", 1000, 20, args=GRID_MLP),
 ]}
 
 

@@ -24,14 +24,20 @@ def _relative(a, b):
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.mark.parametrize("activation, encoding", [("sine", "none"), ("relu", "positional"), ("tanh", "fourier")])
+GRID = dict(levels=4, features=2, table_size=2 ** 10, base_resolution=4, finest_resolution=64,
+            interpolation="smoothstep")  # dense coarse levels, hashed fine ones
+
+
+@pytest.mark.parametrize("activation, encoding", [("sine", "none"), ("relu", "positional"), ("tanh", "fourier"),
+                                                  ("finer", "none"), ("gauss", "none"), ("wire", "none"),
+                                                  ("sinc", "none"), ("hosc", "none"), ("relu", "grid")])
 @pytest.mark.parametrize("engine", ["fused", "autograd"])
 @pytest.mark.parametrize("mode", ["forward", "reverse"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_engines_equal_the_reference_on_cuda(activation, encoding, engine, mode, channels):
     torch.manual_seed(0)
     model = MLP(2, channels, [activation] * 3, hidden_features=64, encoding=encoding, num_frequencies=4,
-                fourier_num_features=16, fourier_scale=2.0).to(CUDA)
+                fourier_num_features=16, fourier_scale=2.0, grid=GRID if encoding == "grid" else None).to(CUDA)
     x = torch.rand(4096, 2, device=CUDA) * 2 - 1
     scale = torch.tensor([2 / 511, 2 / 511], device=CUDA)
     ref = reference_jacobian(model, x)

@@ -55,3 +55,15 @@ def test_a_tiny_benchmark_runs_every_method_and_writes_its_table_and_figure(tmp_
     assert (tmp_path / "runs" / "camera" / "val_der-directional" / "metrics.json").exists()
     again = ttq.main(["--summarise", str(tmp_path / "out" / "time_to_quality_cpu_camera.json")])
     assert again["cases"]["camera"]["methods"] == case["methods"]  # JSON keeps floats exactly
+
+
+@pytest.mark.e2e
+def test_the_grid_case_trains_the_studys_grid_encoded_mlp(tmp_path):
+    results = ttq.main(["--cases", "camera-grid", "--methods", "val", "val_der", "--epochs", "2", "--every", "1",
+                        "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu",
+                        "--extra", "--sidelength", "32"])
+    assert set(results["cases"]["camera-grid"]["methods"]) == {"val", "val_der"}
+    for method in ("val", "val_der"):
+        metrics = json.loads((tmp_path / "runs" / "camera-grid" / method / "metrics.json").read_text())
+        assert metrics["encoding"] == "grid" and metrics["activations"] == ["relu", "relu"], method
+        assert metrics["supervision"] == method

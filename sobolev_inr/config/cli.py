@@ -226,7 +226,8 @@ def add_activation_options(g, activations: Sequence[str], w0: float, init: str =
                         "(x^2 + eps^2)^(1/4) for sqrt|x|")
     g.add_argument("--act_scale", type=_non_negative_float, default=0.0,
                    help="the scale of the activations that have one (Gauss and WIRE: the width s of exp(-(s z)^2); "
-                        "HOSC: beta); 0 = the default of the activation's paper")
+                        "HOSC: beta; FINER: the first layer's bias range k, U(-k, k)); 0 = the default of the "
+                        "activation's paper")
     g.add_argument("--init", type=str, default=init, choices=INIT_NAMES,
                    help="weights: activation = the init of each activation (SIREN's for sine); torch_default = "
                         "nn.Linear's own (the original NeRF code); he = Kaiming normal")
