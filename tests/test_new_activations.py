@@ -410,3 +410,21 @@ def test_each_family_config_trains_a_few_steps(config, tmp_path, request, one_th
     assert metrics.get("activations", [name] * 4) == [name] * 4, config
     scores = [v for k, v in metrics.items() if k.startswith(("psnr", "sdf_error")) and isinstance(v, float)]
     assert scores and all(np.isfinite(scores)), (config, scores)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("task, script", [("image_regression", "main.py"), ("audio_regression", "main.py"),
+                                          ("video_regression", "main.py"), ("sdf", "main.py"),
+                                          ("inverse_rendering", "train.py")])
+def test_a_negative_scale_stops_with_one_line_and_exit_2(task, script, tmp_path):
+    import subprocess
+    import sys
+
+    root = "--basedir" if task == "inverse_rendering" else "--logging_root"
+    proc = subprocess.run([sys.executable, script, "--activations", "gauss", "--act_scale", "-1", root, str(tmp_path),
+                           "--no_progress"], cwd=REPO / "Experiments" / task, capture_output=True, text=True,
+                          timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: argument --act_scale: must be >= 0"), lines[0]
+    assert not any(tmp_path.iterdir())

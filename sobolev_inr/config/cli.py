@@ -249,17 +249,7 @@ def add_model_options(p: ArgumentParser) -> None:
     g.add_argument("--has_grid_encoding", action="store_true",
                    help="a multiresolution grid encoding of the coordinates (Instant-NGP's: dense levels, then hashed "
                         "ones), with exact input derivatives")
-    g.add_argument("--grid_levels", type=int, default=16, help="grid encoding: resolution levels")
-    g.add_argument("--grid_features", type=int, default=2, help="grid encoding: features per level")
-    g.add_argument("--grid_table_size", type=int, default=2 ** 19,
-                   help="grid encoding: entries per hashed level (a power of two); a level with fewer vertices is "
-                        "dense")
-    g.add_argument("--grid_base_resolution", type=int, default=16, help="grid encoding: cells per axis, coarsest level")
-    g.add_argument("--grid_finest_resolution", type=int, default=512,
-                   help="grid encoding: cells per axis, finest level (levels in geometric progression between)")
-    g.add_argument("--grid_interpolation", type=str, default="smoothstep", choices=GRID_INTERPOLATIONS,
-                   help="grid encoding: linear (Instant-NGP's; no second derivatives) or smoothstep weights (C1: the "
-                        "Laplacian exists)")
+    add_grid_options(g, "grid encoding")
     g.add_argument("--fourier_num_features", type=int, default=256)
     g.add_argument("--fourier_scale", type=float, default=10.0, help="std of the Fourier feature matrix B")
     g.add_argument("--compile", action="store_true",
@@ -417,6 +407,21 @@ def encoding_name(args: argparse.Namespace) -> str:
 GRID_INTERPOLATIONS = ("linear", "smoothstep")
 GRID_KEYS = ("levels", "features", "table_size", "base_resolution", "finest_resolution", "interpolation")
 """The grid encoding's settings, config keys ``grid_<key>``."""
+
+
+def add_grid_options(g, when: str) -> None:
+    """The grid encoding's ``grid_*`` options (Instant-NGP's defaults) into group ``g``; ``when`` starts each help
+    (the option that turns the encoding on)."""
+    g.add_argument("--grid_levels", type=int, default=16, help=f"{when}: resolution levels")
+    g.add_argument("--grid_features", type=int, default=2, help=f"{when}: features per level")
+    g.add_argument("--grid_table_size", type=int, default=2 ** 19,
+                   help=f"{when}: entries per hashed level (a power of two); a level with fewer vertices is dense")
+    g.add_argument("--grid_base_resolution", type=int, default=16, help=f"{when}: cells per axis, coarsest level")
+    g.add_argument("--grid_finest_resolution", type=int, default=512,
+                   help=f"{when}: cells per axis, finest level (levels in geometric progression between)")
+    g.add_argument("--grid_interpolation", type=str, default="smoothstep", choices=GRID_INTERPOLATIONS,
+                   help=f"{when}: linear (Instant-NGP's; no second derivatives) or smoothstep weights (C1: the "
+                        "Laplacian exists)")
 
 
 def grid_settings(config: Any) -> Dict[str, Any]:

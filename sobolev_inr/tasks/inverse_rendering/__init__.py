@@ -144,16 +144,7 @@ class InverseRenderingEntry(TaskEntry):
         g.add_argument("--i_embed", type=int, default=0, choices=(0, -1, 1),
                        help="0 = positional encoding, -1 = none, 1 = multiresolution grid encoding (the grid_* "
                             "options; points in [-1, 1]^3, NDC: others are clamped to the cube)")
-        g.add_argument("--grid_levels", type=int, default=16, help="i_embed 1: resolution levels")
-        g.add_argument("--grid_features", type=int, default=2, help="i_embed 1: features per level")
-        g.add_argument("--grid_table_size", type=int, default=2 ** 19,
-                       help="i_embed 1: entries per hashed level (a power of two); a level with fewer vertices is "
-                            "dense")
-        g.add_argument("--grid_base_resolution", type=int, default=16, help="i_embed 1: cells per axis, coarsest level")
-        g.add_argument("--grid_finest_resolution", type=int, default=512,
-                       help="i_embed 1: cells per axis, finest level (levels in geometric progression between)")
-        g.add_argument("--grid_interpolation", type=str, default="smoothstep", choices=cli.GRID_INTERPOLATIONS,
-                       help="i_embed 1: linear (Instant-NGP's; no second derivatives) or smoothstep weights (C1)")
+        cli.add_grid_options(g, "i_embed 1")
         g.add_argument("--pe_pi_factor", type=cli._bool, default=False,
                        help="encoding frequencies 2^k pi (SIREN's) instead of nerf-pytorch's 2^k (false: the original)")
         g.add_argument("--use_viewdirs", action="store_true",
