@@ -91,7 +91,8 @@ def spder_markdown(runs: Sequence[Dict], tables: Dict) -> List[str]:
     steps = table["steps"]
     head = " / ".join(str(s) for s in steps)
     lines = [f"### SPDER's image protocol: PSNR (dB, [-1, 1] range) and rho_AG at steps {head}", "",
-             f"| model | supervision | images | PSNR, ours | PSNR, paper | rho_AG, ours | rho_AG, paper |", "|---|---|---|---|---|---|---|"]
+             "| model | supervision | images | PSNR, ours | PSNR, paper | rho_AG, ours | rho_AG, paper |",
+             "|---|---|---|---|---|---|---|"]
     order = list(MODEL_LABELS)
     for (model, sup), members in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order
                                                                          else len(order), kv[0][0], kv[0][1])):
@@ -618,7 +619,7 @@ def _seed_slot_bars(groups: Sequence[SeedGroup], slots, metric: str, references:
 
 def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path) -> bool:
     """Mean ± std over seeds per model and signal, val (gray) beside val_der (green), the paper's number hatched
-    where one matches; a pair's paired gain and its 95% interval written above it. One row per task."""
+    where one matches; a pair's paired gain and its 95% interval written above it. Per task, PSNR above SSIM."""
     from .plots import figure
 
     groups = seed_groups(runs)
@@ -631,7 +632,10 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
     slots_per_task = {t: list(dict.fromkeys((pair_name(g.name), g.model, g.signal) for g in groups if g.task == t))
                       for t in tasks}
     widest = max(len(s) for s in slots_per_task.values())
-    fig, axes = figure(len(tasks), len(panels), (max(5.0, 0.9 * widest + 1.5) * len(panels), 4.8 * len(tasks)))
+    # the panels of a task one above the other: a study of many models stays readable across the page
+    height = 4.2 * len(tasks) * len(panels)
+    fig, grid = figure(len(tasks) * len(panels), 1, (max(6.0, 0.9 * widest + 1.5), height))
+    axes = [[grid[t * len(panels) + k, 0] for k in range(len(panels))] for t in range(len(tasks))]
     pairs = {(p.val.task, p.name): p for p in seed_pairs(groups)}
     colours = {"val": "tab:gray", "val_der": "tab:green"}
     width = 0.2
@@ -680,6 +684,6 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
                          f"(bars from the axis' bottom); above: val_der - val, mean and 95% interval", fontsize=8,
                          loc="left")
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=7)
-    fig.tight_layout(rect=(0, 0.35 / (4.8 * len(tasks)), 1, 1))
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
     fig.savefig(path, dpi=110)
     return True
