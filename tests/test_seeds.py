@@ -99,6 +99,34 @@ def test_the_paired_gain_uses_the_seeds_both_sides_have(tmp_path):
     assert pair.gain("psnr_heldout") == (0.5, None, None, 1)
 
 
+@pytest.mark.parametrize("name, paired", [
+    ("x/val_der/sine", "x/sine"), ("x/val/sine", "x/sine"), ("video/val_der_sine", "video/sine"),
+    ("video/val_relu_pos", "video/relu_pos"), ("st/sine/supervision=val_der", "st/sine"),
+    ("validation/sine", "validation/sine"), ("x/value/sine", "x/value/sine")])
+def test_the_pair_name_drops_what_says_the_supervision(name, paired):
+    assert summaries.pair_name(name) == paired
+
+
+def test_video_pairs_val_sine_with_val_der_sine_on_the_frames_never_trained_on(tmp_path):
+    """The video configs are named ``val_sine`` / ``val_der_sine``; their tables lead with the frames never
+    trained on (``*_heldout_frames``), as the video README's do, not the mixed held-out samples."""
+    runs = [write_run(tmp_path, f"v/synthetic/{sup}_{act}/seed={seed}", seed, task="video_regression",
+                      supervision=sup, activations=[act] * 4, psnr_heldout=20.0, psnr_heldout_frames=p + seed,
+                      ssim_heldout_frames=s + 0.01 * seed, image=None, time_factor=2, space_factor=1,
+                      video="synthetic clip (33 frames, 128x128, generated)")
+            for sup, p, s in (("val", 28.0, 0.90), ("val_der", 29.5, 0.95)) for act in ("sine", "relu")
+            for seed in (0, 1, 2)]
+    groups = summaries.seed_groups(runs)
+    pairs = summaries.seed_pairs(groups)
+    assert sorted(p.name for p in pairs) == ["v/synthetic/relu", "v/synthetic/sine"]
+    assert {g.signal for g in groups} == {"synthetic clip, 1 frame in 2"}
+    assert all(p.gains("psnr_heldout_frames") == [1.5, 1.5, 1.5] for p in pairs)
+    table = "\n".join(summaries.seed_markdown(groups, pairs, []))
+    assert "| 29.00 ± 1.00 | 30.50 ± 1.00 | +1.50 [+1.50, +1.50] | +0.050 [+0.050, +0.050] |" in table
+    assert "20.00" not in table  # psnr_heldout (training frames' held-out pixels too) is not the headline
+    assert summaries.draw_seed_bars(runs, [], tmp_path / "bars.png")
+
+
 @pytest.mark.parametrize("exp_name, group", [
     ("a/b/seed=2", "a/b"), ("a/b/seed2", "a/b"), ("a/seed=2/b", None), ("a/b", None), ("a/b/seeds=2", None)])
 def test_the_seed_part_is_the_last_part_of_the_name(exp_name, group):

@@ -45,9 +45,10 @@ def model_key(run: Dict) -> str:
 
 def signal_name(run: Dict) -> str:
     """The image, clip or scene a run fitted, by file stem ("baby", "gt_bach", "scikit-image camera" -> "camera",
-    ".../nerf_llff_data/fern" -> "fern")."""
-    source = str(run.get("image") or run.get("audio") or run.get("scene") or "?")
+    ".../nerf_llff_data/fern" -> "fern", "synthetic clip (33 frames, ...)" -> "synthetic clip")."""
+    source = str(run.get("image") or run.get("audio") or run.get("video") or run.get("scene") or "?")
     source = source[len(SKIMAGE_SOURCE):] if source.startswith(SKIMAGE_SOURCE) else source
+    source = re.sub(r" \(.*\)$", "", source)  # an embedded signal's description
     return Path(source.split(":")[-1]).stem
 
 
@@ -300,12 +301,16 @@ def draw_precision_bars(runs: Sequence[Dict], tables: Dict, path: Path) -> bool:
 # ------------------------------------------------------------------------------------ seeds
 SEED_PART = re.compile(r"/seed=?(\d+)$")
 """The last part of a seeded run's exp_name (``.../seed=<k>``, as the sweep names it, or ``.../seed<k>``)."""
-SEED_METRICS = ("psnr_heldout", "psnr_luma_heldout", "ssim_heldout", "psnr_der_heldout", "time_per_1k_steps_s")
+SEED_METRICS = ("psnr_heldout", "psnr_luma_heldout", "psnr_heldout_frames", "ssim_heldout", "ssim_heldout_frames",
+                "psnr_der_heldout", "time_per_1k_steps_s")
 SEED_METRIC_LABELS = {"psnr_heldout": "held-out PSNR (dB)", "psnr_luma_heldout": "held-out luma PSNR (dB)",
-                      "ssim_heldout": "SSIM", "psnr_der_heldout": "derivative PSNR (dB)",
+                      "psnr_heldout_frames": "PSNR, frames never trained on (dB)",
+                      "ssim_heldout": "SSIM", "ssim_heldout_frames": "SSIM, frames never trained on",
+                      "psnr_der_heldout": "derivative PSNR (dB)",
                       "time_per_1k_steps_s": "time per 1k steps (s)"}
-SUPERVISION_PART = re.compile(r"^(val|val_der|supervision=[^/]*)$")
-"""A part of a group's name that says its supervision; a val / val_der pair's names differ only there."""
+SUPERVISION_PART = re.compile(r"^(?:supervision=[^/]*|(?:val_der|val)(?:_(?P<rest>.+))?)$")
+"""A part of a group's name that says its supervision (``val_der``, or a prefix as in ``val_der_sine``); a val /
+val_der pair's names differ only there."""
 CONFIG_NOT_COMPARED = frozenset({"seed", "exp_name", "logging_root", "no_progress", "device", "config", "no_figures"})
 """Keys of ``config.json`` that runs differing only in seed may differ in (names, where and how they ran)."""
 FAMILY_ORDER = ["sine", "relu_pos", "spder", "finer", "gauss", "wire", "sinc", "hosc"]
@@ -349,6 +354,9 @@ def seed_signal_label(run: Dict) -> str:
     shape = run.get("image_shape")
     if run.get("task") == "image_regression" and isinstance(shape, list) and shape:
         name += ", gray" if shape[-1] == 1 else ", RGB"
+    if run.get("task") == "video_regression" and run.get("time_factor") and run.get("space_factor"):
+        t, s = int(run["time_factor"]), int(run["space_factor"])
+        name += f", 1 frame in {t}" if s == 1 else f", 1 sample in {t * s * s}"
     return name
 
 
@@ -468,8 +476,12 @@ def _seed_order(group: SeedGroup):
 
 
 def pair_name(name: str) -> str:
-    """A group's name without its supervision parts (``x/val_der/sine`` -> ``x/sine``)."""
-    return "/".join(p for p in name.split("/") if not SUPERVISION_PART.match(p))
+    """A group's name without what says its supervision (``x/val_der/sine`` and ``x/val_der_sine`` -> ``x/sine``)."""
+    kept = []
+    for part in name.split("/"):
+        hit = SUPERVISION_PART.match(part)
+        kept.append(hit.group("rest") if hit else part)
+    return "/".join(p for p in kept if p)
 
 
 def seed_pairs(groups: Sequence[SeedGroup]) -> List[SeedPair]:
@@ -481,9 +493,20 @@ def seed_pairs(groups: Sequence[SeedGroup]) -> List[SeedPair]:
             if len(s.get("val", [])) == 1 and len(s.get("val_der", [])) == 1]
 
 
+HEADLINE_METRICS = {"image_regression": ("psnr_luma_heldout", "ssim_heldout"),
+                    "video_regression": ("psnr_heldout_frames", "ssim_heldout_frames")}
+"""The PSNR and SSIM a task's seed tables lead with where they are not ``psnr_heldout`` and ``ssim_heldout``:
+luma for images (Table 5's), the frames never trained on for video (its README's; SSIM is defined per frame)."""
+
+
 def headline_metric(task: str) -> str:
-    """The PSNR a task's tables lead with: luma for images (Table 5's), else the held-out PSNR."""
-    return "psnr_luma_heldout" if task == "image_regression" else "psnr_heldout"
+    """The PSNR a task's tables lead with (:data:`HEADLINE_METRICS`)."""
+    return HEADLINE_METRICS.get(task, ("psnr_heldout", "ssim_heldout"))[0]
+
+
+def headline_ssim(task: str) -> str:
+    """The SSIM a task's tables lead with (:data:`HEADLINE_METRICS`)."""
+    return HEADLINE_METRICS.get(task, ("psnr_heldout", "ssim_heldout"))[1]
 
 
 def _mean_pm(stats: Tuple[Optional[float], Optional[float], int], digits: int) -> str:
@@ -521,19 +544,20 @@ def seed_markdown(groups: Sequence[SeedGroup], pairs: Sequence[SeedPair], refere
              "time / 1k steps (s) | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     sources = set()
     for g in groups:
-        metric = headline_metric(g.task)
+        metric, ssim = headline_metric(g.task), headline_ssim(g.task)
         ref = match_reference(g.name, references) or {}
-        if ref.get(metric) is not None or ref.get("ssim_heldout") is not None:
+        if ref.get(metric) is not None or ref.get(ssim) is not None:
             sources.add(ref["source"])
         differ = g.differences()
         lines.append(f"| {g.model} | {g.signal} | {g.supervision} | {len(g.runs)} | "
                      f"{', '.join(map(str, g.seeds))} | {g.steps} | {_mean_pm(g.stats(metric), 2)} | "
-                     f"{_fmt(ref.get(metric))} | {_mean_pm(g.stats('ssim_heldout'), 3)} | "
-                     f"{_fmt(ref.get('ssim_heldout'), 3)} | {_mean_pm(g.stats('psnr_der_heldout'), 2)} | "
+                     f"{_fmt(ref.get(metric))} | {_mean_pm(g.stats(ssim), 3)} | "
+                     f"{_fmt(ref.get(ssim), 3)} | {_mean_pm(g.stats('psnr_der_heldout'), 2)} | "
                      f"{_mean_pm(g.stats('time_per_1k_steps_s'), 2)} | "
                      f"{'runs differ in: ' + ', '.join(differ) if differ else ''} |")
-    lines += ["", "PSNR: held-out luma PSNR for images (the held-out PSNR of a gray one), else the held-out PSNR; "
-                  "a group is the runs whose names differ only in `seed=<k>`; no ± for one seed."]
+    lines += ["", "PSNR and SSIM: held-out luma PSNR for images (the held-out PSNR of a gray one), the frames never "
+                  "trained on for video, else the held-out PSNR and SSIM; a group is the runs whose names differ "
+                  "only in `seed=<k>`; no ± for one seed."]
     if sources:
         lines += ["Paper: " + "; ".join(sorted(sources)) + " (its full budget and one run each)."]
     if pairs:
@@ -542,10 +566,10 @@ def seed_markdown(groups: Sequence[SeedGroup], pairs: Sequence[SeedPair], refere
                   "| model | signal | n | seeds | PSNR val | PSNR val_der | PSNR gain | SSIM gain | "
                   "derivative PSNR gain |", "|---|---|---|---|---|---|---|---|---|"]
         for p in pairs:
-            metric = headline_metric(p.val.task)
+            metric, ssim = headline_metric(p.val.task), headline_ssim(p.val.task)
             lines.append(f"| {p.val.model} | {p.val.signal} | {len(p.seeds)} | {', '.join(map(str, p.seeds))} | "
                          f"{_mean_pm(p.val.stats(metric), 2)} | {_mean_pm(p.val_der.stats(metric), 2)} | "
-                         f"{_gain_text(p.gain(metric))} | {_gain_text(p.gain('ssim_heldout'), 3)} | "
+                         f"{_gain_text(p.gain(metric))} | {_gain_text(p.gain(ssim), 3)} | "
                          f"{_gain_text(p.gain('psnr_der_heldout'))} |")
         lines += ["", "An interval that excludes 0 says the gain is larger than the spread over seeds (at 95%)."]
     return lines
@@ -626,8 +650,8 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
     if not groups:
         return False
     tasks = sorted({g.task for g in groups})
-    panels = ["headline", "ssim_heldout"]
-    if not any(m.get("ssim_heldout") is not None for g in groups for m in g.runs):
+    panels = ["headline", "headline_ssim"]
+    if not any(m.get(headline_ssim(g.task)) is not None for g in groups for m in g.runs):
         panels = panels[:1]
     slots_per_task = {t: list(dict.fromkeys((pair_name(g.name), g.model, g.signal) for g in groups if g.task == t))
                       for t in tasks}
@@ -643,7 +667,7 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
     for row, task in zip(axes, tasks):
         slots = slots_per_task[task]
         for ax, metric in zip(row, panels):
-            metric = headline_metric(task) if metric == "headline" else metric
+            metric = {"headline": headline_metric, "headline_ssim": headline_ssim}[metric](task)
             bars = _seed_slot_bars([g for g in groups if g.task == task], slots, metric, references)
             with_paper = any(b[3] is not None for side in bars.values() for b in side)
             tops: Dict[int, float] = {}
@@ -681,7 +705,7 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
         ns = sorted({len(g.runs) for g in groups if g.task == task})
         steps = sorted({g.steps for g in groups if g.task == task})
         row[0].set_title(f"{task} at {', '.join(steps)} steps: mean ± std over {' or '.join(map(str, ns))} seeds "
-                         f"(bars from the axis' bottom); above: val_der - val, mean and 95% interval", fontsize=8,
+                         f"(bars from the axis' bottom);\nabove: val_der - val, mean and 95% interval", fontsize=8,
                          loc="left")
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=len(legend), fontsize=7)
     fig.tight_layout(rect=(0, 0.35 / height, 1, 1))
