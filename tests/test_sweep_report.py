@@ -106,7 +106,8 @@ def test_shipped_sweep_files_parse_and_list_their_runs():
     expected = {"activation_study.txt": 13, "activation_study_cpu.txt": 13, "set5.txt": 30, "set5_cpu.txt": 30,
                 "audio_pair.txt": 8, "audio_pair_cpu.txt": 8, "spder.txt": 60, "spder_cpu.txt": 12,
                 "super_resolution.txt": 18, "super_resolution_cpu.txt": 18, "derivative_precision.txt": 36,
-                "derivative_precision_cpu.txt": 36, "families_study.txt": 72}
+                "derivative_precision_cpu.txt": 36, "families_study.txt": 72, "set5_seeds_cpu.txt": 12,
+                "synthetic_scene_seeds_cpu.txt": 12, "video_seeds_cpu.txt": 18}
     for name, count in expected.items():
         sweep = parse_sweep(REPO / "configs" / name)
         assert len(sweep.runs()) == count, name
