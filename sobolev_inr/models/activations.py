@@ -518,9 +518,10 @@ def _sinc_jet(u: Tensor, order: int) -> List[Tensor]:
     uc = torch.where(near, torch.ones_like(u), u)  # the closed form's input
     v = us * us
     series = [_horner(SINC_SERIES[k], v) * (us if k % 2 else 1.0) for k in range(order + 1)]
-    s, c = torch.sin(uc), torch.cos(uc)
+    s = torch.sin(uc)
     closed = [s / uc]
-    if order >= 1:
+    if order >= 1:  # the value step (order 0) needs no cosine
+        c = torch.cos(uc)
         closed.append((uc * c - s) / (uc * uc))
     if order >= 2:
         closed.append(((2.0 - uc * uc) * s - 2.0 * uc * c) / uc ** 3)
