@@ -428,38 +428,3 @@ def test_a_negative_scale_stops_with_one_line_and_exit_2(task, script, tmp_path)
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: argument --act_scale: must be >= 0"), lines[0]
     assert not any(tmp_path.iterdir())
-
-
-@pytest.mark.e2e
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NEW)
-def test_a_killed_run_resumes_to_the_uninterrupted_result(name, tiny_gray_png, tmp_path):
-    """As tests/test_reliability.py, per family with a non-default scale: killed (SIGKILL) right after its 2nd
-    checkpoint, then the same command; the weights and the final metrics equal an uninterrupted run's."""
-    import json
-    import signal
-    import subprocess
-    import sys
-
-    from sobolev_inr.training.checkpoints import latest_checkpoint, load_checkpoint
-    from task_entry import killed_run_command
-
-    task = REPO / "Experiments" / "image_regression"
-    common = ["--filename", tiny_gray_png, "--activations", name, "--num_hidden_layers", 1, "--hidden_features", 16,
-              "--act_scale", 3.0, "--num_epochs", 15, "--epochs_til_ckpt", 5, "--logging_root", tmp_path,
-              "--no_progress", "--supervision", "val_der"]
-
-    def run(args, prefix=(sys.executable, "main.py")):
-        return subprocess.run([*prefix, *map(str, args)], cwd=task, capture_output=True, text=True, timeout=300)
-
-    assert run(common + ["--exp_name", "whole"]).returncode == 0
-    killed = run(common + ["--exp_name", "killed"], prefix=killed_run_command("image_regression", 2))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
-    rerun = run(common + ["--exp_name", "killed"])
-    assert rerun.returncode == 0 and "resume: continuing from epoch_0000010.pt" in rerun.stdout, rerun.stderr
-    a, b = (load_checkpoint(latest_checkpoint(tmp_path / run_name / "checkpoints")) for run_name in ("whole", "killed"))
-    assert a["epoch"] == b["epoch"] == 15
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
-    whole, resumed = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("whole", "killed"))
-    assert whole["psnr_heldout"] == resumed["psnr_heldout"] and whole["activations"] == [name, name]

@@ -25,23 +25,30 @@ def _main(args, **kw):
                           text=True, **kw)
 
 
-KILL_CASES = {
-    "image_regression": lambda png: ["--filename", png],
-    "audio_regression": lambda png: ["--filename", "synthetic:0.05"],
+FAMILIES = ["finer", "gauss", "hosc", "sinc", "wire"]
+"""Issue 26's activations, each killed and resumed with ``--act_scale 3`` (a non-default scale where it has one)."""
+KILL_CASES = {  # case: (task, its arguments, the activations metrics.json must record or None)
+    "image_regression": ("image_regression", lambda png: ["--filename", png], None),
+    "audio_regression": ("audio_regression", lambda png: ["--filename", "synthetic:0.05"], None),
     # mini-batches: the kill lands inside the data order
-    "video_regression": lambda png: ["--filename", "synthetic:5", "--sidelength", "12", "--batch_size", "200"],
+    "video_regression": ("video_regression",
+                         lambda png: ["--filename", "synthetic:5", "--sidelength", "12", "--batch_size", "200"], None),
+    **{f"image_regression-{name}": ("image_regression", lambda png, name=name: [
+        "--filename", png, "--activations", name, "--num_hidden_layers", 1, "--act_scale", 3.0], [name, name])
+       for name in FAMILIES},
 }
 
 
 @pytest.mark.e2e
 @pytest.mark.slow
-@pytest.mark.parametrize("task", sorted(KILL_CASES))
-def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(task, tiny_gray_png, tmp_path):
+@pytest.mark.parametrize("case", sorted(KILL_CASES))
+def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(case, tiny_gray_png, tmp_path):
     """The run kills itself (SIGKILL) right after its 2nd checkpoint (a KillAfterCheckpoint callback), a
     deterministic point whatever the machine's speed; the task's entry script then resumes it."""
+    task, task_args, recorded_activations = KILL_CASES[case]
     task_dir = REPO / "Experiments" / task
-    common = KILL_CASES[task](tiny_gray_png) + ["--hidden_features", "16", "--num_epochs", 60, "--epochs_til_ckpt", 20,
-                                                "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
+    common = task_args(tiny_gray_png) + ["--hidden_features", "16", "--num_epochs", 60, "--epochs_til_ckpt", 20,
+                                         "--logging_root", tmp_path, "--no_progress", "--supervision", "val_der"]
 
     def run(args, prefix=(sys.executable, "main.py")):
         return subprocess.run([*prefix, *map(str, args)], cwd=task_dir, capture_output=True, text=True)
@@ -64,6 +71,8 @@ def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_result(tas
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     killed = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert whole["psnr_heldout"] == killed["psnr_heldout"]
+    if recorded_activations is not None:
+        assert whole["activations"] == killed["activations"] == recorded_activations
     starts = [(h["mode"], h["start_epoch"]) for h in read_history(tmp_path / "killed")]
     assert starts == [("new", 0), ("resume", 40)]
 
