@@ -499,14 +499,9 @@ HEADLINE_METRICS = {"image_regression": ("psnr_luma_heldout", "ssim_heldout"),
 luma for images (Table 5's), the frames never trained on for video (its README's; SSIM is defined per frame)."""
 
 
-def headline_metric(task: str) -> str:
-    """The PSNR a task's tables lead with (:data:`HEADLINE_METRICS`)."""
-    return HEADLINE_METRICS.get(task, ("psnr_heldout", "ssim_heldout"))[0]
-
-
-def headline_ssim(task: str) -> str:
-    """The SSIM a task's tables lead with (:data:`HEADLINE_METRICS`)."""
-    return HEADLINE_METRICS.get(task, ("psnr_heldout", "ssim_heldout"))[1]
+def headline_metrics(task: str) -> Tuple[str, str]:
+    """The (PSNR, SSIM) metrics a task's tables lead with (:data:`HEADLINE_METRICS`)."""
+    return HEADLINE_METRICS.get(task, ("psnr_heldout", "ssim_heldout"))
 
 
 def _mean_pm(stats: Tuple[Optional[float], Optional[float], int], digits: int) -> str:
@@ -544,7 +539,7 @@ def seed_markdown(groups: Sequence[SeedGroup], pairs: Sequence[SeedPair], refere
              "time / 1k steps (s) | note |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     sources = set()
     for g in groups:
-        metric, ssim = headline_metric(g.task), headline_ssim(g.task)
+        metric, ssim = headline_metrics(g.task)
         ref = match_reference(g.name, references) or {}
         if ref.get(metric) is not None or ref.get(ssim) is not None:
             sources.add(ref["source"])
@@ -566,7 +561,7 @@ def seed_markdown(groups: Sequence[SeedGroup], pairs: Sequence[SeedPair], refere
                   "| model | signal | n | seeds | PSNR val | PSNR val_der | PSNR gain | SSIM gain | "
                   "derivative PSNR gain |", "|---|---|---|---|---|---|---|---|---|"]
         for p in pairs:
-            metric, ssim = headline_metric(p.val.task), headline_ssim(p.val.task)
+            metric, ssim = headline_metrics(p.val.task)
             lines.append(f"| {p.val.model} | {p.val.signal} | {len(p.seeds)} | {', '.join(map(str, p.seeds))} | "
                          f"{_mean_pm(p.val.stats(metric), 2)} | {_mean_pm(p.val_der.stats(metric), 2)} | "
                          f"{_gain_text(p.gain(metric))} | {_gain_text(p.gain(ssim), 3)} | "
@@ -650,8 +645,8 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
     if not groups:
         return False
     tasks = sorted({g.task for g in groups})
-    panels = ["headline", "headline_ssim"]
-    if not any(m.get(headline_ssim(g.task)) is not None for g in groups for m in g.runs):
+    panels = [0, 1]  # PSNR above SSIM (:func:`headline_metrics`)
+    if not any(m.get(headline_metrics(g.task)[1]) is not None for g in groups for m in g.runs):
         panels = panels[:1]
     slots_per_task = {t: list(dict.fromkeys((pair_name(g.name), g.model, g.signal) for g in groups if g.task == t))
                       for t in tasks}
@@ -666,8 +661,8 @@ def draw_seed_bars(runs: Sequence[Dict], references: Sequence[Dict], path: Path)
     legend: Dict[str, object] = {}
     for row, task in zip(axes, tasks):
         slots = slots_per_task[task]
-        for ax, metric in zip(row, panels):
-            metric = {"headline": headline_metric, "headline_ssim": headline_ssim}[metric](task)
+        for ax, panel in zip(row, panels):
+            metric = headline_metrics(task)[panel]
             bars = _seed_slot_bars([g for g in groups if g.task == task], slots, metric, references)
             with_paper = any(b[3] is not None for side in bars.values() for b in side)
             tops: Dict[int, float] = {}
